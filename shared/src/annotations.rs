@@ -1,0 +1,500 @@
+//! The simple form: pod annotations under `secret-injector.io/`.
+
+use std::{collections::BTreeMap, fmt};
+
+use crate::{
+    AzureIdentity, FileMode, FileName, FileNameError, InjectionSpec, ReferenceError, Rotation,
+    SecretObject, SecretRef, SpecError, spec::DEFAULT_MOUNT_PATH,
+};
+
+pub const PREFIX: &str = "secret-injector.io/";
+pub const INJECT: &str = "secret-injector.io/inject";
+pub const STATUS: &str = "secret-injector.io/status";
+pub const NO_SIDECAR_REASON: &str = "secret-injector.io/no-sidecar-reason";
+pub const MOUNT_PATH: &str = "secret-injector.io/mount-path";
+pub const ROTATION_INTERVAL: &str = "secret-injector.io/rotation-interval";
+pub const CONTAINERS: &str = "secret-injector.io/containers";
+pub const FILE_PERMISSION: &str = "secret-injector.io/file-permission";
+pub const CLIENT_ID: &str = "secret-injector.io/client-id";
+pub const TENANT_ID: &str = "secret-injector.io/tenant-id";
+pub const SECRET_PROVIDER_CLASS: &str = "secret-injector.io/secret-provider-class";
+/// `secret-injector.io/secret-<file>: <uri>`
+pub const SECRET_KEY_PREFIX: &str = "secret-injector.io/secret-";
+
+/// The value of [`STATUS`] once a pod has been patched.
+pub const STATUS_INJECTED: &str = "injected";
+
+/// Every key a user may write, for "did you mean" suggestions.
+const KNOWN_KEYS: &[&str] = &[
+    INJECT,
+    MOUNT_PATH,
+    ROTATION_INTERVAL,
+    CONTAINERS,
+    FILE_PERMISSION,
+    CLIENT_ID,
+    TENANT_ID,
+    SECRET_PROVIDER_CLASS,
+    STATUS,
+    NO_SIDECAR_REASON,
+];
+
+/// Operator defaults for what a pod does not say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defaults {
+    pub mount_path: String,
+    pub rotation: Rotation,
+    pub file_permission: FileMode,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            mount_path: DEFAULT_MOUNT_PATH.to_owned(),
+            rotation: Rotation::Every(std::time::Duration::from_secs(120)),
+            file_permission: FileMode::DEFAULT,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnnotationError {
+    #[error("annotation {key}: {source}")]
+    FileName {
+        key: String,
+        #[source]
+        source: FileNameError,
+    },
+    #[error("annotation {key}: reference {value:?} is not valid: {source}")]
+    Reference {
+        key: String,
+        value: String,
+        #[source]
+        source: ReferenceError,
+    },
+    #[error("annotation {key}: {value:?} is not valid: {accepted}")]
+    Value {
+        key: &'static str,
+        value: String,
+        accepted: String,
+    },
+    #[error("annotation {key} is not known{}; known keys: {}, and {SECRET_KEY_PREFIX}<file>",
+        .suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default(),
+        KNOWN_KEYS.join(", "))]
+    UnknownKey {
+        key: String,
+        suggestion: Option<String>,
+    },
+    #[error(
+        "annotation {SECRET_PROVIDER_CLASS} is not supported by this version of secret-injector; name each file with {SECRET_KEY_PREFIX}<file>: <uri>"
+    )]
+    SecretProviderClassUnsupported,
+    #[error(
+        "the pod opts in with {INJECT}: \"true\" but names no secret; add {SECRET_KEY_PREFIX}<file>: <uri>"
+    )]
+    NoSecrets,
+    #[error("{0}")]
+    Spec(#[from] SpecError),
+}
+
+/// All that is wrong with a pod's annotations, reported together so one
+/// round trip fixes them all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct AnnotationErrors(pub Vec<AnnotationError>);
+
+impl fmt::Display for AnnotationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a pod's annotations ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Not opted in. Warnings explain near-misses (`inject: "yes"`).
+    NotOptedIn {
+        warnings: Vec<String>,
+    },
+    OptedIn(InjectionSpec),
+}
+
+/// Reads a pod's annotations. Only `inject: "true"` opts in; every other
+/// `secret-injector.io/` key is then checked, unknown keys included, because a
+/// typo must not silently change what the pod gets.
+pub fn parse(
+    annotations: &BTreeMap<String, String>,
+    defaults: &Defaults,
+) -> Result<Request, AnnotationErrors> {
+    match annotations.get(INJECT).map(String::as_str) {
+        Some("true") => {}
+        Some(other) => {
+            return Ok(Request::NotOptedIn {
+                warnings: vec![format!(
+                    "{INJECT} is {other:?}; only \"true\" opts in, so no secrets were injected"
+                )],
+            });
+        }
+        None => return Ok(Request::NotOptedIn { warnings: vec![] }),
+    }
+
+    let mut errors = Vec::new();
+    let mut objects = Vec::new();
+    let mut mount_path = defaults.mount_path.clone();
+    let mut rotation = defaults.rotation;
+    let mut containers = None;
+    let mut file_permission = defaults.file_permission;
+    let mut azure = AzureIdentity::default();
+
+    for (key, value) in annotations {
+        let Some(name) = key.strip_prefix(PREFIX) else {
+            continue;
+        };
+        match key.as_str() {
+            INJECT | STATUS | NO_SIDECAR_REASON => {}
+            MOUNT_PATH => match check_mount_path(value) {
+                Ok(path) => mount_path = path,
+                Err(accepted) => errors.push(value_error(MOUNT_PATH, value, accepted)),
+            },
+            ROTATION_INTERVAL => match value.parse() {
+                Ok(r) => rotation = r,
+                Err(e) => errors.push(AnnotationError::Value {
+                    key: ROTATION_INTERVAL,
+                    value: value.clone(),
+                    accepted: rotation_rule(&e),
+                }),
+            },
+            CONTAINERS => match parse_container_list(value) {
+                Ok(list) => containers = Some(list),
+                Err(accepted) => errors.push(value_error(CONTAINERS, value, accepted)),
+            },
+            FILE_PERMISSION => match value.parse() {
+                Ok(mode) => file_permission = mode,
+                Err(_) => errors.push(value_error(
+                    FILE_PERMISSION,
+                    value,
+                    "use 3 or 4 octal digits from 0000 to 0777, such as 0644 or 0440",
+                )),
+            },
+            CLIENT_ID => match is_guid(value) {
+                true => azure.client_id = Some(value.to_ascii_lowercase()),
+                false => errors.push(value_error(
+                    CLIENT_ID,
+                    value,
+                    "a client id is a GUID such as 00000000-0000-0000-0000-000000000001",
+                )),
+            },
+            TENANT_ID => match is_guid(value) || is_domain(value) {
+                true => azure.tenant_id = Some(value.to_ascii_lowercase()),
+                false => errors.push(value_error(
+                    TENANT_ID,
+                    value,
+                    "a tenant id is a GUID or a domain such as contoso.onmicrosoft.com",
+                )),
+            },
+            SECRET_PROVIDER_CLASS => errors.push(AnnotationError::SecretProviderClassUnsupported),
+            _ => match key.strip_prefix(SECRET_KEY_PREFIX) {
+                Some(file) => match parse_object(key, file, value) {
+                    Ok(object) => objects.push(object),
+                    Err(e) => errors.push(e),
+                },
+                None => errors.push(AnnotationError::UnknownKey {
+                    key: key.clone(),
+                    suggestion: suggest(name),
+                }),
+            },
+        }
+    }
+
+    if objects.is_empty() && errors.is_empty() {
+        errors.push(AnnotationError::NoSecrets);
+    }
+    if !errors.is_empty() {
+        return Err(AnnotationErrors(errors));
+    }
+    InjectionSpec::new(
+        objects,
+        mount_path,
+        rotation,
+        containers,
+        file_permission,
+        azure,
+    )
+    .map(Request::OptedIn)
+    .map_err(|e| AnnotationErrors(vec![e.into()]))
+}
+
+fn parse_object(key: &str, file: &str, value: &str) -> Result<SecretObject, AnnotationError> {
+    let file = FileName::new(file).map_err(|source| AnnotationError::FileName {
+        key: key.to_owned(),
+        source,
+    })?;
+    let source: SecretRef = value
+        .trim()
+        .parse()
+        .map_err(|source| AnnotationError::Reference {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            source,
+        })?;
+    Ok(SecretObject { file, source })
+}
+
+fn value_error(key: &'static str, value: &str, accepted: impl Into<String>) -> AnnotationError {
+    AnnotationError::Value {
+        key,
+        value: value.to_owned(),
+        accepted: accepted.into(),
+    }
+}
+
+fn rotation_rule(e: &crate::RotationError) -> String {
+    // The error's own text repeats the value; keep only the rule.
+    let text = e.to_string();
+    text.split_once(": ")
+        .map(|(_, rule)| rule.to_owned())
+        .unwrap_or(text)
+}
+
+/// An absolute, normalised path that is not `/`.
+pub fn check_mount_path(value: &str) -> Result<String, &'static str> {
+    const RULE: &str = "use an absolute path such as /mnt/secrets-store, without '.', '..', '//' or ':', and not '/'";
+    let trimmed = value.strip_suffix('/').unwrap_or(value);
+    let ok = trimmed.starts_with('/')
+        && trimmed.len() > 1
+        && trimmed.len() <= 1024
+        && !trimmed.contains(':')
+        && !trimmed.chars().any(char::is_control)
+        && trimmed[1..]
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+    if ok {
+        Ok(trimmed.to_owned())
+    } else {
+        Err(RULE)
+    }
+}
+
+fn parse_container_list(value: &str) -> Result<Vec<String>, &'static str> {
+    const RULE: &str = "a comma-separated list of container names (lowercase letters, digits and '-', at most 63 characters each)";
+    let names: Vec<String> = value.split(',').map(str::trim).map(str::to_owned).collect();
+    let ok = names.iter().all(|n| {
+        (1..=63).contains(&n.len())
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !n.starts_with('-')
+            && !n.ends_with('-')
+    });
+    if ok { Ok(names) } else { Err(RULE) }
+}
+
+pub fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn is_domain(s: &str) -> bool {
+    s.contains('.')
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// The closest known key to a mistyped one, if it is close enough to be a typo.
+fn suggest(name: &str) -> Option<String> {
+    let mut candidates: Vec<String> = KNOWN_KEYS
+        .iter()
+        .filter_map(|k| k.strip_prefix(PREFIX))
+        .map(str::to_owned)
+        .collect();
+    // `secrets-db`, `secret_db`, `Secret-db`: a mistyped `secret-<file>`.
+    if let Some((_, file)) = name.split_once(['-', '_']) {
+        candidates.push(format!("secret-{file}"));
+    }
+    candidates
+        .into_iter()
+        .map(|c| (strsim::levenshtein(name, &c), c))
+        .filter(|(distance, c)| *distance <= (c.len() / 4).max(2))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, c)| format!("{PREFIX}{c}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rstest::rstest;
+
+    use super::*;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn opted_in(pairs: &[(&str, &str)]) -> Result<InjectionSpec, AnnotationErrors> {
+        let mut all = vec![(INJECT, "true")];
+        all.extend_from_slice(pairs);
+        match parse(&annotations(&all), &Defaults::default())? {
+            Request::OptedIn(spec) => Ok(spec),
+            Request::NotOptedIn { .. } => panic!("not opted in"),
+        }
+    }
+
+    fn error_text(pairs: &[(&str, &str)]) -> String {
+        opted_in(pairs).unwrap_err().to_string()
+    }
+
+    /// The seed's SecretProviderClass, written as annotations.
+    #[test]
+    fn seed_pod_in_annotation_form() {
+        let spec = opted_in(&[
+            (
+                "secret-injector.io/secret-db-user",
+                "azure://kv-aks-csi-weu-01/secrets/db-user",
+            ),
+            (
+                "secret-injector.io/secret-db-pass",
+                "azure://kv-aks-csi-weu-01/secrets/db-pass",
+            ),
+            (ROTATION_INTERVAL, "1m"),
+            (TENANT_ID, "00000000-0000-0000-0000-00000000000a"),
+            (CLIENT_ID, "00000000-0000-0000-0000-000000000001"),
+        ])
+        .unwrap();
+        assert_eq!(spec.objects.len(), 2);
+        assert_eq!(spec.objects[0].file.as_str(), "db-pass");
+        assert_eq!(
+            spec.objects[0].source.to_string(),
+            "azure://kv-aks-csi-weu-01/secrets/db-pass"
+        );
+        assert_eq!(spec.mount_path, "/mnt/secrets-store");
+        assert_eq!(spec.rotation, Rotation::Every(Duration::from_secs(60)));
+        assert_eq!(spec.file_permission, FileMode::DEFAULT);
+        assert_eq!(
+            spec.azure.tenant_id.as_deref(),
+            Some("00000000-0000-0000-0000-00000000000a")
+        );
+        assert_eq!(spec.containers, None);
+    }
+
+    #[test]
+    fn all_four_providers_parse() {
+        let spec = opted_in(&[
+            ("secret-injector.io/secret-a", "azure://kv-one/secrets/a"),
+            (
+                "secret-injector.io/secret-b",
+                "aws://us-east-1/prod/db#password",
+            ),
+            ("secret-injector.io/secret-c", "vault://secret/app#key"),
+            (
+                "secret-injector.io/secret-d",
+                "gcp://projects/my-project/secrets/d",
+            ),
+        ])
+        .unwrap();
+        let providers: Vec<_> = spec.providers().into_keys().collect();
+        assert_eq!(providers, ["aws", "azure", "gcp", "vault"]);
+    }
+
+    #[test]
+    fn options_override_defaults() {
+        let spec = opted_in(&[
+            ("secret-injector.io/secret-a", "azure://kv-one/secrets/a"),
+            (MOUNT_PATH, "/run/secrets/app/"),
+            (ROTATION_INTERVAL, "0"),
+            (CONTAINERS, "app, worker"),
+            (FILE_PERMISSION, "0440"),
+        ])
+        .unwrap();
+        assert_eq!(spec.mount_path, "/run/secrets/app");
+        assert_eq!(spec.rotation, Rotation::Once);
+        assert_eq!(spec.containers, Some(vec!["app".into(), "worker".into()]));
+        assert_eq!(spec.file_permission.bits(), 0o440);
+    }
+
+    #[rstest]
+    #[case(None)]
+    #[case(Some("false"))]
+    fn not_opted_in_is_silent(#[case] inject: Option<&str>) {
+        let mut a = annotations(&[("secret-injector.io/secret-a", "nonsense")]);
+        if let Some(v) = inject {
+            a.insert(INJECT.into(), v.into());
+        }
+        let Request::NotOptedIn { warnings } = parse(&a, &Defaults::default()).unwrap() else {
+            panic!("opted in")
+        };
+        assert!(warnings.is_empty() || inject == Some("false"));
+    }
+
+    #[test]
+    fn near_miss_opt_in_warns_but_does_not_inject() {
+        let a = annotations(&[(INJECT, "True")]);
+        let Request::NotOptedIn { warnings } = parse(&a, &Defaults::default()).unwrap() else {
+            panic!("opted in")
+        };
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("\"True\""), "{}", warnings[0]);
+    }
+
+    #[rstest]
+    #[case(&[(ROTATION_INTERVAL, "2 minutes")], &["secret-injector.io/rotation-interval", "\"2 minutes\"", "1h30m"])]
+    #[case(&[(ROTATION_INTERVAL, "1s")], &["at least 5s"])]
+    #[case(&[(MOUNT_PATH, "relative/path")], &["secret-injector.io/mount-path", "absolute path"])]
+    #[case(&[(MOUNT_PATH, "/mnt/../etc")], &["'..'"])]
+    #[case(&[(FILE_PERMISSION, "0999")], &["secret-injector.io/file-permission", "\"0999\"", "octal"])]
+    #[case(&[(CONTAINERS, "app,,worker")], &["secret-injector.io/containers", "comma-separated"])]
+    #[case(&[(CLIENT_ID, "my-app")], &["secret-injector.io/client-id", "GUID"])]
+    #[case(&[(TENANT_ID, "not a tenant")], &["secret-injector.io/tenant-id"])]
+    #[case(&[("secret-injector.io/secret-..data", "azure://kv-one/secrets/a")], &["secret-injector.io/secret-..data", "starts with '..'"])]
+    #[case(&[("secret-injector.io/secret-a", "azure://kv-one/blobs/a")], &["secret-injector.io/secret-a", "\"azure://kv-one/blobs/a\"", "secrets, certificates or keys"])]
+    #[case(&[("secret-injector.io/rotation-intreval", "1m")], &["not known", "did you mean secret-injector.io/rotation-interval?"])]
+    #[case(&[("secret-injector.io/secrets-db", "azure://kv-one/secrets/a")], &["did you mean secret-injector.io/secret-db?"])]
+    #[case(&[("secret-injector.io/mountpath", "/x")], &["did you mean secret-injector.io/mount-path?"])]
+    #[case(&[("secret-injector.io/zzzzzzzzzzzzzzzzz", "x")], &["not known; known keys: secret-injector.io/inject"])]
+    #[case(&[(SECRET_PROVIDER_CLASS, "kv")], &["not supported by this version"])]
+    fn errors_name_the_annotation_the_value_and_the_rule(
+        #[case] extra: &[(&str, &str)],
+        #[case] says: &[&str],
+    ) {
+        let mut pairs = vec![("secret-injector.io/secret-ok", "azure://kv-one/secrets/ok")];
+        pairs.extend_from_slice(extra);
+        let text = error_text(&pairs);
+        for s in says {
+            assert!(text.contains(s), "expected {s:?} in: {text}");
+        }
+    }
+
+    #[test]
+    fn opting_in_without_secrets_is_an_error() {
+        assert_eq!(
+            opted_in(&[]).unwrap_err(),
+            AnnotationErrors(vec![AnnotationError::NoSecrets])
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let errors = opted_in(&[
+            (ROTATION_INTERVAL, "soon"),
+            (FILE_PERMISSION, "rw"),
+            ("secret-injector.io/secret-a", "s3://x"),
+        ])
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 3, "{errors}");
+    }
+}

@@ -1,0 +1,21 @@
+//! The model both binaries speak: what a pod asked for (`InjectionSpec`), how
+//! it is read from annotations, how it is validated, and which file names are
+//! safe. No I/O, no runtime, no cloud SDK.
+
+pub mod annotations;
+mod file_name;
+mod reference;
+mod rotation;
+mod spec;
+
+pub use annotations::{AnnotationError, AnnotationErrors, Defaults, Request};
+pub use file_name::{FileName, FileNameError, MAX_FILE_NAME_BYTES};
+pub use reference::{
+    ACCEPTED_FORMS, AwsRef, AzureObjectKind, AzureRef, GcpRef, ReferenceError, SecretRef,
+    VaultAddress, VaultRef,
+};
+pub use rotation::{MIN_ROTATION_INTERVAL, Rotation, RotationError, parse_duration};
+pub use spec::{
+    AzureIdentity, DEFAULT_MOUNT_PATH, FileMode, FileModeError, InjectionSpec, SPEC_ENV,
+    SecretObject, SpecError,
+};

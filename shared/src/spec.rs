@@ -1,0 +1,243 @@
+//! `InjectionSpec`: what the webhook decided a pod gets, and what the sidecar
+//! reads back from its environment. Names and references only, never values.
+
+use std::{collections::BTreeMap, fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{FileName, Rotation, SecretRef};
+
+/// The env var of the injected containers that carries the serialised spec.
+pub const SPEC_ENV: &str = "SECRET_INJECTOR_SPEC";
+
+/// Where the CSI driver's users already read their files.
+pub const DEFAULT_MOUNT_PATH: &str = "/mnt/secrets-store";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InjectionSpec {
+    /// One entry per file, sorted by file name; names are unique.
+    pub objects: Vec<SecretObject>,
+    pub mount_path: String,
+    pub rotation: Rotation,
+    /// Containers that get the read-only mount; `None` means every app container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers: Option<Vec<String>>,
+    pub file_permission: FileMode,
+    #[serde(default, skip_serializing_if = "AzureIdentity::is_empty")]
+    pub azure: AzureIdentity,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretObject {
+    pub file: FileName,
+    pub source: SecretRef,
+}
+
+/// Azure workload identity; unset fields fall back to operator defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureIdentity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+}
+
+impl AzureIdentity {
+    pub fn is_empty(&self) -> bool {
+        self.client_id.is_none() && self.tenant_id.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("the spec in {SPEC_ENV} is not valid: {0}")]
+    Malformed(String),
+    #[error("the spec names file {0:?} more than once")]
+    DuplicateFile(String),
+    #[error("the spec names no object to fetch")]
+    Empty,
+}
+
+impl InjectionSpec {
+    /// Sorts objects by file name and refuses duplicates and emptiness.
+    pub fn new(
+        mut objects: Vec<SecretObject>,
+        mount_path: String,
+        rotation: Rotation,
+        containers: Option<Vec<String>>,
+        file_permission: FileMode,
+        azure: AzureIdentity,
+    ) -> Result<Self, SpecError> {
+        objects.sort_by(|a, b| a.file.cmp(&b.file));
+        check_objects(&objects)?;
+        Ok(Self {
+            objects,
+            mount_path,
+            rotation,
+            containers,
+            file_permission,
+            azure,
+        })
+    }
+
+    pub fn to_env_value(&self) -> String {
+        // A struct of strings and numbers: serialising it cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn from_env_value(value: &str) -> Result<Self, SpecError> {
+        let spec: Self =
+            serde_json::from_str(value).map_err(|e| SpecError::Malformed(e.to_string()))?;
+        check_objects(&spec.objects)?;
+        Ok(spec)
+    }
+
+    /// The distinct stores this spec reads from, by provider name.
+    pub fn providers(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for object in &self.objects {
+            *counts.entry(object.source.provider()).or_default() += 1;
+        }
+        counts
+    }
+}
+
+fn check_objects(objects: &[SecretObject]) -> Result<(), SpecError> {
+    if objects.is_empty() {
+        return Err(SpecError::Empty);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for object in objects {
+        if !seen.insert(object.file.as_str()) {
+            return Err(SpecError::DuplicateFile(object.file.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// A file mode of permission bits only (no setuid, setgid or sticky bit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FileMode(u32);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a file permission: use 3 or 4 octal digits from 0000 to 0777, such as 0644 or 0440"
+)]
+pub struct FileModeError(pub String);
+
+impl FileMode {
+    pub const DEFAULT: Self = Self(0o644);
+
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+impl FromStr for FileMode {
+    type Err = FileModeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || FileModeError(s.to_owned());
+        if !(3..=4).contains(&s.len()) || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            return Err(err());
+        }
+        let bits = u32::from_str_radix(s, 8).map_err(|_| err())?;
+        if bits > 0o777 {
+            return Err(err());
+        }
+        Ok(Self(bits))
+    }
+}
+
+impl fmt::Display for FileMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl TryFrom<String> for FileMode {
+    type Error = FileModeError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+impl From<FileMode> for String {
+    fn from(value: FileMode) -> Self {
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn object(file: &str, uri: &str) -> SecretObject {
+        SecretObject {
+            file: FileName::new(file).unwrap(),
+            source: uri.parse().unwrap(),
+        }
+    }
+
+    fn spec() -> InjectionSpec {
+        InjectionSpec::new(
+            vec![
+                object("db-user", "azure://kv-aks-csi-weu-01/secrets/db-user"),
+                object("db-pass", "azure://kv-aks-csi-weu-01/secrets/db-pass"),
+            ],
+            DEFAULT_MOUNT_PATH.into(),
+            Rotation::Every(Duration::from_secs(120)),
+            None,
+            FileMode::DEFAULT,
+            AzureIdentity::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn env_value_round_trips_and_is_readable() {
+        let spec = spec();
+        let value = spec.to_env_value();
+        assert_eq!(InjectionSpec::from_env_value(&value).unwrap(), spec);
+        assert!(
+            value.contains(r#""source":"azure://kv-aks-csi-weu-01/secrets/db-pass""#),
+            "{value}"
+        );
+        assert!(value.contains(r#""rotation":"2m""#), "{value}");
+        assert!(value.contains(r#""filePermission":"0644""#), "{value}");
+    }
+
+    #[test]
+    fn objects_are_sorted_by_file() {
+        let files: Vec<_> = spec().objects.iter().map(|o| o.file.to_string()).collect();
+        assert_eq!(files, ["db-pass", "db-user"]);
+    }
+
+    #[test]
+    fn env_value_is_validated_again() {
+        let bad = spec().to_env_value().replace("\"db-pass\"", "\"..data\"");
+        assert!(matches!(
+            InjectionSpec::from_env_value(&bad),
+            Err(SpecError::Malformed(m)) if m.contains("..data")
+        ));
+        let dup = spec().to_env_value().replace("\"db-pass\"", "\"db-user\"");
+        assert_eq!(
+            InjectionSpec::from_env_value(&dup),
+            Err(SpecError::DuplicateFile("db-user".into()))
+        );
+    }
+
+    #[test]
+    fn file_modes() {
+        assert_eq!("0644".parse::<FileMode>().unwrap().bits(), 0o644);
+        assert_eq!("440".parse::<FileMode>().unwrap().to_string(), "0440");
+        for bad in ["", "8", "0888", "1777", "04444", "rw-r--r--"] {
+            assert!(bad.parse::<FileMode>().is_err(), "{bad}");
+        }
+    }
+}

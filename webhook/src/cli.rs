@@ -1,0 +1,251 @@
+//! Command-line interface and the two commands' entry points.
+
+use std::{io::Read, net::SocketAddr, path::PathBuf, sync::atomic::Ordering, time::Duration};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    config::{self, InjectorArgs},
+    inject, server, tls,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "webhook",
+    version,
+    about = "secret-injector's admission webhook"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve AdmissionReviews over HTTPS on /mutate.
+    Serve(ServeArgs),
+    /// Inject offline: read YAML (Pods and workload templates), print it mutated.
+    Inject(InjectArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    #[arg(
+        long,
+        global = true,
+        env = "SECRET_INJECTOR_LOG_FORMAT",
+        value_enum,
+        default_value = "plain"
+    )]
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `secret_injector_webhook=debug`; RUST_LOG wins.
+    #[arg(
+        long,
+        global = true,
+        env = "SECRET_INJECTOR_LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, env = "SECRET_INJECTOR_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain; reloaded when it changes.
+    #[arg(
+        long,
+        env = "SECRET_INJECTOR_TLS_CERT_FILE",
+        requires = "tls_key_file",
+        required_unless_present = "self_signed"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key; reloaded when it changes.
+    #[arg(long, env = "SECRET_INJECTOR_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Generate a throwaway CA and serving certificate (local runs).
+    #[arg(long, conflicts_with_all = ["tls_cert_file", "tls_key_file"])]
+    pub self_signed: bool,
+    /// DNS names and IPs of the generated certificate.
+    #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+    pub self_signed_names: Vec<String>,
+    /// Write the generated CA (PEM) here, for a client or a caBundle.
+    #[arg(long, requires = "self_signed")]
+    pub self_signed_ca_out: Option<PathBuf>,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[arg(long, env = "SECRET_INJECTOR_SHUTDOWN_GRACE", default_value = "10s",
+          value_parser = parse_grace)]
+    pub shutdown_grace: Duration,
+    #[command(flatten)]
+    pub injector: InjectorArgs,
+}
+
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    shared::parse_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a duration: use 10s, 1m or 1m30s"))
+}
+
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    /// A YAML file, or `-` for standard input.
+    #[arg(short = 'f', long = "filename")]
+    pub filename: String,
+    #[command(flatten)]
+    pub injector: InjectorArgs,
+}
+
+pub fn init_logging(log: &LogArgs) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&log.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Plain => builder.init(),
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Inject(args) => inject(args),
+    }
+}
+
+fn inject(args: InjectArgs) -> anyhow::Result<()> {
+    let mut input = String::new();
+    if args.filename == "-" {
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .context("reading standard input")?;
+    } else {
+        input = std::fs::read_to_string(&args.filename)
+            .with_context(|| format!("reading {}", args.filename))?;
+    }
+    // Offline there is no apiserver to ask: `auto` needs --kube-version.
+    let native = args
+        .injector
+        .native_sidecars_without_discovery()
+        .unwrap_or(false);
+    let config = args.injector.resolve(native);
+    let injected = inject::inject_stream(&input, &config)?;
+    for warning in &injected.warnings {
+        eprintln!("warning: {warning}");
+    }
+    print!("{}", injected.output);
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let native = match args.injector.native_sidecars_without_discovery() {
+        Some(native) => native,
+        None => discover_native_sidecars().await,
+    };
+    let config = args.injector.resolve(native);
+    tracing::info!(native_sidecars = native, image = %config.image, "injection configured");
+
+    let (resolver, _watcher) = match (&args.tls_cert_file, &args.tls_key_file, args.self_signed) {
+        (Some(cert), Some(key), false) => {
+            let resolver = tls::CertResolver::new(tls::load_files(cert, key)?);
+            let watcher = tls::watch(resolver.clone(), cert.clone(), key.clone())?;
+            (resolver, Some(watcher))
+        }
+        (None, None, true) => {
+            let generated = tls::self_signed(&args.self_signed_names)?;
+            if let Some(path) = &args.self_signed_ca_out {
+                std::fs::write(path, &generated.ca_pem)
+                    .with_context(|| format!("writing the CA to {}", path.display()))?;
+            }
+            (tls::CertResolver::new(generated.key), None)
+        }
+        _ => bail!("give --tls-cert-file with --tls-key-file, or --self-signed"),
+    };
+    let tls_config = tls::server_config(resolver)?;
+
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("binding {}", args.listen))?;
+    let local = listener.local_addr()?;
+    let state = server::AppState::new(config);
+    let ready = state.ready.clone();
+    let app = server::router(state);
+    tracing::info!(address = %local, "serving /mutate over HTTPS");
+    ready.store(true, Ordering::Release);
+    server::serve_tls(
+        app,
+        listener,
+        tls_config,
+        shutdown_signal(),
+        args.shutdown_grace,
+    )
+    .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Asks the apiserver its version; without one (local runs) or on error,
+/// classic sidecars, which work everywhere.
+async fn discover_native_sidecars() -> bool {
+    let attempt = async {
+        let client = kube::Client::try_default().await?;
+        let info = client.apiserver_version().await?;
+        Ok::<_, kube::Error>(info)
+    };
+    match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+        Ok(Ok(info)) => {
+            let native = config::parse_kube_version(&info.major, &info.minor)
+                .is_some_and(config::supports_native_sidecars);
+            tracing::info!(version = %info.git_version, native_sidecars = native, "asked the apiserver");
+            native
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot ask the apiserver its version; using classic sidecars (set --native-sidecar or --kube-version)");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                "the apiserver did not answer in 10s; using classic sidecars (set --native-sidecar or --kube-version)"
+            );
+            false
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
+async fn shutdown_signal() {
+    wait_for_signal().await;
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting without draining");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! What operators decide, never pods: the sidecar's image, resources, security
+//! context, native-sidecar mode and the injection defaults.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use shared::{Defaults, FileMode, Rotation};
+
+/// Kubernetes minor version from which init containers with
+/// `restartPolicy: Always` (native sidecars) are on by default and stable enough.
+pub const NATIVE_SIDECAR_MIN_MINOR: u32 = 29;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NativeSidecarMode {
+    /// Native sidecars when the apiserver is 1.29 or newer.
+    Auto,
+    Always,
+    Never,
+}
+
+/// Operator flags that shape every injected pod.
+#[derive(Debug, Clone, Args)]
+pub struct InjectorArgs {
+    /// Image of the init container and sidecar.
+    #[arg(
+        long,
+        env = "SECRET_INJECTOR_SIDECAR_IMAGE",
+        default_value = concat!("secret-injector-sidecar:", env!("CARGO_PKG_VERSION"))
+    )]
+    pub sidecar_image: String,
+
+    #[arg(long, env = "SECRET_INJECTOR_SIDECAR_IMAGE_PULL_POLICY", default_value = "IfNotPresent",
+          value_parser = ["Always", "IfNotPresent", "Never"])]
+    pub sidecar_image_pull_policy: String,
+
+    /// The sidecar binary inside its image; also the startup probe's command.
+    #[arg(
+        long,
+        env = "SECRET_INJECTOR_SIDECAR_COMMAND",
+        default_value = "/usr/local/bin/secret-injector-sidecar"
+    )]
+    pub sidecar_command: String,
+
+    #[arg(
+        long,
+        env = "SECRET_INJECTOR_SIDECAR_CPU_REQUEST",
+        default_value = "10m"
+    )]
+    pub sidecar_cpu_request: String,
+    /// Empty for no CPU limit (the default: throttling a poller helps no one).
+    #[arg(long, env = "SECRET_INJECTOR_SIDECAR_CPU_LIMIT", default_value = "")]
+    pub sidecar_cpu_limit: String,
+    #[arg(
+        long,
+        env = "SECRET_INJECTOR_SIDECAR_MEMORY_REQUEST",
+        default_value = "16Mi"
+    )]
+    pub sidecar_memory_request: String,
+    #[arg(
+        long,
+        env = "SECRET_INJECTOR_SIDECAR_MEMORY_LIMIT",
+        default_value = "64Mi"
+    )]
+    pub sidecar_memory_limit: String,
+
+    /// UID and GID of the injected containers (non-root, as the "restricted" profile requires).
+    #[arg(long, env = "SECRET_INJECTOR_SIDECAR_RUN_AS_USER", default_value_t = 65532,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub sidecar_run_as_user: i64,
+    #[arg(long, env = "SECRET_INJECTOR_SIDECAR_RUN_AS_GROUP", default_value_t = 65532,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub sidecar_run_as_group: i64,
+
+    /// `sizeLimit` of the memory-backed volume that holds the files.
+    #[arg(
+        long,
+        env = "SECRET_INJECTOR_VOLUME_SIZE_LIMIT",
+        default_value = "16Mi"
+    )]
+    pub volume_size_limit: String,
+
+    #[arg(
+        long,
+        env = "SECRET_INJECTOR_NATIVE_SIDECAR",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub native_sidecar: NativeSidecarMode,
+
+    /// The cluster's Kubernetes version (for example 1.30), for `--native-sidecar=auto`
+    /// without asking the apiserver.
+    #[arg(long, env = "SECRET_INJECTOR_KUBE_VERSION")]
+    pub kube_version: Option<String>,
+
+    /// How long the native sidecar's startup probe waits for the first complete write.
+    #[arg(long, env = "SECRET_INJECTOR_STARTUP_TIMEOUT", default_value = "2m",
+          value_parser = parse_duration)]
+    pub startup_timeout: Duration,
+
+    /// Default mount path when a pod does not set secret-injector.io/mount-path.
+    #[arg(long, env = "SECRET_INJECTOR_DEFAULT_MOUNT_PATH", default_value = shared::DEFAULT_MOUNT_PATH,
+          value_parser = parse_mount_path)]
+    pub default_mount_path: String,
+
+    /// Default rotation interval (`0` fetches once).
+    #[arg(
+        long,
+        env = "SECRET_INJECTOR_DEFAULT_ROTATION_INTERVAL",
+        default_value = "2m"
+    )]
+    pub default_rotation_interval: Rotation,
+
+    /// Default file permission, octal.
+    #[arg(
+        long,
+        env = "SECRET_INJECTOR_DEFAULT_FILE_PERMISSION",
+        default_value = "0644"
+    )]
+    pub default_file_permission: FileMode,
+
+    /// Entra ID authority for Azure workload identity (sovereign clouds differ).
+    #[arg(
+        long,
+        env = "SECRET_INJECTOR_AZURE_AUTHORITY_HOST",
+        default_value = "https://login.microsoftonline.com/"
+    )]
+    pub azure_authority_host: String,
+
+    /// Tenant used when a pod does not set secret-injector.io/tenant-id.
+    #[arg(long, env = "SECRET_INJECTOR_AZURE_TENANT_ID")]
+    pub azure_tenant_id: Option<String>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    match shared::parse_duration(s) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "{s:?} is not a duration: use 30s, 2m or 1m30s (more than 0)"
+        )),
+    }
+}
+
+fn parse_mount_path(s: &str) -> Result<String, String> {
+    shared::annotations::check_mount_path(s).map_err(str::to_owned)
+}
+
+/// Parses `1.30`, `v1.30.2`, `1.29+` (GKE/EKS style) into (major, minor).
+pub fn parse_kube_version(major: &str, minor: &str) -> Option<(u32, u32)> {
+    let digits = |s: &str| -> Option<u32> {
+        let d: String = s.chars().take_while(char::is_ascii_digit).collect();
+        d.parse().ok()
+    };
+    Some((digits(major.trim_start_matches('v'))?, digits(minor)?))
+}
+
+pub fn parse_kube_version_string(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim_start_matches('v').split('.');
+    parse_kube_version(parts.next()?, parts.next()?)
+}
+
+pub fn supports_native_sidecars((major, minor): (u32, u32)) -> bool {
+    major > 1 || (major == 1 && minor >= NATIVE_SIDECAR_MIN_MINOR)
+}
+
+/// The resolved configuration the mutation reads: plain data, no I/O.
+#[derive(Debug, Clone)]
+pub struct InjectorConfig {
+    pub image: String,
+    pub image_pull_policy: String,
+    pub command: String,
+    pub cpu_request: String,
+    pub cpu_limit: Option<String>,
+    pub memory_request: String,
+    pub memory_limit: Option<String>,
+    pub run_as_user: i64,
+    pub run_as_group: i64,
+    pub volume_size_limit: String,
+    pub native_sidecars: bool,
+    pub startup_timeout: Duration,
+    pub defaults: Defaults,
+    pub azure_authority_host: String,
+    pub azure_tenant_id: Option<String>,
+}
+
+impl InjectorArgs {
+    /// `native_sidecars` is decided by the caller (flag, version flag, or the apiserver).
+    pub fn resolve(&self, native_sidecars: bool) -> InjectorConfig {
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        InjectorConfig {
+            image: self.sidecar_image.clone(),
+            image_pull_policy: self.sidecar_image_pull_policy.clone(),
+            command: self.sidecar_command.clone(),
+            cpu_request: self.sidecar_cpu_request.clone(),
+            cpu_limit: non_empty(&self.sidecar_cpu_limit),
+            memory_request: self.sidecar_memory_request.clone(),
+            memory_limit: non_empty(&self.sidecar_memory_limit),
+            run_as_user: self.sidecar_run_as_user,
+            run_as_group: self.sidecar_run_as_group,
+            volume_size_limit: self.volume_size_limit.clone(),
+            native_sidecars,
+            startup_timeout: self.startup_timeout,
+            defaults: Defaults {
+                mount_path: self.default_mount_path.clone(),
+                rotation: self.default_rotation_interval,
+                file_permission: self.default_file_permission,
+            },
+            azure_authority_host: self.azure_authority_host.clone(),
+            azure_tenant_id: self.azure_tenant_id.clone(),
+        }
+    }
+
+    /// The native-sidecar decision when it needs no apiserver: `None` means
+    /// "auto without a known version", which the caller resolves.
+    pub fn native_sidecars_without_discovery(&self) -> Option<bool> {
+        match self.native_sidecar {
+            NativeSidecarMode::Always => Some(true),
+            NativeSidecarMode::Never => Some(false),
+            NativeSidecarMode::Auto => self
+                .kube_version
+                .as_deref()
+                .and_then(parse_kube_version_string)
+                .map(supports_native_sidecars),
+        }
+    }
+}
+
+impl Default for InjectorConfig {
+    fn default() -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: InjectorArgs,
+        }
+        // Parsing no arguments yields the documented defaults, so they are
+        // written once, on the flags (SECRET_INJECTOR_* env vars still apply).
+        Wrapper::parse_from(["default"]).args.resolve(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kube_versions() {
+        assert_eq!(parse_kube_version("1", "29+"), Some((1, 29)));
+        assert_eq!(parse_kube_version_string("v1.30.2"), Some((1, 30)));
+        assert_eq!(parse_kube_version_string("1.20"), Some((1, 20)));
+        assert_eq!(parse_kube_version_string("banana"), None);
+        assert!(supports_native_sidecars((1, 29)));
+        assert!(!supports_native_sidecars((1, 28)));
+        assert!(supports_native_sidecars((2, 0)));
+    }
+}

@@ -1,0 +1,181 @@
+//! `webhook inject`: the admission mutation, offline, over multi-document
+//! YAML (Pods and the pod templates of workload kinds), like
+//! `istioctl kube-inject`. Documents that do not opt in pass through as written.
+
+use json_patch::jsonptr::PointerBuf;
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{Value, json};
+
+use crate::{
+    config::InjectorConfig,
+    mutate::{self, Decision, MutationError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InjectError {
+    #[error("document {index} is not valid YAML: {source}")]
+    Yaml {
+        index: usize,
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+    #[error("document {index} ({what}): {source}")]
+    Denied {
+        index: usize,
+        what: String,
+        #[source]
+        source: MutationError,
+    },
+    #[error("document {index} ({what}): its pod template is not a valid pod: {reason}")]
+    BadTemplate {
+        index: usize,
+        what: String,
+        reason: String,
+    },
+}
+
+/// The result of injecting a stream: the output text and warnings to print.
+#[derive(Debug, Default)]
+pub struct Injected {
+    pub output: String,
+    pub warnings: Vec<String>,
+    pub injected: usize,
+}
+
+/// Where each supported kind keeps its pod template.
+fn template_pointer(kind: &str) -> Option<&'static [&'static str]> {
+    match kind {
+        "Pod" => Some(&[]),
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
+        | "ReplicationController" => Some(&["spec", "template"]),
+        "CronJob" => Some(&["spec", "jobTemplate", "spec", "template"]),
+        _ => None,
+    }
+}
+
+pub fn inject_stream(input: &str, config: &InjectorConfig) -> Result<Injected, InjectError> {
+    let mut result = Injected::default();
+    let mut documents = Vec::new();
+    for (i, text) in split_documents(input).into_iter().enumerate() {
+        let index = i + 1;
+        match inject_document(text, index, config)? {
+            Some((yaml, warnings)) => {
+                result.injected += 1;
+                result.warnings.extend(
+                    warnings
+                        .into_iter()
+                        .map(|w| format!("document {index}: {w}")),
+                );
+                documents.push(yaml);
+            }
+            None => documents.push(text.to_owned()),
+        }
+    }
+    result.output = documents
+        .iter()
+        .map(|d| {
+            if d.ends_with('\n') || d.is_empty() {
+                d.clone()
+            } else {
+                format!("{d}\n")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("---\n");
+    Ok(result)
+}
+
+/// Splits on `---` lines (a separator at column 0 cannot be block-scalar
+/// content, which is indented). Blank leading documents are dropped.
+fn split_documents(input: &str) -> Vec<&str> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut offset = 0;
+    for line in input.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        if bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t") {
+            docs.push(&input[start..offset]);
+            start = offset + line.len();
+        }
+        offset += line.len();
+    }
+    docs.push(&input[start..]);
+    docs.into_iter()
+        .filter(|d| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .collect()
+}
+
+/// `Ok(None)`: pass the document through untouched.
+fn inject_document(
+    text: &str,
+    index: usize,
+    config: &InjectorConfig,
+) -> Result<Option<(String, Vec<String>)>, InjectError> {
+    let mut doc: Value =
+        serde_yaml_ng::from_str(text).map_err(|source| InjectError::Yaml { index, source })?;
+    let kind = doc
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let Some(tokens) = template_pointer(&kind) else {
+        return Ok(None);
+    };
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("unnamed")
+        .to_owned();
+    let what = format!("{kind} {name}");
+    let pointer = PointerBuf::from_tokens(tokens.iter().copied()).to_string();
+    let Some(template) = doc.pointer_mut(&pointer) else {
+        return Ok(None);
+    };
+
+    let mut pod_value = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": template.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        "spec": template.get("spec").cloned().unwrap_or_else(|| json!({})),
+    });
+    let pod: Pod =
+        serde_json::from_value(pod_value.clone()).map_err(|e| InjectError::BadTemplate {
+            index,
+            what: what.clone(),
+            reason: e.to_string(),
+        })?;
+    let mutation = match mutate::decide(&pod, config) {
+        Ok(Decision::Skip { .. }) => return Ok(None),
+        Ok(Decision::Inject(mutation)) => mutation,
+        Err(source) => {
+            return Err(InjectError::Denied {
+                index,
+                what,
+                source,
+            });
+        }
+    };
+    json_patch::patch(&mut pod_value, &mutation.patch).map_err(|e| InjectError::BadTemplate {
+        index,
+        what: what.clone(),
+        reason: e.to_string(),
+    })?;
+    let Value::Object(template_map) = template else {
+        return Ok(None);
+    };
+    for field in ["metadata", "spec"] {
+        if let Some(value) = pod_value.get_mut(field) {
+            template_map.insert(field.to_owned(), value.take());
+        }
+    }
+    let yaml =
+        serde_yaml_ng::to_string(&doc).map_err(|source| InjectError::Yaml { index, source })?;
+    Ok(Some((yaml, mutation.warnings)))
+}

@@ -1,0 +1,13 @@
+//! secret-injector's admission webhook: the mutation (pure), the admission
+//! review around it, the HTTPS server, and the offline `inject` command.
+
+pub mod admission;
+pub mod cli;
+pub mod config;
+pub mod inject;
+pub mod metrics;
+pub mod mutate;
+pub mod server;
+pub mod tls;
+
+pub use config::InjectorConfig;

@@ -1,0 +1,11 @@
+use clap::Parser;
+use secret_injector_webhook::cli::{self, Cli};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // One rustls provider for the whole process (kube and the server share it).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    cli::init_logging(&cli.log);
+    cli::run(cli).await
+}

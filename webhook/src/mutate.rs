@@ -1,0 +1,599 @@
+//! The mutation: a pure function from a Pod, its spec and the operator's
+//! configuration to a JSONPatch. No I/O.
+
+use std::collections::BTreeMap;
+
+use json_patch::{AddOperation, Patch, PatchOperation, jsonptr::PointerBuf};
+use k8s_openapi::{
+    api::core::v1::{
+        Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
+        ObjectFieldSelector, Pod, Probe, ProjectedVolumeSource, ResourceRequirements,
+        SeccompProfile, SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount,
+        VolumeProjection,
+    },
+    apimachinery::pkg::api::resource::Quantity,
+};
+use serde_json::Value;
+use shared::{
+    AnnotationErrors, InjectionSpec, Request, SPEC_ENV,
+    annotations::{self, NO_SIDECAR_REASON, STATUS, STATUS_INJECTED},
+};
+
+use crate::config::InjectorConfig;
+
+pub const VOLUME_NAME: &str = "secret-injector-secrets";
+pub const AZURE_TOKEN_VOLUME_NAME: &str = "secret-injector-azure-token";
+pub const INIT_CONTAINER_NAME: &str = "secret-injector-init";
+pub const SIDECAR_CONTAINER_NAME: &str = "secret-injector";
+
+/// Where the injected containers find the projected ServiceAccount token that
+/// Entra ID exchanges for an access token (same paths as Azure's own webhook).
+pub const AZURE_TOKEN_DIR: &str = "/var/run/secrets/azure/tokens";
+pub const AZURE_TOKEN_FILE: &str = "azure-identity-token";
+pub const AZURE_TOKEN_AUDIENCE: &str = "api://AzureADTokenExchange";
+const AZURE_TOKEN_EXPIRATION_SECONDS: i64 = 3600;
+
+/// Sidecar subcommands: the contract with the sidecar binary.
+pub const FETCH_ONCE_ARGS: &[&str] = &["fetch", "--once"];
+pub const RUN_ARGS: &[&str] = &["run"];
+pub const PROBE_ARGS: &[&str] = &["probe"];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MutationError {
+    #[error(transparent)]
+    Annotations(#[from] AnnotationErrors),
+    #[error(
+        "annotation {annotation} names container {missing:?}, which the pod does not have; its containers are: {available}",
+        annotation = annotations::CONTAINERS
+    )]
+    UnknownContainer { missing: String, available: String },
+    #[error(
+        "the pod already has a volume named {0:?}, a name secret-injector needs for its own volume; rename yours"
+    )]
+    VolumeNameTaken(&'static str),
+    #[error(
+        "the pod already has a container named {0:?}, a name secret-injector needs for its own container; rename yours"
+    )]
+    ContainerNameTaken(&'static str),
+    #[error(
+        "container {container:?} already mounts something at {mount_path}; set {annotation} to another path",
+        annotation = annotations::MOUNT_PATH
+    )]
+    MountPathTaken {
+        container: String,
+        mount_path: String,
+    },
+}
+
+/// What the webhook does with a pod.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Leave the pod as it is.
+    Skip {
+        reason: SkipReason,
+        warnings: Vec<String>,
+    },
+    Inject(Mutation),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    NotOptedIn,
+    AlreadyInjected,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mutation {
+    pub patch: Patch,
+    /// Shown by `kubectl` to whoever created the pod.
+    pub warnings: Vec<String>,
+    /// Why no rotating sidecar was added, if none was.
+    pub no_sidecar_reason: Option<String>,
+}
+
+/// Reads the pod's annotations and decides. A pod already injected (status
+/// annotation, or our sidecar by name) is skipped, so reinvocation is a no-op.
+pub fn decide(pod: &Pod, config: &InjectorConfig) -> Result<Decision, MutationError> {
+    let pod_annotations = pod.metadata.annotations.clone().unwrap_or_default();
+    if is_injected(pod, &pod_annotations) {
+        return Ok(Decision::Skip {
+            reason: SkipReason::AlreadyInjected,
+            warnings: vec![],
+        });
+    }
+    match annotations::parse(&pod_annotations, &config.defaults)? {
+        Request::NotOptedIn { warnings } => Ok(Decision::Skip {
+            reason: SkipReason::NotOptedIn,
+            warnings,
+        }),
+        Request::OptedIn(spec) => mutate(pod, &spec, config).map(Decision::Inject),
+    }
+}
+
+fn is_injected(pod: &Pod, pod_annotations: &BTreeMap<String, String>) -> bool {
+    if pod_annotations.get(STATUS).map(String::as_str) == Some(STATUS_INJECTED) {
+        return true;
+    }
+    let spec = pod.spec.as_ref();
+    let named_ours = |c: &Container| c.name == SIDECAR_CONTAINER_NAME;
+    spec.is_some_and(|s| {
+        s.containers.iter().any(named_ours) || s.init_containers.iter().flatten().any(named_ours)
+    })
+}
+
+/// The patch for one pod and its spec.
+pub fn mutate(
+    pod: &Pod,
+    spec: &InjectionSpec,
+    config: &InjectorConfig,
+) -> Result<Mutation, MutationError> {
+    let pod_spec = pod.spec.clone().unwrap_or_default();
+    let init_containers = pod_spec.init_containers.clone().unwrap_or_default();
+    let uses_azure = spec.providers().contains_key("azure");
+
+    check_names(
+        &pod_spec.volumes.clone().unwrap_or_default(),
+        &pod_spec.containers,
+        &init_containers,
+        uses_azure,
+    )?;
+    let targets = targets(spec, &pod_spec.containers, &init_containers)?;
+    for (_, container) in &targets {
+        if container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.mount_path.trim_end_matches('/') == spec.mount_path)
+        {
+            return Err(MutationError::MountPathTaken {
+                container: container.name.clone(),
+                mount_path: spec.mount_path.clone(),
+            });
+        }
+    }
+
+    let no_sidecar_reason = no_sidecar_reason(pod, spec, config);
+    let mut ops = Ops::default();
+
+    // Volumes.
+    let mut volumes = vec![secrets_volume(config)];
+    if uses_azure {
+        volumes.push(azure_token_volume());
+    }
+    ops.append_all(
+        &["spec", "volumes"],
+        pod_spec.volumes.is_some(),
+        volumes.iter().map(to_value),
+    );
+
+    // Read-only mounts in the targets, before our init container shifts the
+    // init containers' indexes.
+    let mount = VolumeMount {
+        name: VOLUME_NAME.to_owned(),
+        mount_path: spec.mount_path.clone(),
+        read_only: Some(true),
+        ..Default::default()
+    };
+    for (location, container) in &targets {
+        let (list, index) = match location {
+            Location::App(i) => ("containers", *i),
+            Location::Init(i) => ("initContainers", *i),
+        };
+        let index = index.to_string();
+        ops.append_all(
+            &["spec", list, &index, "volumeMounts"],
+            container.volume_mounts.is_some(),
+            [to_value(&mount)],
+        );
+    }
+
+    // Our containers: one native sidecar, or an init container plus (when the
+    // pod may run forever and rotation is on) a classic sidecar.
+    let env = env(spec, config, uses_azure);
+    let first_init = if config.native_sidecars && spec.rotation.interval().is_some() {
+        native_sidecar(spec, config, env.clone(), uses_azure)
+    } else {
+        init_container(spec, config, env.clone(), uses_azure)
+    };
+    if init_containers.is_empty() {
+        ops.add(
+            &["spec", "initContainers"],
+            Value::Array(vec![to_value(&first_init)]),
+        );
+    } else {
+        ops.add(&["spec", "initContainers", "0"], to_value(&first_init));
+    }
+    if !config.native_sidecars && no_sidecar_reason.is_none() {
+        ops.add(
+            &["spec", "containers", "-"],
+            to_value(&sidecar(spec, config, env, uses_azure)),
+        );
+    }
+
+    // Annotations: `metadata.annotations` exists, since the pod opted in with one.
+    let mut new_annotations = vec![(STATUS, STATUS_INJECTED.to_owned())];
+    if let Some(reason) = &no_sidecar_reason {
+        new_annotations.push((NO_SIDECAR_REASON, reason.clone()));
+    }
+    let has_annotations = pod.metadata.annotations.is_some();
+    if has_annotations {
+        for (key, value) in new_annotations {
+            ops.add(&["metadata", "annotations", key], Value::String(value));
+        }
+    } else {
+        let map = new_annotations
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Value::String(v)))
+            .collect();
+        ops.add(&["metadata", "annotations"], Value::Object(map));
+    }
+
+    let warnings = no_sidecar_reason
+        .iter()
+        .filter(|_| spec.rotation.interval().is_some())
+        .map(|reason| format!("secret-injector: {reason}"))
+        .collect();
+    Ok(Mutation {
+        patch: Patch(ops.0),
+        warnings,
+        no_sidecar_reason,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Location {
+    App(usize),
+    Init(usize),
+}
+
+/// The containers that get the mount: those named by the spec (app or init),
+/// or every app container.
+fn targets<'a>(
+    spec: &InjectionSpec,
+    containers: &'a [Container],
+    init_containers: &'a [Container],
+) -> Result<Vec<(Location, &'a Container)>, MutationError> {
+    let Some(names) = &spec.containers else {
+        return Ok(containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (Location::App(i), c))
+            .collect());
+    };
+    names
+        .iter()
+        .map(|name| {
+            let app = containers
+                .iter()
+                .position(|c| &c.name == name)
+                .map(|i| (Location::App(i), &containers[i]));
+            let init = || {
+                init_containers
+                    .iter()
+                    .position(|c| &c.name == name)
+                    .map(|i| (Location::Init(i), &init_containers[i]))
+            };
+            app.or_else(init)
+                .ok_or_else(|| MutationError::UnknownContainer {
+                    missing: name.clone(),
+                    available: containers
+                        .iter()
+                        .chain(init_containers)
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+        })
+        .collect()
+}
+
+fn check_names(
+    volumes: &[Volume],
+    containers: &[Container],
+    init_containers: &[Container],
+    uses_azure: bool,
+) -> Result<(), MutationError> {
+    let mut ours = vec![VOLUME_NAME];
+    if uses_azure {
+        ours.push(AZURE_TOKEN_VOLUME_NAME);
+    }
+    for name in ours {
+        if volumes.iter().any(|v| v.name == name) {
+            return Err(MutationError::VolumeNameTaken(name));
+        }
+    }
+    if containers
+        .iter()
+        .chain(init_containers)
+        .any(|c| c.name == INIT_CONTAINER_NAME)
+    {
+        return Err(MutationError::ContainerNameTaken(INIT_CONTAINER_NAME));
+    }
+    Ok(())
+}
+
+/// Pods that must run to completion cannot carry a classic sidecar: it would
+/// keep them running forever. They get the init container only.
+fn no_sidecar_reason(pod: &Pod, spec: &InjectionSpec, config: &InjectorConfig) -> Option<String> {
+    if spec.rotation.interval().is_none() {
+        return Some(format!(
+            "{} is 0: secrets are fetched once, at start, and not rotated",
+            annotations::ROTATION_INTERVAL
+        ));
+    }
+    if config.native_sidecars {
+        return None;
+    }
+    let job_owner = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "Job");
+    let restart_policy = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref());
+    let why = match (job_owner, restart_policy) {
+        (Some(owner), _) => format!("the pod belongs to Job {:?}", owner.name),
+        (None, Some(policy @ ("Never" | "OnFailure"))) => {
+            format!("the pod has restartPolicy {policy}")
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "{why} and must run to completion, which a sidecar would prevent on a cluster without native sidecars; secrets are fetched once, at start, and not rotated"
+    ))
+}
+
+fn secrets_volume(config: &InjectorConfig) -> Volume {
+    Volume {
+        name: VOLUME_NAME.to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: Some("Memory".to_owned()),
+            size_limit: Some(Quantity(config.volume_size_limit.clone())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn azure_token_volume() -> Volume {
+    Volume {
+        name: AZURE_TOKEN_VOLUME_NAME.to_owned(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![VolumeProjection {
+                service_account_token: Some(ServiceAccountTokenProjection {
+                    audience: Some(AZURE_TOKEN_AUDIENCE.to_owned()),
+                    expiration_seconds: Some(AZURE_TOKEN_EXPIRATION_SECONDS),
+                    path: AZURE_TOKEN_FILE.to_owned(),
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn env(spec: &InjectionSpec, config: &InjectorConfig, uses_azure: bool) -> Vec<EnvVar> {
+    let plain = |name: &str, value: String| EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        ..Default::default()
+    };
+    let field = |name: &str, path: &str| EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut env = vec![
+        plain(SPEC_ENV, spec.to_env_value()),
+        field("POD_NAME", "metadata.name"),
+        field("POD_NAMESPACE", "metadata.namespace"),
+        field("POD_UID", "metadata.uid"),
+        field("POD_SERVICE_ACCOUNT", "spec.serviceAccountName"),
+    ];
+    if uses_azure {
+        env.push(plain(
+            "AZURE_FEDERATED_TOKEN_FILE",
+            format!("{AZURE_TOKEN_DIR}/{AZURE_TOKEN_FILE}"),
+        ));
+        env.push(plain(
+            "AZURE_AUTHORITY_HOST",
+            config.azure_authority_host.clone(),
+        ));
+        if let Some(client_id) = &spec.azure.client_id {
+            env.push(plain("AZURE_CLIENT_ID", client_id.clone()));
+        }
+        if let Some(tenant) = spec
+            .azure
+            .tenant_id
+            .as_ref()
+            .or(config.azure_tenant_id.as_ref())
+        {
+            env.push(plain("AZURE_TENANT_ID", tenant.clone()));
+        }
+    }
+    env
+}
+
+fn base_container(
+    name: &str,
+    args: &[&str],
+    spec: &InjectionSpec,
+    config: &InjectorConfig,
+    env: Vec<EnvVar>,
+    uses_azure: bool,
+) -> Container {
+    let mut mounts = vec![VolumeMount {
+        name: VOLUME_NAME.to_owned(),
+        mount_path: spec.mount_path.clone(),
+        ..Default::default()
+    }];
+    if uses_azure {
+        mounts.push(VolumeMount {
+            name: AZURE_TOKEN_VOLUME_NAME.to_owned(),
+            mount_path: AZURE_TOKEN_DIR.to_owned(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    let quantities = |pairs: [(&str, Option<&String>); 2]| {
+        let map: BTreeMap<String, Quantity> = pairs
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), Quantity(v.clone()))))
+            .collect();
+        (!map.is_empty()).then_some(map)
+    };
+    Container {
+        name: name.to_owned(),
+        image: Some(config.image.clone()),
+        image_pull_policy: Some(config.image_pull_policy.clone()),
+        command: Some(vec![config.command.clone()]),
+        args: Some(args.iter().map(|a| (*a).to_owned()).collect()),
+        env: Some(env),
+        volume_mounts: Some(mounts),
+        resources: Some(ResourceRequirements {
+            requests: quantities([
+                ("cpu", Some(&config.cpu_request)),
+                ("memory", Some(&config.memory_request)),
+            ]),
+            limits: quantities([
+                ("cpu", config.cpu_limit.as_ref()),
+                ("memory", config.memory_limit.as_ref()),
+            ]),
+            ..Default::default()
+        }),
+        security_context: Some(restricted_security_context(config)),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        ..Default::default()
+    }
+}
+
+/// Passes the Pod Security Standard "restricted" profile.
+fn restricted_security_context(config: &InjectorConfig) -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Default::default()
+        }),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(config.run_as_user),
+        run_as_group: Some(config.run_as_group),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn init_container(
+    spec: &InjectionSpec,
+    config: &InjectorConfig,
+    env: Vec<EnvVar>,
+    uses_azure: bool,
+) -> Container {
+    base_container(
+        INIT_CONTAINER_NAME,
+        FETCH_ONCE_ARGS,
+        spec,
+        config,
+        env,
+        uses_azure,
+    )
+}
+
+fn sidecar(
+    spec: &InjectionSpec,
+    config: &InjectorConfig,
+    env: Vec<EnvVar>,
+    uses_azure: bool,
+) -> Container {
+    base_container(
+        SIDECAR_CONTAINER_NAME,
+        RUN_ARGS,
+        spec,
+        config,
+        env,
+        uses_azure,
+    )
+}
+
+/// An init container with `restartPolicy: Always`: kubelet holds the next
+/// containers until its startup probe passes (the first complete write), keeps
+/// it running beside them, and stops it when they finish, so Jobs complete.
+fn native_sidecar(
+    spec: &InjectionSpec,
+    config: &InjectorConfig,
+    env: Vec<EnvVar>,
+    uses_azure: bool,
+) -> Container {
+    let mut container = base_container(
+        SIDECAR_CONTAINER_NAME,
+        RUN_ARGS,
+        spec,
+        config,
+        env,
+        uses_azure,
+    );
+    container.restart_policy = Some("Always".to_owned());
+    let mut probe_command = vec![config.command.clone()];
+    probe_command.extend(PROBE_ARGS.iter().map(|a| (*a).to_owned()));
+    let period = 1;
+    container.startup_probe = Some(Probe {
+        exec: Some(ExecAction {
+            command: Some(probe_command),
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(
+            i32::try_from(config.startup_timeout.as_secs())
+                .unwrap_or(i32::MAX)
+                .max(1),
+        ),
+        timeout_seconds: Some(1),
+        ..Default::default()
+    });
+    container
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Value {
+    // k8s-openapi types serialise to JSON infallibly.
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+#[derive(Default)]
+struct Ops(Vec<PatchOperation>);
+
+impl Ops {
+    fn add(&mut self, tokens: &[&str], value: Value) {
+        self.0.push(PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens(tokens.iter().copied()),
+            value,
+        }));
+    }
+
+    /// Appends items to an array, creating it first when the pod has none.
+    fn append_all(
+        &mut self,
+        tokens: &[&str],
+        exists: bool,
+        items: impl IntoIterator<Item = Value>,
+    ) {
+        if exists {
+            let mut path = tokens.to_vec();
+            path.push("-");
+            for item in items {
+                self.add(&path, item);
+            }
+        } else {
+            self.add(tokens, Value::Array(items.into_iter().collect()));
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The HTTPS admission server: routes, and serving with a bounded drain.
+
+use std::{
+    net::TcpListener,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use rustls::ServerConfig;
+use tracing::Instrument;
+
+use crate::{admission, config::InjectorConfig, metrics::Metrics};
+
+/// Pods are small; a body this large is a mistake or an attack.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<InjectorConfig>,
+    pub metrics: Arc<Metrics>,
+    /// False until the server can answer reviews (certificate loaded, mode decided).
+    pub ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(config: InjectorConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::new()),
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    let span = tracing::info_span!(
+        "admission",
+        uid = tracing::field::Empty,
+        namespace = tracing::field::Empty,
+        name = tracing::field::Empty
+    );
+    async move {
+        if !is_json(&headers) {
+            state.metrics.record("bad_request", started.elapsed().as_secs_f64());
+            return (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "POST /mutate takes Content-Type: application/json (an admission.k8s.io/v1 AdmissionReview)\n",
+            )
+                .into_response();
+        }
+        match admission::review(&body, &state.config) {
+            Ok(reviewed) => {
+                let span = tracing::Span::current();
+                span.record("uid", reviewed.subject.uid.as_str());
+                span.record("namespace", reviewed.subject.namespace.as_str());
+                span.record("name", reviewed.subject.name.as_str());
+                let outcome = reviewed.outcome.label();
+                match reviewed.outcome {
+                    admission::Outcome::Denied => {
+                        let message = reviewed
+                            .review
+                            .response
+                            .as_ref()
+                            .map(|r| r.result.message.clone())
+                            .unwrap_or_default();
+                        tracing::info!(outcome, %message, "denied");
+                    }
+                    admission::Outcome::Injected => tracing::info!(outcome, "injected"),
+                    _ => tracing::debug!(outcome, "answered"),
+                }
+                state.metrics.record(outcome, started.elapsed().as_secs_f64());
+                Json(reviewed.review).into_response()
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "bad request");
+                state.metrics.record("bad_request", started.elapsed().as_secs_f64());
+                (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Serves `app` over TLS on `listener` until `shutdown` resolves, then lets
+/// in-flight requests finish for at most `grace`.
+pub async fn serve_tls(
+    app: Router,
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let drain = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!(grace_seconds = grace.as_secs(), "draining");
+        drain.graceful_shutdown(Some(grace));
+    });
+    axum_server::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+    )?
+    .handle(handle)
+    .serve(app.into_make_service())
+    .await
+}

@@ -25,6 +25,7 @@ pub const VOLUME_NAME: &str = "secret-injector-secrets";
 pub const AZURE_TOKEN_VOLUME_NAME: &str = "secret-injector-azure-token";
 pub const INIT_CONTAINER_NAME: &str = "secret-injector-init";
 pub const SIDECAR_CONTAINER_NAME: &str = "secret-injector";
+pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 
 /// Where the injected containers find the projected ServiceAccount token that
 /// Entra ID exchanges for an access token (same paths as Azure's own webhook).
@@ -108,6 +109,13 @@ pub fn decide(pod: &Pod, config: &InjectorConfig) -> Result<Decision, MutationEr
         }),
         Request::OptedIn(spec) => mutate(pod, &spec, config).map(Decision::Inject),
     }
+}
+
+fn pod_annotations_contain(pod: &Pod, key: &str) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(key))
 }
 
 fn is_injected(pod: &Pod, pod_annotations: &BTreeMap<String, String>) -> bool {
@@ -212,6 +220,12 @@ pub fn mutate(
 
     // Annotations: `metadata.annotations` exists, since the pod opted in with one.
     let mut new_annotations = vec![(STATUS, STATUS_INJECTED.to_owned())];
+    // `kubectl logs` and `exec` keep going to the app, not to our sidecar.
+    if let Some(first) = pod_spec.containers.first()
+        && !pod_annotations_contain(pod, DEFAULT_CONTAINER_ANNOTATION)
+    {
+        new_annotations.push((DEFAULT_CONTAINER_ANNOTATION, first.name.clone()));
+    }
     if let Some(reason) = &no_sidecar_reason {
         new_annotations.push((NO_SIDECAR_REASON, reason.clone()));
     }

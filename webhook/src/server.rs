@@ -10,7 +10,7 @@ use std::{
 };
 
 use axum::{
-    Json, Router,
+    Router,
     body::Bytes,
     extract::{DefaultBodyLimit, State},
     http::{HeaderMap, StatusCode, header},
@@ -118,7 +118,13 @@ async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
                     _ => tracing::debug!(outcome, "answered"),
                 }
                 state.metrics.record(outcome, started.elapsed().as_secs_f64());
-                Json(reviewed.review).into_response()
+                match admission::encode(&reviewed.review) {
+                    Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot encode the response");
+                        (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the response\n").into_response()
+                    }
+                }
             }
             Err(e) => {
                 tracing::info!(error = %e, "bad request");

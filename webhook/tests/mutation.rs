@@ -1,0 +1,650 @@
+//! The mutation, driven with pods as users write them: each test applies the
+//! patch to the pod's JSON, as the apiserver does, and checks the result.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use rstest::rstest;
+use secret_injector_webhook::{
+    InjectorConfig,
+    mutate::{self, Decision, MutationError, SkipReason},
+};
+use serde_json::{Value, json};
+
+const SEED_USER: &str = "azure://kv-aks-csi-weu-01/secrets/db-user";
+const SEED_PASS: &str = "azure://kv-aks-csi-weu-01/secrets/db-pass";
+
+/// The seed Deployment's pod, in annotation form.
+fn seed_pod() -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": "nginx-deployment-5d59d67564-",
+            "namespace": "default",
+            "labels": {"app": "nginx"},
+            "annotations": {
+                "secret-injector.io/inject": "true",
+                "secret-injector.io/secret-db-user": SEED_USER,
+                "secret-injector.io/secret-db-pass": SEED_PASS,
+                "secret-injector.io/rotation-interval": "1m",
+            },
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": "nginx-deployment-5d59d67564", "uid": "6f2d2b43-7c1f-4d2c-a8f5-0a0b7a3d9d11",
+                "controller": true, "blockOwnerDeletion": true}]
+        },
+        "spec": {
+            "containers": [{
+                "name": "nginx",
+                "image": "nginx:1.23.1",
+                "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                "resources": {"requests": {"memory": "64Mi", "cpu": "250m"},
+                              "limits": {"memory": "128Mi", "cpu": "500m"}},
+                "volumeMounts": [{"name": "default-token-abcde", "readOnly": true,
+                    "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]
+            }],
+            "volumes": [{"name": "default-token-abcde", "secret": {"secretName": "default-token-abcde"}}],
+            "restartPolicy": "Always",
+            "serviceAccountName": "default"
+        }
+    })
+}
+
+fn config() -> InjectorConfig {
+    InjectorConfig::default()
+}
+
+fn native() -> InjectorConfig {
+    InjectorConfig {
+        native_sidecars: true,
+        ..config()
+    }
+}
+
+fn decide(pod: &Value, config: &InjectorConfig) -> Result<Decision, MutationError> {
+    let typed: Pod = serde_json::from_value(pod.clone()).unwrap();
+    mutate::decide(&typed, config)
+}
+
+/// Applies the patch as the apiserver would; returns the stored pod.
+fn inject(pod: &Value, config: &InjectorConfig) -> (Pod, mutate::Mutation) {
+    let Decision::Inject(mutation) = decide(pod, config).unwrap() else {
+        panic!("expected an injection")
+    };
+    let mut value = pod.clone();
+    json_patch::patch(&mut value, &mutation.patch).unwrap();
+    (serde_json::from_value(value).unwrap(), mutation)
+}
+
+fn containers(pod: &Pod) -> Vec<&str> {
+    pod.spec
+        .as_ref()
+        .unwrap()
+        .containers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect()
+}
+
+fn init_containers(pod: &Pod) -> Vec<&str> {
+    pod.spec
+        .as_ref()
+        .unwrap()
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect()
+}
+
+fn container<'a>(pod: &'a Pod, name: &str) -> &'a Container {
+    let spec = pod.spec.as_ref().unwrap();
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+fn env<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
+    c.env
+        .iter()
+        .flatten()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.as_deref())
+}
+
+fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+fn mounts_of(c: &Container) -> Vec<(String, String, bool)> {
+    c.volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| {
+            (
+                m.name.clone(),
+                m.mount_path.clone(),
+                m.read_only.unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn seed_pod_gets_volume_init_container_sidecar_and_mount() {
+    let (pod, mutation) = inject(&seed_pod(), &config());
+    let spec = pod.spec.as_ref().unwrap();
+
+    let volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "secret-injector-secrets")
+        .unwrap();
+    let empty_dir = volume.empty_dir.as_ref().unwrap();
+    assert_eq!(empty_dir.medium.as_deref(), Some("Memory"));
+    assert_eq!(empty_dir.size_limit.as_ref().unwrap().0, "16Mi");
+    // The user's own volume is kept.
+    assert!(
+        spec.volumes
+            .iter()
+            .flatten()
+            .any(|v| v.name == "default-token-abcde")
+    );
+
+    assert_eq!(init_containers(&pod), ["secret-injector-init"]);
+    assert_eq!(containers(&pod), ["nginx", "secret-injector"]);
+    let init = container(&pod, "secret-injector-init");
+    assert_eq!(init.args.as_deref().unwrap(), ["fetch", "--once"]);
+    assert_eq!(
+        container(&pod, "secret-injector").args.as_deref().unwrap(),
+        ["run"]
+    );
+
+    let nginx = container(&pod, "nginx");
+    assert!(mounts_of(nginx).contains(&(
+        "secret-injector-secrets".into(),
+        "/mnt/secrets-store".into(),
+        true
+    )));
+    assert!(mounts_of(nginx).contains(&(
+        "default-token-abcde".into(),
+        "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+        true
+    )));
+    // Our containers write: their mount is not read-only.
+    assert!(mounts_of(init).contains(&(
+        "secret-injector-secrets".into(),
+        "/mnt/secrets-store".into(),
+        false
+    )));
+
+    assert_eq!(
+        annotation(&pod, "secret-injector.io/status"),
+        Some("injected")
+    );
+    assert_eq!(
+        annotation(&pod, "kubectl.kubernetes.io/default-container"),
+        Some("nginx")
+    );
+    assert_eq!(
+        annotation(&pod, "secret-injector.io/no-sidecar-reason"),
+        None
+    );
+    assert!(mutation.warnings.is_empty());
+}
+
+#[test]
+fn the_spec_travels_in_one_env_var_and_reads_back() {
+    let (pod, _) = inject(&seed_pod(), &config());
+    for name in ["secret-injector-init", "secret-injector"] {
+        let value = env(container(&pod, name), shared::SPEC_ENV).unwrap();
+        let spec = shared::InjectionSpec::from_env_value(value).unwrap();
+        let sources: Vec<String> = spec.objects.iter().map(|o| o.source.to_string()).collect();
+        assert_eq!(sources, [SEED_PASS, SEED_USER]);
+        assert_eq!(spec.rotation.to_string(), "1m");
+    }
+}
+
+#[test]
+fn azure_objects_get_workload_identity_wiring() {
+    let mut pod = seed_pod();
+    pod["metadata"]["annotations"]["secret-injector.io/client-id"] =
+        json!("00000000-0000-0000-0000-000000000001");
+    pod["metadata"]["annotations"]["secret-injector.io/tenant-id"] =
+        json!("00000000-0000-0000-0000-00000000000A");
+    let (pod, _) = inject(&pod, &config());
+    let token = pod
+        .spec
+        .as_ref()
+        .unwrap()
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "secret-injector-azure-token")
+        .unwrap();
+    let projection = token.projected.as_ref().unwrap().sources.as_ref().unwrap()[0]
+        .service_account_token
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        projection.audience.as_deref(),
+        Some("api://AzureADTokenExchange")
+    );
+    assert_eq!(projection.path, "azure-identity-token");
+
+    let sidecar = container(&pod, "secret-injector");
+    assert_eq!(
+        env(sidecar, "AZURE_CLIENT_ID"),
+        Some("00000000-0000-0000-0000-000000000001")
+    );
+    assert_eq!(
+        env(sidecar, "AZURE_TENANT_ID"),
+        Some("00000000-0000-0000-0000-00000000000a")
+    );
+    assert_eq!(
+        env(sidecar, "AZURE_FEDERATED_TOKEN_FILE"),
+        Some("/var/run/secrets/azure/tokens/azure-identity-token")
+    );
+    assert_eq!(
+        env(sidecar, "AZURE_AUTHORITY_HOST"),
+        Some("https://login.microsoftonline.com/")
+    );
+    // The app itself does not get the token.
+    assert!(
+        !mounts_of(container(&pod, "nginx"))
+            .iter()
+            .any(|m| m.0 == "secret-injector-azure-token")
+    );
+}
+
+#[test]
+fn other_stores_get_no_azure_token() {
+    let mut pod = seed_pod();
+    let annotations = pod["metadata"]["annotations"].as_object_mut().unwrap();
+    annotations.remove("secret-injector.io/secret-db-user");
+    annotations.insert(
+        "secret-injector.io/secret-db-pass".into(),
+        json!("vault://secret/db#password"),
+    );
+    let (pod, _) = inject(&pod, &config());
+    assert!(
+        !pod.spec
+            .unwrap()
+            .volumes
+            .unwrap()
+            .iter()
+            .any(|v| v.name == "secret-injector-azure-token")
+    );
+}
+
+#[test]
+fn injected_containers_pass_the_restricted_profile() {
+    let (pod, _) = inject(&seed_pod(), &config());
+    for name in ["secret-injector-init", "secret-injector"] {
+        let c = container(&pod, name);
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert!(sc.run_as_user.unwrap() > 0);
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref().unwrap(),
+            ["ALL"]
+        );
+        assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        let resources = c.resources.as_ref().unwrap();
+        assert_eq!(resources.requests.as_ref().unwrap()["memory"].0, "16Mi");
+        assert_eq!(resources.limits.as_ref().unwrap()["memory"].0, "64Mi");
+        assert!(!resources.limits.as_ref().unwrap().contains_key("cpu"));
+        assert_eq!(c.image.as_deref(), Some(config().image.as_str()));
+    }
+}
+
+#[test]
+fn operator_flags_shape_the_containers() {
+    let config = InjectorConfig {
+        image: "registry.example/secret-injector-sidecar:1.2.3".into(),
+        image_pull_policy: "Always".into(),
+        volume_size_limit: "1Mi".into(),
+        cpu_limit: Some("100m".into()),
+        ..config()
+    };
+    let (pod, _) = inject(&seed_pod(), &config);
+    let sidecar = container(&pod, "secret-injector");
+    assert_eq!(
+        sidecar.image.as_deref(),
+        Some("registry.example/secret-injector-sidecar:1.2.3")
+    );
+    assert_eq!(sidecar.image_pull_policy.as_deref(), Some("Always"));
+    assert_eq!(
+        sidecar.resources.as_ref().unwrap().limits.as_ref().unwrap()["cpu"].0,
+        "100m"
+    );
+    let volume = &pod.spec.as_ref().unwrap().volumes.as_ref().unwrap()[1];
+    assert_eq!(
+        volume
+            .empty_dir
+            .as_ref()
+            .unwrap()
+            .size_limit
+            .as_ref()
+            .unwrap()
+            .0,
+        "1Mi"
+    );
+}
+
+#[test]
+fn pod_without_opt_in_is_left_alone() {
+    let mut pod = seed_pod();
+    pod["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("secret-injector.io/inject");
+    assert_eq!(
+        decide(&pod, &config()).unwrap(),
+        Decision::Skip {
+            reason: SkipReason::NotOptedIn,
+            warnings: vec![]
+        }
+    );
+    let mut bare = seed_pod();
+    bare["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("annotations");
+    assert!(matches!(
+        decide(&bare, &config()).unwrap(),
+        Decision::Skip {
+            reason: SkipReason::NotOptedIn,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn second_call_changes_nothing() {
+    let pod = seed_pod();
+    let Decision::Inject(mutation) = decide(&pod, &config()).unwrap() else {
+        panic!()
+    };
+    let mut once = pod.clone();
+    json_patch::patch(&mut once, &mutation.patch).unwrap();
+    assert_eq!(
+        decide(&once, &config()).unwrap(),
+        Decision::Skip {
+            reason: SkipReason::AlreadyInjected,
+            warnings: vec![]
+        }
+    );
+}
+
+#[rstest]
+#[case::sidecar_by_name("containers")]
+#[case::native_sidecar_by_name("initContainers")]
+fn a_pod_with_our_sidecar_is_not_injected_again(#[case] list: &str) {
+    let mut pod = seed_pod();
+    pod["spec"][list] = json!([{"name": "secret-injector", "image": "x"}]);
+    if list == "containers" {
+        pod["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, json!({"name": "app", "image": "x"}));
+    }
+    assert!(matches!(
+        decide(&pod, &config()).unwrap(),
+        Decision::Skip {
+            reason: SkipReason::AlreadyInjected,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn pods_without_volumes_init_containers_or_annotation_map_get_them_created() {
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "bare", "annotations": {
+            "secret-injector.io/inject": "true",
+            "secret-injector.io/secret-token": "aws://us-east-1/prod/api#token"}},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]}
+    });
+    let (pod, mutation) = inject(&pod, &config());
+    assert_eq!(init_containers(&pod), ["secret-injector-init"]);
+    assert_eq!(
+        pod.spec.as_ref().unwrap().volumes.as_ref().unwrap().len(),
+        1
+    );
+    assert_eq!(
+        mounts_of(container(&pod, "app")),
+        [(
+            "secret-injector-secrets".into(),
+            "/mnt/secrets-store".into(),
+            true
+        )]
+    );
+    // Parents are created whole, not appended to.
+    let paths: Vec<String> = mutation
+        .patch
+        .0
+        .iter()
+        .map(|op| op.path().to_string())
+        .collect();
+    assert!(paths.contains(&"/spec/volumes".to_owned()), "{paths:?}");
+    assert!(
+        paths.contains(&"/spec/initContainers".to_owned()),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"/spec/containers/0/volumeMounts".to_owned()),
+        "{paths:?}"
+    );
+}
+
+#[test]
+fn annotation_keys_are_escaped_in_json_pointers() {
+    let (_, mutation) = inject(&seed_pod(), &config());
+    let paths: Vec<String> = mutation
+        .patch
+        .0
+        .iter()
+        .map(|op| op.path().to_string())
+        .collect();
+    assert!(
+        paths.contains(&"/metadata/annotations/secret-injector.io~1status".to_owned()),
+        "{paths:?}"
+    );
+    assert!(
+        paths
+            .contains(&"/metadata/annotations/kubectl.kubernetes.io~1default-container".to_owned())
+    );
+}
+
+#[test]
+fn our_init_container_runs_first() {
+    let mut pod = seed_pod();
+    pod["spec"]["initContainers"] = json!([{"name": "migrate", "image": "migrate:1"}]);
+    let (pod, _) = inject(&pod, &config());
+    assert_eq!(init_containers(&pod), ["secret-injector-init", "migrate"]);
+    // Not a target unless named.
+    assert!(mounts_of(container(&pod, "migrate")).is_empty());
+}
+
+#[test]
+fn named_targets_include_init_containers_despite_the_index_shift() {
+    let mut pod = seed_pod();
+    pod["spec"]["initContainers"] =
+        json!([{"name": "setup", "image": "a"}, {"name": "migrate", "image": "b"}]);
+    pod["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "metrics", "image": "m"}));
+    pod["metadata"]["annotations"]["secret-injector.io/containers"] = json!("migrate,metrics");
+    let (pod, _) = inject(&pod, &config());
+    assert_eq!(
+        init_containers(&pod),
+        ["secret-injector-init", "setup", "migrate"]
+    );
+    assert_eq!(mounts_of(container(&pod, "migrate")).len(), 1);
+    assert_eq!(mounts_of(container(&pod, "metrics")).len(), 1);
+    assert!(mounts_of(container(&pod, "setup")).is_empty());
+    // nginx was not named: only its own mount.
+    assert_eq!(mounts_of(container(&pod, "nginx")).len(), 1);
+}
+
+#[test]
+fn a_target_that_does_not_exist_is_denied_with_the_choices() {
+    let mut pod = seed_pod();
+    pod["metadata"]["annotations"]["secret-injector.io/containers"] = json!("ngnix");
+    let err = decide(&pod, &config()).unwrap_err().to_string();
+    assert!(
+        err.contains("secret-injector.io/containers names container \"ngnix\""),
+        "{err}"
+    );
+    assert!(err.contains("its containers are: nginx"), "{err}");
+}
+
+#[rstest]
+#[case::job_owner(json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "backup", "uid": "u", "controller": true}]), "Always", "belongs to Job \"backup\"")]
+#[case::restart_never(json!([]), "Never", "restartPolicy Never")]
+#[case::restart_on_failure(json!([]), "OnFailure", "restartPolicy OnFailure")]
+fn pods_that_must_finish_get_the_init_container_only(
+    #[case] owners: Value,
+    #[case] restart_policy: &str,
+    #[case] reason: &str,
+) {
+    let mut pod = seed_pod();
+    pod["metadata"]["ownerReferences"] = owners;
+    pod["spec"]["restartPolicy"] = json!(restart_policy);
+    let (pod, mutation) = inject(&pod, &config());
+    assert_eq!(containers(&pod), ["nginx"]);
+    assert_eq!(init_containers(&pod), ["secret-injector-init"]);
+    let why = annotation(&pod, "secret-injector.io/no-sidecar-reason").unwrap();
+    assert!(why.contains(reason), "{why}");
+    assert!(why.contains("not rotated"), "{why}");
+    assert_eq!(mutation.warnings.len(), 1);
+}
+
+#[test]
+fn rotation_zero_fetches_once_without_a_sidecar() {
+    let mut pod = seed_pod();
+    pod["metadata"]["annotations"]["secret-injector.io/rotation-interval"] = json!("0");
+    for config in [config(), native()] {
+        let (pod, mutation) = inject(&pod, &config);
+        assert_eq!(containers(&pod), ["nginx"]);
+        assert_eq!(init_containers(&pod), ["secret-injector-init"]);
+        assert!(
+            container(&pod, "secret-injector-init")
+                .restart_policy
+                .is_none()
+        );
+        assert!(
+            annotation(&pod, "secret-injector.io/no-sidecar-reason")
+                .unwrap()
+                .contains("is 0")
+        );
+        assert!(mutation.warnings.is_empty(), "asked for, so no warning");
+    }
+}
+
+#[rstest]
+#[case::long_running(json!([]), "Always")]
+#[case::job(json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "backup", "uid": "u"}]), "Never")]
+fn native_sidecars_replace_the_pair(#[case] owners: Value, #[case] restart_policy: &str) {
+    let mut pod = seed_pod();
+    pod["metadata"]["ownerReferences"] = owners;
+    pod["spec"]["restartPolicy"] = json!(restart_policy);
+    pod["spec"]["initContainers"] = json!([{"name": "migrate", "image": "b"}]);
+    let (pod, mutation) = inject(&pod, &native());
+    assert_eq!(containers(&pod), ["nginx"]);
+    assert_eq!(init_containers(&pod), ["secret-injector", "migrate"]);
+    let sidecar = container(&pod, "secret-injector");
+    assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(sidecar.args.as_deref().unwrap(), ["run"]);
+    let probe = sidecar.startup_probe.as_ref().unwrap();
+    assert_eq!(
+        probe.exec.as_ref().unwrap().command.as_deref().unwrap(),
+        ["/usr/local/bin/secret-injector-sidecar", "probe"]
+    );
+    // Period × threshold covers the startup timeout (2m by default).
+    assert_eq!(
+        probe.period_seconds.unwrap() * probe.failure_threshold.unwrap(),
+        120
+    );
+    assert_eq!(
+        annotation(&pod, "secret-injector.io/no-sidecar-reason"),
+        None
+    );
+    assert!(mutation.warnings.is_empty());
+}
+
+#[rstest]
+#[case::our_volume(json!({"name": "secret-injector-secrets", "emptyDir": {}}), "volume named \"secret-injector-secrets\"")]
+#[case::our_token_volume(json!({"name": "secret-injector-azure-token", "emptyDir": {}}), "volume named \"secret-injector-azure-token\"")]
+fn colliding_volume_names_are_denied(#[case] volume: Value, #[case] says: &str) {
+    let mut pod = seed_pod();
+    pod["spec"]["volumes"].as_array_mut().unwrap().push(volume);
+    let err = decide(&pod, &config()).unwrap_err().to_string();
+    assert!(err.contains(says), "{err}");
+    assert!(err.contains("rename yours"), "{err}");
+}
+
+#[test]
+fn colliding_container_name_is_denied() {
+    let mut pod = seed_pod();
+    pod["spec"]["initContainers"] = json!([{"name": "secret-injector-init", "image": "x"}]);
+    let err = decide(&pod, &config()).unwrap_err().to_string();
+    assert!(
+        err.contains("container named \"secret-injector-init\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn colliding_mount_path_is_denied() {
+    let mut pod = seed_pod();
+    pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "default-token-abcde", "mountPath": "/mnt/secrets-store/"}));
+    let err = decide(&pod, &config()).unwrap_err().to_string();
+    assert!(
+        err.contains("container \"nginx\" already mounts something at /mnt/secrets-store"),
+        "{err}"
+    );
+    assert!(err.contains("secret-injector.io/mount-path"), "{err}");
+}
+
+#[test]
+fn bad_annotations_are_denied_naming_annotation_value_and_rule() {
+    let mut pod = seed_pod();
+    pod["metadata"]["annotations"]["secret-injector.io/rotation-interval"] = json!("every minute");
+    pod["metadata"]["annotations"]["secret-injector.io/secret-db-pass"] =
+        json!("azure://kv-aks-csi-weu-01/secret/db-pass");
+    let err = decide(&pod, &config()).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "annotation secret-injector.io/rotation-interval: \"every minute\" is not valid"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("annotation secret-injector.io/secret-db-pass: reference \"azure://kv-aks-csi-weu-01/secret/db-pass\""), "{err}");
+    assert!(err.contains("use secrets, certificates or keys"), "{err}");
+}
+
+#[test]
+fn the_spec_env_carries_names_never_values() {
+    // A pod cannot carry a value through us: only references are serialised.
+    let (pod, _) = inject(&seed_pod(), &config());
+    let value = env(container(&pod, "secret-injector"), shared::SPEC_ENV).unwrap();
+    let parsed: Value = serde_json::from_str(value).unwrap();
+    let keys: Vec<&String> = parsed["objects"][0].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["file", "source"]);
+}

@@ -89,7 +89,7 @@ kc_pid_alive() {
   # linger as zombies, which `kill -0` would still report as alive.
   state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
   [ "$state" != Z ] || return 1
-  tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- "$marker"
+  { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$marker"
 }
 
 # kc_spawn <name> <workdir> <cmd...>: start a daemon in the background, in its
@@ -224,11 +224,15 @@ EOF
 
 # ------------------------------------------------------------------ daemons
 
+# The start functions below return 1 (instead of exiting) on failure, so
+# kc_start can stop what it had already started. They are called in a `||`
+# context, where `set -e` is off: every step checks for itself.
+
 # kc_etcd_start <workdir>: etcd on two free loopback ports; sets KC_ETCD_URL.
 kc_etcd_start() {
   local dir=$1 client peer i
-  client=$(kc_free_port)
-  peer=$(kc_free_port "$client")
+  client=$(kc_free_port) || return 1
+  peer=$(kc_free_port "$client") || return 1
   KC_ETCD_URL="http://127.0.0.1:$client"
   kc_log "starting etcd on $KC_ETCD_URL"
   : >"$dir/etcd.log"
@@ -241,11 +245,12 @@ kc_etcd_start() {
     --advertise-client-urls "$KC_ETCD_URL" \
     --listen-peer-urls "http://127.0.0.1:$peer" \
     --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-    --initial-cluster "default=http://127.0.0.1:$peer"
+    --initial-cluster "default=http://127.0.0.1:$peer" || return 1
   for ((i = 0; i < 300; i++)); do
     kc_pid_alive "$dir/etcd.pid" "$dir/" || {
       tail -n 30 "$dir/etcd.log" >&2
-      kc_die "etcd exited"
+      kc_log "ERROR: etcd exited (log: $dir/etcd.log)"
+      return 1
     }
     if kc_in_ns curl -fsS --max-time 2 "$KC_ETCD_URL/health" 2>/dev/null | grep -q '"health":"true"'; then
       return 0
@@ -253,15 +258,16 @@ kc_etcd_start() {
     sleep 0.1
   done
   tail -n 30 "$dir/etcd.log" >&2
-  kc_die "etcd not healthy after 30 s"
+  kc_log "ERROR: etcd not healthy after 30 s (log: $dir/etcd.log)"
+  return 1
 }
 
 # kc_apiserver_start <workdir>: kube-apiserver on a free port; sets
 # KC_APISERVER_URL. Requires certs/keys/tokens and KC_ETCD_URL.
 kc_apiserver_start() {
   local dir=$1 bin port i
-  bin=$(kc_kube_bin)
-  port=$(kc_free_port)
+  bin=$(kc_kube_bin) || return 1
+  port=$(kc_free_port) || return 1
   KC_APISERVER_URL="https://127.0.0.1:$port"
   kc_log "starting kube-apiserver on $KC_APISERVER_URL"
   : >"$dir/apiserver.log"
@@ -284,7 +290,7 @@ kc_apiserver_start() {
     --service-account-signing-key-file="$dir/sa.key" \
     --api-audiences=https://kubernetes.default.svc,api://AzureADTokenExchange \
     --service-cluster-ip-range="$KC_SERVICE_CIDR" \
-    ${KC_APISERVER_ARGS:-}
+    ${KC_APISERVER_ARGS:-} || return 1
   kc_wait_ready "$dir" "$KC_APISERVER_URL"
 }
 
@@ -295,7 +301,8 @@ kc_wait_ready() {
   while [ "$(date +%s)" -lt "$deadline" ]; do
     if ! kc_pid_alive "$dir/apiserver.pid" "$dir/"; then
       tail -n 40 "$dir/apiserver.log" >&2
-      kc_die "kube-apiserver exited during startup (log: $dir/apiserver.log)"
+      kc_log "ERROR: kube-apiserver exited during startup (log: $dir/apiserver.log)"
+      return 1
     fi
     out=$(kc_in_ns curl -sS --max-time 3 --cacert "$dir/ca.pem" \
       -H "Authorization: Bearer $(cat "$dir/admin-token")" "$url/readyz" 2>/dev/null || true)
@@ -303,7 +310,8 @@ kc_wait_ready() {
     sleep 0.5
   done
   tail -n 40 "$dir/apiserver.log" >&2
-  kc_die "kube-apiserver not ready after ${timeout}s (log: $dir/apiserver.log)"
+  kc_log "ERROR: kube-apiserver not ready after ${timeout}s (log: $dir/apiserver.log)"
+  return 1
 }
 
 # ------------------------------------------------------------- start / stop
@@ -334,8 +342,11 @@ kc_start() {
   kc_gen_sa_keys "$dir"
   kc_gen_tokens "$dir"
 
-  kc_etcd_start "$dir"
-  kc_apiserver_start "$dir"
+  # On failure, leave nothing running (logs stay for a post-mortem).
+  if ! kc_etcd_start "$dir" || ! kc_apiserver_start "$dir"; then
+    kc_stop "$dir"
+    kc_die "start failed in $dir"
+  fi
 
   kc_write_kubeconfig "$dir/kubeconfig" "$KC_APISERVER_URL" "$dir/ca.pem" "$(cat "$dir/admin-token")"
   # Plain KEY=value lines: `source`-able and readable as an env file.

@@ -218,6 +218,24 @@ pub fn mutate(
         );
     }
 
+    // A projected ServiceAccount token needs `serviceAccountName`, which the
+    // ServiceAccount admission plugin sets to "default" before us; where that
+    // plugin is off, set what it would have.
+    if uses_azure
+        && pod_spec
+            .service_account_name
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
+    {
+        let account = pod_spec
+            .service_account
+            .clone()
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| "default".to_owned());
+        ops.add(&["spec", "serviceAccountName"], Value::String(account));
+    }
+
     // Annotations: `metadata.annotations` exists, since the pod opted in with one.
     let mut new_annotations = vec![(STATUS, STATUS_INJECTED.to_owned())];
     // `kubectl logs` and `exec` keep going to the app, not to our sidecar.

@@ -86,7 +86,7 @@ async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         "admission",
         uid = tracing::field::Empty,
         namespace = tracing::field::Empty,
-        name = tracing::field::Empty
+        pod = tracing::field::Empty
     );
     async move {
         if !is_json(&headers) {
@@ -102,7 +102,7 @@ async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
                 let span = tracing::Span::current();
                 span.record("uid", reviewed.subject.uid.as_str());
                 span.record("namespace", reviewed.subject.namespace.as_str());
-                span.record("name", reviewed.subject.name.as_str());
+                span.record("pod", reviewed.subject.name.as_str());
                 let outcome = reviewed.outcome.label();
                 match reviewed.outcome {
                     admission::Outcome::Denied => {

@@ -648,3 +648,36 @@ fn the_spec_env_carries_names_never_values() {
     let keys: Vec<&String> = parsed["objects"][0].as_object().unwrap().keys().collect();
     assert_eq!(keys, ["file", "source"]);
 }
+
+#[test]
+fn the_token_projection_gets_the_service_account_it_needs() {
+    // Normally the ServiceAccount admission plugin has set it; where it has not,
+    // a projected token without serviceAccountName is refused by validation.
+    let mut pod = seed_pod();
+    pod["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("serviceAccountName");
+    let (stored, _) = inject(&pod, &config());
+    assert_eq!(
+        stored.spec.unwrap().service_account_name.as_deref(),
+        Some("default")
+    );
+
+    pod["spec"]["serviceAccount"] = json!("legacy");
+    let (stored, _) = inject(&pod, &config());
+    assert_eq!(
+        stored.spec.unwrap().service_account_name.as_deref(),
+        Some("legacy")
+    );
+
+    // Set already: left alone.
+    let (_, mutation) = inject(&seed_pod(), &config());
+    assert!(
+        !mutation
+            .patch
+            .0
+            .iter()
+            .any(|op| op.path().as_str() == "/spec/serviceAccountName")
+    );
+}

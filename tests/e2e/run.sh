@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# End-to-end: a real kube-apiserver 1.20 (built from Debian's source, cached),
+# etcd, and the webhook over TLS on loopback; then the e2e test crate.
+#
+#   tests/e2e/run.sh            # installs what is missing, builds, runs
+#
+# Logs stay in $E2E_WORKDIR (default: a fresh temp dir) for a post-mortem.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$repo"
+# shellcheck source=tests/cluster/lib.sh
+source tests/cluster/lib.sh
+
+tests/cluster/install-deps.sh
+KUBE_BIN_DIR=$(tests/cluster/build-kube.sh | tail -n1)
+export KUBE_BIN_DIR
+
+workdir=${E2E_WORKDIR:-$(mktemp -d /tmp/secret-injector-e2e.XXXXXX)}
+mkdir -p "$workdir"
+cleanup() {
+  kc_stop_pid "$workdir/webhook.pid" "$workdir/" 10 || true
+  kc_stop "$workdir/cluster" || true
+}
+trap cleanup EXIT
+
+kc_start "$workdir/cluster"
+# shellcheck disable=SC1091
+set -a; source "$workdir/cluster/env"; set +a
+
+cargo build --quiet -p secret-injector-webhook --bin webhook
+port=$(kc_free_port)
+# auto: the webhook asks the apiserver its version (1.20: classic sidecars).
+kc_spawn webhook "$workdir" "$repo/target/debug/webhook" serve \
+  --listen "127.0.0.1:$port" --self-signed --self-signed-names 127.0.0.1 \
+  --self-signed-ca-out "$workdir/webhook-ca.pem" --native-sidecar auto
+for _ in $(seq 1 100); do
+  curl -fsS --cacert "$workdir/webhook-ca.pem" "https://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  kc_pid_alive "$workdir/webhook.pid" "$workdir/" || { cat "$workdir/webhook.log" >&2; exit 1; }
+  sleep 0.1
+done
+curl -fsS --cacert "$workdir/webhook-ca.pem" "https://127.0.0.1:$port/readyz" >/dev/null
+
+export E2E_WEBHOOK_URL="https://127.0.0.1:$port/mutate"
+export E2E_WEBHOOK_CA="$workdir/webhook-ca.pem"
+status=0
+cargo test -p e2e -- --ignored --test-threads 2 || status=$?
+if [ $status -ne 0 ]; then
+  echo "--- webhook log ($workdir/webhook.log)" >&2
+  tail -n 50 "$workdir/webhook.log" >&2
+fi
+exit $status

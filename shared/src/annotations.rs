@@ -77,9 +77,10 @@ pub enum AnnotationError {
         value: String,
         accepted: String,
     },
-    #[error("annotation {key} is not known{}; known keys: {}, and {SECRET_KEY_PREFIX}<file>",
-        .suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default(),
-        KNOWN_KEYS.join(", "))]
+    #[error("annotation {key} is not known; {}", match .suggestion {
+        Some(s) => format!("did you mean {s}?"),
+        None => format!("known keys: {}, and {SECRET_KEY_PREFIX}<file>", KNOWN_KEYS.join(", ")),
+    })]
     UnknownKey {
         key: String,
         suggestion: Option<String>,
@@ -462,7 +463,7 @@ mod tests {
     #[case(&[(TENANT_ID, "not a tenant")], &["secret-injector.io/tenant-id"])]
     #[case(&[("secret-injector.io/secret-..data", "azure://kv-one/secrets/a")], &["secret-injector.io/secret-..data", "starts with '..'"])]
     #[case(&[("secret-injector.io/secret-a", "azure://kv-one/blobs/a")], &["secret-injector.io/secret-a", "\"azure://kv-one/blobs/a\"", "secrets, certificates or keys"])]
-    #[case(&[("secret-injector.io/rotation-intreval", "1m")], &["not known", "did you mean secret-injector.io/rotation-interval?"])]
+    #[case(&[("secret-injector.io/rotation-intreval", "1m")], &["secret-injector.io/rotation-intreval is not known; did you mean secret-injector.io/rotation-interval?"])]
     #[case(&[("secret-injector.io/secrets-db", "azure://kv-one/secrets/a")], &["did you mean secret-injector.io/secret-db?"])]
     #[case(&[("secret-injector.io/mountpath", "/x")], &["did you mean secret-injector.io/mount-path?"])]
     #[case(&[("secret-injector.io/zzzzzzzzzzzzzzzzz", "x")], &["not known; known keys: secret-injector.io/inject"])]

@@ -104,7 +104,7 @@ fn errors_name_the_document_and_the_annotation() {
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("document 2 (Pod typo):"), "{err}");
-    assert!(err.contains("secret-injector.io/rotation-intervall is not known (did you mean secret-injector.io/rotation-interval?)"), "{err}");
+    assert!(err.contains("secret-injector.io/rotation-intervall is not known; did you mean secret-injector.io/rotation-interval?"), "{err}");
 }
 
 #[test]

@@ -351,7 +351,7 @@ async fn bad_annotation_is_refused_and_kubectl_names_it() {
         stderr.contains("admission webhook \"inject.secret-injector.io\" denied the request"),
         "{stderr}"
     );
-    assert!(stderr.contains("secret-injector.io/rotation-intreval is not known (did you mean secret-injector.io/rotation-interval?)"), "{stderr}");
+    assert!(stderr.contains("secret-injector.io/rotation-intreval is not known; did you mean secret-injector.io/rotation-interval?"), "{stderr}");
     assert!(cluster.pods().get_opt("typo2").await.unwrap().is_none());
     cluster.cleanup().await;
 }

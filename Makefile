@@ -1,0 +1,29 @@
+# The recipes CI runs (.ci/run calls `make test`).
+.PHONY: run-local test lint unit e2e bench fmt
+
+# The main job on loopback.
+run-local:
+	tests/local/run.sh
+
+# Everything: lint, unit and integration tests, then the real-apiserver e2e.
+test: lint unit e2e
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+unit:
+	cargo test --workspace
+
+# Installs Debian packages and builds Kubernetes 1.20.2 once (cached outside
+# the repo, in /var/cache/secret-injector), then runs the e2e crate.
+e2e:
+	tests/e2e/run.sh
+
+bench:
+	cargo bench -p secret-injector-webhook --bench mutate
+	cargo build --release -p secret-injector-webhook -p load
+	target/release/webhook-load
+
+fmt:
+	cargo fmt --all

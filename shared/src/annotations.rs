@@ -242,7 +242,7 @@ fn parse_object(key: &str, file: &str, value: &str) -> Result<SecretObject, Anno
             value: value.to_owned(),
             source,
         })?;
-    Ok(SecretObject { file, source })
+    Ok(SecretObject::new(file, source))
 }
 
 fn value_error(key: &'static str, value: &str, accepted: impl Into<String>) -> AnnotationError {

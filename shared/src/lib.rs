@@ -16,6 +16,6 @@ pub use reference::{
 };
 pub use rotation::{MIN_ROTATION_INTERVAL, Rotation, RotationError, parse_duration};
 pub use spec::{
-    AzureIdentity, DEFAULT_MOUNT_PATH, FileMode, FileModeError, InjectionSpec, SPEC_ENV,
-    SecretObject, SpecError,
+    AzureIdentity, DEFAULT_MOUNT_PATH, FileMode, FileModeError, InjectionSpec, ObjectEncoding,
+    ObjectFormat, SPEC_ENV, SecretObject, SpecError,
 };

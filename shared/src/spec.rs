@@ -33,6 +33,50 @@ pub struct InjectionSpec {
 pub struct SecretObject {
     pub file: FileName,
     pub source: SecretRef,
+    /// How the stored value is encoded; the file gets the decoded bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<ObjectEncoding>,
+    /// For a secret that backs a certificate: write it as PEM or PFX.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ObjectFormat>,
+    /// Write one field of a JSON value instead of the whole value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_key: Option<String>,
+    /// This file's mode, overriding the spec's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_permission: Option<FileMode>,
+}
+
+impl SecretObject {
+    pub fn new(file: FileName, source: SecretRef) -> Self {
+        Self {
+            file,
+            source,
+            encoding: None,
+            format: None,
+            json_key: None,
+            file_permission: None,
+        }
+    }
+}
+
+/// The CSI Azure provider's `objectEncoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ObjectEncoding {
+    #[serde(rename = "utf-8")]
+    Utf8,
+    #[serde(rename = "hex")]
+    Hex,
+    #[serde(rename = "base64")]
+    Base64,
+}
+
+/// The CSI Azure provider's `objectFormat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectFormat {
+    Pem,
+    Pfx,
 }
 
 /// Azure workload identity; unset fields fall back to operator defaults.
@@ -178,10 +222,7 @@ mod tests {
     use super::*;
 
     fn object(file: &str, uri: &str) -> SecretObject {
-        SecretObject {
-            file: FileName::new(file).unwrap(),
-            source: uri.parse().unwrap(),
-        }
+        SecretObject::new(FileName::new(file).unwrap(), uri.parse().unwrap())
     }
 
     fn spec() -> InjectionSpec {

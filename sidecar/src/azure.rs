@@ -1,0 +1,472 @@
+//! Azure Key Vault through Microsoft's official crates: secrets, certificates
+//! (PEM) and keys (public key, PEM), by version or latest, with workload
+//! identity, managed identity or a client secret.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use azure_core::{
+    cloud::{CloudConfiguration, CustomConfiguration},
+    credentials::{Secret, TokenCredential},
+    error::ErrorKind,
+    http::{ClientOptions, RetryOptions, Transport, headers::HeaderName},
+};
+use azure_identity::{
+    ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
+    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
+    WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
+};
+use azure_security_keyvault_certificates::{CertificateClient, CertificateClientOptions};
+use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
+use azure_security_keyvault_secrets::{
+    ResourceExt, SecretClient, SecretClientOptions, models::SecretClientGetSecretOptions,
+};
+use shared::{AzureObjectKind, AzureRef, ObjectFormat, SecretRef};
+
+use crate::{
+    pem,
+    provider::{FetchError, Fetched, Provider},
+    secret::SecretBytes,
+};
+
+/// How the sidecar proves who it is to Entra ID.
+#[derive(Clone)]
+pub enum AzureAuth {
+    /// A projected ServiceAccount token exchanged for an access token.
+    Workload {
+        client_id: String,
+        tenant_id: String,
+        token_file: PathBuf,
+    },
+    /// A managed identity; `None` is the system-assigned one.
+    Managed { client_id: Option<String> },
+    ClientSecret {
+        client_id: String,
+        tenant_id: String,
+        secret: String,
+    },
+}
+
+impl std::fmt::Debug for AzureAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Workload { client_id, .. } => write!(f, "workload identity (client {client_id})"),
+            Self::Managed {
+                client_id: Some(id),
+            } => write!(f, "managed identity (client {id})"),
+            Self::Managed { client_id: None } => f.write_str("managed identity (system-assigned)"),
+            Self::ClientSecret { client_id, .. } => write!(f, "client secret (client {client_id})"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AzureConfig {
+    pub auth: AzureAuth,
+    /// Entra ID authority, for example `https://login.microsoftonline.com/`.
+    pub authority_host: String,
+    /// Extra trusted CAs (PEM), added to the system's: private endpoints, emulators.
+    pub ca_bundle: Option<Vec<u8>>,
+    /// Fixed addresses for host names, like `/etc/hosts` (private endpoints).
+    pub resolve: Vec<(String, SocketAddr)>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AzureSetupError {
+    #[error("the CA bundle is not PEM certificates: {0}")]
+    CaBundle(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+    #[error("cannot set up the Azure credential ({auth:?}): {message}")]
+    Credential { auth: AzureAuth, message: String },
+}
+
+struct Clients {
+    secrets: SecretClient,
+    certificates: CertificateClient,
+    keys: KeyClient,
+}
+
+pub struct AzureProvider {
+    config: AzureConfig,
+    transport: Transport,
+    /// Rebuilt after a 401 so a revoked token is not reused.
+    credential: Mutex<Arc<dyn TokenCredential>>,
+    clients: Mutex<HashMap<String, Arc<Clients>>>,
+}
+
+impl AzureProvider {
+    pub fn new(config: AzureConfig) -> Result<Self, AzureSetupError> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(config.timeout);
+        if let Some(pem_bytes) = &config.ca_bundle {
+            let certs = reqwest::Certificate::from_pem_bundle(pem_bytes)
+                .map_err(|e| AzureSetupError::CaBundle(e.to_string()))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        for (host, addr) in &config.resolve {
+            builder = builder.resolve(host, *addr);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| AzureSetupError::Http(e.to_string()))?;
+        let transport = Transport::new(Arc::new(http));
+        let credential = build_credential(&config, &transport)?;
+        Ok(Self {
+            config,
+            transport,
+            credential: Mutex::new(credential),
+            clients: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn client_options(&self) -> ClientOptions {
+        client_options(&self.config, &self.transport)
+    }
+
+    fn clients(&self, vault_url: &str) -> Result<Arc<Clients>, FetchError> {
+        let mut clients = self.clients.lock().map_err(|_| poisoned())?;
+        if let Some(c) = clients.get(vault_url) {
+            return Ok(c.clone());
+        }
+        let credential = self.credential.lock().map_err(|_| poisoned())?.clone();
+        // A loopback or private vault URL cannot match the challenge's resource.
+        let verify =
+            vault_url.contains(".vault.azure.") || vault_url.contains(".vault.usgovcloudapi.");
+        let setup = |e: azure_core::Error| FetchError::Invalid(format!("vault {vault_url}: {e}"));
+        let built = Arc::new(Clients {
+            secrets: SecretClient::new(
+                vault_url,
+                credential.clone(),
+                Some(SecretClientOptions {
+                    client_options: self.client_options(),
+                    verify_challenge_resource: Some(verify),
+                    ..Default::default()
+                }),
+            )
+            .map_err(setup)?,
+            certificates: CertificateClient::new(
+                vault_url,
+                credential.clone(),
+                Some(CertificateClientOptions {
+                    client_options: self.client_options(),
+                    verify_challenge_resource: Some(verify),
+                    ..Default::default()
+                }),
+            )
+            .map_err(setup)?,
+            keys: KeyClient::new(
+                vault_url,
+                credential,
+                Some(KeyClientOptions {
+                    client_options: self.client_options(),
+                    verify_challenge_resource: Some(verify),
+                    ..Default::default()
+                }),
+            )
+            .map_err(setup)?,
+        });
+        clients.insert(vault_url.to_owned(), built.clone());
+        Ok(built)
+    }
+
+    async fn fetch_azure(
+        &self,
+        r: &AzureRef,
+        format: Option<ObjectFormat>,
+    ) -> Result<Fetched, FetchError> {
+        let vault_url = r.vault.url();
+        let clients = self.clients(&vault_url)?;
+        let what = format!("{} {} in {vault_url}", kind_name(r.kind), r.name);
+        match r.kind {
+            AzureObjectKind::Secret => {
+                let options = SecretClientGetSecretOptions {
+                    secret_version: r.version.clone(),
+                    out_content_type: match format {
+                        Some(ObjectFormat::Pem) => {
+                            Some(azure_security_keyvault_secrets::models::ContentType::Pem)
+                        }
+                        Some(ObjectFormat::Pfx) => {
+                            Some(azure_security_keyvault_secrets::models::ContentType::Pfx)
+                        }
+                        None => None,
+                    },
+                    ..Default::default()
+                };
+                let secret = clients
+                    .secrets
+                    .get_secret(&r.name, Some(options))
+                    .await
+                    .and_then(|resp| resp.into_model())
+                    .map_err(|e| classify(&e, &what))?;
+                let version = secret
+                    .resource_id()
+                    .ok()
+                    .and_then(|id| id.version)
+                    .unwrap_or_default();
+                let value = secret.value.clone().unwrap_or_default();
+                let bytes = match format {
+                    // A PFX comes back base64-encoded; the file gets the binary.
+                    Some(ObjectFormat::Pfx) => {
+                        use base64::Engine;
+                        base64::engine::general_purpose::STANDARD
+                            .decode(value.trim())
+                            .map_err(|_| {
+                                FetchError::Invalid(format!("{what}: the PFX is not base64"))
+                            })?
+                    }
+                    _ => value.into_bytes(),
+                };
+                Ok(Fetched {
+                    value: SecretBytes::new(bytes),
+                    version,
+                })
+            }
+            AzureObjectKind::Certificate => {
+                let options = azure_security_keyvault_certificates::models::CertificateClientGetCertificateOptions {
+                    certificate_version: r.version.clone(),
+                    ..Default::default()
+                };
+                let cert = clients
+                    .certificates
+                    .get_certificate(&r.name, Some(options))
+                    .await
+                    .and_then(|resp| resp.into_model())
+                    .map_err(|e| classify(&e, &what))?;
+                let version = version_from_id(cert.id.as_deref());
+                let der = cert.cer.ok_or_else(|| {
+                    FetchError::Invalid(format!("{what} has no certificate body (cer)"))
+                })?;
+                Ok(Fetched {
+                    value: SecretBytes::from(pem::certificate_pem(&der)),
+                    version,
+                })
+            }
+            AzureObjectKind::Key => {
+                let options = azure_security_keyvault_keys::models::KeyClientGetKeyOptions {
+                    key_version: r.version.clone(),
+                    ..Default::default()
+                };
+                let key = clients
+                    .keys
+                    .get_key(&r.name, Some(options))
+                    .await
+                    .and_then(|resp| resp.into_model())
+                    .map_err(|e| classify(&e, &what))?;
+                let jwk = key
+                    .key
+                    .ok_or_else(|| FetchError::Invalid(format!("{what} has no key material")))?;
+                let version = version_from_id(jwk.kid.as_deref());
+                let public = public_key_pem(&jwk)
+                    .ok_or_else(|| FetchError::Invalid(format!("{what}: only RSA and EC (P-256, P-384, P-521, P-256K) public keys can be written")))?;
+                Ok(Fetched {
+                    value: SecretBytes::from(public),
+                    version,
+                })
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for AzureProvider {
+    async fn fetch(
+        &self,
+        source: &SecretRef,
+        format: Option<ObjectFormat>,
+    ) -> Result<Fetched, FetchError> {
+        match source {
+            SecretRef::Azure(r) => self.fetch_azure(r, format).await,
+            other => Err(FetchError::Unsupported(format!(
+                "{other} is not an Azure reference"
+            ))),
+        }
+    }
+
+    fn reset_credentials(&self) {
+        match build_credential(&self.config, &self.transport) {
+            Ok(fresh) => {
+                if let (Ok(mut credential), Ok(mut clients)) =
+                    (self.credential.lock(), self.clients.lock())
+                {
+                    *credential = fresh;
+                    clients.clear();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot rebuild the Azure credential"),
+        }
+    }
+}
+
+fn poisoned() -> FetchError {
+    FetchError::Invalid("internal lock poisoned".into())
+}
+
+fn kind_name(kind: AzureObjectKind) -> &'static str {
+    match kind {
+        AzureObjectKind::Secret => "secret",
+        AzureObjectKind::Certificate => "certificate",
+        AzureObjectKind::Key => "key",
+    }
+}
+
+fn version_from_id(id: Option<&str>) -> String {
+    id.and_then(|id| id.split('?').next())
+        .and_then(|id| id.rsplit('/').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn public_key_pem(jwk: &azure_security_keyvault_keys::models::JsonWebKey) -> Option<String> {
+    use azure_security_keyvault_keys::models::{CurveName, KeyType};
+    match jwk.kty.as_ref()? {
+        KeyType::Rsa | KeyType::RsaHsm => {
+            Some(pem::rsa_public_key_pem(jwk.n.as_ref()?, jwk.e.as_ref()?))
+        }
+        KeyType::Ec | KeyType::EcHsm => {
+            let curve = match jwk.crv.as_ref()? {
+                CurveName::P256 => "P-256",
+                CurveName::P384 => "P-384",
+                CurveName::P521 => "P-521",
+                CurveName::P256K => "P-256K",
+                _ => return None,
+            };
+            pem::ec_public_key_pem(curve, jwk.x.as_ref()?, jwk.y.as_ref()?)
+        }
+        _ => None,
+    }
+}
+
+fn client_options(config: &AzureConfig, transport: &Transport) -> ClientOptions {
+    let mut cloud = CustomConfiguration::default();
+    cloud.authority_host = config.authority_host.trim_end_matches('/').to_owned();
+    ClientOptions {
+        transport: Some(transport.clone()),
+        // The engine owns retries, so backoff and Retry-After are one policy.
+        retry: RetryOptions::none(),
+        cloud: Some(Arc::new(CloudConfiguration::Custom(cloud))),
+        ..Default::default()
+    }
+}
+
+fn build_credential(
+    config: &AzureConfig,
+    transport: &Transport,
+) -> Result<Arc<dyn TokenCredential>, AzureSetupError> {
+    let options = client_options(config, transport);
+    let fail = |e: azure_core::Error| AzureSetupError::Credential {
+        auth: config.auth.clone(),
+        message: e.to_string(),
+    };
+    Ok(match &config.auth {
+        AzureAuth::Workload {
+            client_id,
+            tenant_id,
+            token_file,
+        } => WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
+            credential_options: ClientAssertionCredentialOptions {
+                client_options: options,
+            },
+            client_id: Some(client_id.clone()),
+            tenant_id: Some(tenant_id.clone()),
+            token_file_path: Some(token_file.clone()),
+        }))
+        .map_err(fail)?,
+        AzureAuth::Managed { client_id } => {
+            ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
+                client_options: options,
+            }))
+            .map_err(fail)?
+        }
+        AzureAuth::ClientSecret {
+            client_id,
+            tenant_id,
+            secret,
+        } => ClientSecretCredential::new(
+            tenant_id,
+            client_id.clone(),
+            Secret::new(secret.clone()),
+            Some(ClientSecretCredentialOptions {
+                client_options: options,
+            }),
+        )
+        .map_err(fail)?,
+    })
+}
+
+/// Maps the SDK's error to what a person can act on. The SDK's messages name
+/// the object and the service's error code, never a secret value.
+fn classify(e: &azure_core::Error, what: &str) -> FetchError {
+    let chain = error_chain(e);
+    let detail = match e.kind() {
+        // The service's message names the object; keep it as it is.
+        ErrorKind::HttpResponse { .. } => chain,
+        _ => format!("{what}: {chain}"),
+    };
+    match e.kind() {
+        ErrorKind::HttpResponse {
+            status,
+            raw_response,
+            ..
+        } => match u16::from(*status) {
+            401 => FetchError::Unauthorized(detail),
+            403 => FetchError::Forbidden(detail),
+            404 => FetchError::NotFound(detail),
+            429 => FetchError::Throttled {
+                retry_after: raw_response
+                    .as_ref()
+                    .and_then(|r| {
+                        r.headers()
+                            .get_optional_str(&HeaderName::from_static("retry-after"))
+                    })
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs),
+                detail,
+            },
+            s if s >= 500 => FetchError::Unavailable(detail),
+            _ => FetchError::Invalid(detail),
+        },
+        ErrorKind::Credential => FetchError::Credential(detail),
+        _ => {
+            let chain = detail.to_ascii_lowercase();
+            if chain.contains("dns")
+                || chain.contains("failed to lookup")
+                || chain.contains("name or service not known")
+            {
+                FetchError::Dns(detail)
+            } else if chain.contains("certificate")
+                || chain.contains("tls")
+                || chain.contains("handshake")
+            {
+                FetchError::Tls(detail)
+            } else if chain.contains("timed out") || chain.contains("timeout") {
+                FetchError::Timeout(detail)
+            } else {
+                FetchError::Connection(detail)
+            }
+        }
+    }
+}
+
+/// The error and its causes, each once (wrappers often repeat their source).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}

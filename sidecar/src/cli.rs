@@ -1,0 +1,211 @@
+//! `fetch --once` (the init container), `run` (the sidecar), `probe` (the
+//! native sidecar's startup probe): the same flags and the same spec.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    azure::AzureProvider,
+    config::{self, EnvSource},
+    engine::{Engine, EngineError},
+    plan,
+    provider::Providers,
+    writer::AtomicWriter,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "secret-injector-sidecar",
+    version,
+    about = "Fetches secrets into files and keeps them rotated"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch every secret once, write the set, exit (the init container).
+    Fetch {
+        /// Accepted for clarity: `fetch` always fetches once.
+        #[arg(long, default_value_t = true)]
+        once: bool,
+    },
+    /// Fetch if nothing is there yet, then re-poll and rotate until SIGTERM.
+    Run,
+    /// Exit 0 once a complete set has been written (startup probe).
+    Probe,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Where the files go; defaults to the spec's mount path.
+    #[arg(long, global = true, env = "SECRET_INJECTOR_DIR")]
+    pub dir: Option<PathBuf>,
+    /// How long the first fetch may keep retrying before giving up.
+    #[arg(long, global = true, env = "SECRET_INJECTOR_DEADLINE", default_value = "2m", value_parser = duration)]
+    pub deadline: Duration,
+    /// Extra CA certificates (PEM) to trust besides the system's.
+    #[arg(long, global = true, env = "SECRET_INJECTOR_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
+    /// Fixed addresses for host names: host=ip:port (repeatable, or comma-separated in the env var).
+    #[arg(
+        long,
+        global = true,
+        env = "SECRET_INJECTOR_RESOLVE",
+        value_delimiter = ','
+    )]
+    pub resolve: Vec<String>,
+    /// Per-request timeout against the store.
+    #[arg(long, global = true, env = "SECRET_INJECTOR_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub timeout: Duration,
+    /// Store requests in flight at once.
+    #[arg(
+        long,
+        global = true,
+        env = "SECRET_INJECTOR_CONCURRENCY",
+        default_value_t = 4
+    )]
+    pub concurrency: usize,
+    #[arg(
+        long,
+        global = true,
+        env = "SECRET_INJECTOR_LOG_FORMAT",
+        value_enum,
+        default_value = "plain"
+    )]
+    pub log_format: LogFormat,
+    /// A tracing filter; RUST_LOG wins.
+    #[arg(
+        long,
+        global = true,
+        env = "SECRET_INJECTOR_LOG_LEVEL",
+        default_value = "info,typespec_client_core=warn,azure_core=warn,azure_identity=warn"
+    )]
+    pub log_level: String,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    shared::parse_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} is not a duration: use 30s, 2m or 1m30s"))
+}
+
+pub fn init_logging(common: &CommonArgs) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&common.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match common.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Plain => builder.init(),
+    }
+}
+
+/// The process exit code and, on failure, the one line to print.
+pub async fn run(cli: Cli, env: &impl EnvSource) -> Result<(), anyhow::Error> {
+    let spec = config::spec(env)?;
+    let dir = cli
+        .common
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&spec.mount_path));
+    let writer = AtomicWriter::new(&dir);
+    if !matches!(cli.command, Command::Probe) {
+        // In a pod the volume exists; in local runs it may not yet.
+        std::fs::create_dir_all(&dir)?;
+    }
+    if let Command::Probe = cli.command {
+        return if writer.has_data() {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!("no complete set in {} yet", dir.display()))
+        };
+    }
+
+    let mut providers = Providers::default();
+    if spec.providers().contains_key("azure") {
+        let resolve = config::parse_resolve(&cli.common.resolve)?;
+        let azure = config::azure(
+            env,
+            &spec,
+            cli.common.ca_bundle.as_ref(),
+            resolve,
+            cli.common.timeout,
+        )?;
+        tracing::info!(auth = ?azure.auth, authority = %azure.authority_host, "Azure Key Vault");
+        providers.azure = Some(Box::new(AzureProvider::new(azure)?));
+    }
+    let mut engine = Engine::new(spec, providers, writer).with_concurrency(cli.common.concurrency);
+    tracing::info!(dir = %dir.display(), objects = engine.spec().objects.len(), "starting");
+
+    match cli.command {
+        Command::Probe => Ok(()),
+        Command::Fetch { .. } => {
+            let report = engine.init(cli.common.deadline).await.map_err(one_line)?;
+            tracing::info!(wrote = report.wrote, "all secrets written");
+            Ok(())
+        }
+        Command::Run => {
+            let first_delay = if engine.resume()? {
+                // The init container has just fetched: wait a full interval.
+                engine
+                    .spec()
+                    .rotation
+                    .interval()
+                    .map(|i| plan::jittered(i, rand::random::<f64>()))
+            } else {
+                // A native sidecar fetches first and passes its probe after.
+                tokio::select! {
+                    _ = shutdown_signal() => return Ok(()),
+                    result = engine.init(cli.common.deadline) => { result.map_err(one_line)?; }
+                }
+                engine.spec().rotation.interval()
+            };
+            match first_delay {
+                Some(delay) => engine
+                    .run(delay, shutdown_signal())
+                    .await
+                    .map_err(one_line)?,
+                None => shutdown_signal().await,
+            }
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}
+
+fn one_line(e: EngineError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

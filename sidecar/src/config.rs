@@ -1,0 +1,218 @@
+//! Configuration from the environment the webhook injects, read through a
+//! map so tests pass a `HashMap` instead of mutating the process environment.
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use shared::{InjectionSpec, SPEC_ENV, SpecError};
+
+use crate::azure::{AzureAuth, AzureConfig};
+
+pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com/";
+
+pub trait EnvSource {
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl EnvSource for HashMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        HashMap::get(self, key).cloned().filter(|v| !v.is_empty())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{SPEC_ENV} is not set: this container is configured by the secret-injector webhook")]
+    NoSpec,
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("SECRET_INJECTOR_AZURE_AUTH is {0:?}; accepted: workload, managed, secret")]
+    AuthMode(String),
+    #[error("Azure {mode} authentication needs {missing}")]
+    Missing {
+        mode: &'static str,
+        missing: &'static str,
+    },
+    #[error("cannot read the CA bundle {path}: {source}")]
+    CaBundle {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--resolve {0:?}: use host=ip:port, for example kv.vault.azure.net=10.0.0.5:443")]
+    Resolve(String),
+}
+
+pub fn spec(env: &impl EnvSource) -> Result<InjectionSpec, ConfigError> {
+    let value = env.get(SPEC_ENV).ok_or(ConfigError::NoSpec)?;
+    Ok(InjectionSpec::from_env_value(&value)?)
+}
+
+/// `host=ip:port` pairs, like curl's `--resolve`.
+pub fn parse_resolve(entries: &[String]) -> Result<Vec<(String, SocketAddr)>, ConfigError> {
+    entries
+        .iter()
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            let (host, addr) = entry
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Resolve(entry.clone()))?;
+            let addr = addr
+                .parse()
+                .map_err(|_| ConfigError::Resolve(entry.clone()))?;
+            Ok((host.to_owned(), addr))
+        })
+        .collect()
+}
+
+pub fn azure(
+    env: &impl EnvSource,
+    spec: &InjectionSpec,
+    ca_bundle: Option<&PathBuf>,
+    resolve: Vec<(String, SocketAddr)>,
+    timeout: Duration,
+) -> Result<AzureConfig, ConfigError> {
+    let client_id = env
+        .get("AZURE_CLIENT_ID")
+        .or_else(|| spec.azure.client_id.clone());
+    let tenant_id = env
+        .get("AZURE_TENANT_ID")
+        .or_else(|| spec.azure.tenant_id.clone());
+    let token_file = env.get("AZURE_FEDERATED_TOKEN_FILE");
+    let secret = env.get("AZURE_CLIENT_SECRET");
+    let mode = match env.get("SECRET_INJECTOR_AZURE_AUTH").as_deref() {
+        Some(m @ ("workload" | "managed" | "secret")) => m.to_owned(),
+        Some(other) => return Err(ConfigError::AuthMode(other.to_owned())),
+        // What is present decides: a secret, else a federated token with a
+        // client id, else the managed identity.
+        None if secret.is_some() => "secret".to_owned(),
+        None if token_file.is_some() && client_id.is_some() => "workload".to_owned(),
+        None => "managed".to_owned(),
+    };
+    let need = |v: Option<String>, mode, missing| v.ok_or(ConfigError::Missing { mode, missing });
+    let auth = match mode.as_str() {
+        "workload" => AzureAuth::Workload {
+            client_id: need(
+                client_id,
+                "workload identity",
+                "AZURE_CLIENT_ID (or secret-injector.io/client-id)",
+            )?,
+            tenant_id: need(
+                tenant_id,
+                "workload identity",
+                "AZURE_TENANT_ID (or secret-injector.io/tenant-id)",
+            )?,
+            token_file: PathBuf::from(need(
+                token_file,
+                "workload identity",
+                "AZURE_FEDERATED_TOKEN_FILE",
+            )?),
+        },
+        "secret" => AzureAuth::ClientSecret {
+            client_id: need(client_id, "client secret", "AZURE_CLIENT_ID")?,
+            tenant_id: need(tenant_id, "client secret", "AZURE_TENANT_ID")?,
+            secret: need(secret, "client secret", "AZURE_CLIENT_SECRET")?,
+        },
+        _ => AzureAuth::Managed { client_id },
+    };
+    let ca_bundle = ca_bundle
+        .map(|path| {
+            std::fs::read(path).map_err(|source| ConfigError::CaBundle {
+                path: path.clone(),
+                source,
+            })
+        })
+        .transpose()?;
+    Ok(AzureConfig {
+        auth,
+        authority_host: env
+            .get("AZURE_AUTHORITY_HOST")
+            .unwrap_or_else(|| DEFAULT_AUTHORITY_HOST.to_owned()),
+        ca_bundle,
+        resolve,
+        timeout,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn spec() -> InjectionSpec {
+        InjectionSpec::from_env_value(
+            r#"{"objects":[{"file":"a","source":"azure://kv-one/secrets/a"}],"mountPath":"/mnt/secrets-store","rotation":"1m","filePermission":"0644","azure":{"tenantId":"t"}}"#,
+        )
+        .unwrap()
+    }
+
+    fn auth(pairs: &[(&str, &str)]) -> Result<AzureAuth, ConfigError> {
+        azure(&env(pairs), &spec(), None, vec![], Duration::from_secs(1)).map(|c| c.auth)
+    }
+
+    #[test]
+    fn workload_identity_when_the_webhook_wired_it() {
+        let a = auth(&[
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_FEDERATED_TOKEN_FILE", "/t"),
+        ])
+        .unwrap();
+        assert!(matches!(a, AzureAuth::Workload { ref tenant_id, .. } if tenant_id == "t"));
+    }
+
+    #[test]
+    fn managed_identity_without_a_client_id_for_workload_identity() {
+        let a = auth(&[("AZURE_FEDERATED_TOKEN_FILE", "/t")]).unwrap();
+        assert!(matches!(a, AzureAuth::Managed { client_id: None }));
+    }
+
+    #[test]
+    fn a_client_secret_wins_and_is_never_printed() {
+        let a = auth(&[("AZURE_CLIENT_ID", "c"), ("AZURE_CLIENT_SECRET", "s3cr3t")]).unwrap();
+        assert!(matches!(a, AzureAuth::ClientSecret { .. }));
+        assert!(!format!("{a:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn explicit_modes_say_what_is_missing() {
+        let err = auth(&[("SECRET_INJECTOR_AZURE_AUTH", "workload")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("AZURE_CLIENT_ID"), "{err}");
+        let err = auth(&[("SECRET_INJECTOR_AZURE_AUTH", "pod")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("accepted: workload, managed, secret"), "{err}");
+    }
+
+    #[test]
+    fn resolve_entries() {
+        let r = parse_resolve(&["kv.vault.azure.net=127.0.0.1:8443".into()]).unwrap();
+        assert_eq!(r[0].0, "kv.vault.azure.net");
+        assert_eq!(r[0].1.port(), 8443);
+        assert!(parse_resolve(&["nohost".into()]).is_err());
+    }
+
+    #[test]
+    fn no_spec_says_who_configures_it() {
+        let err = super::spec(&env(&[])).unwrap_err().to_string();
+        assert!(
+            err.contains("configured by the secret-injector webhook"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,273 @@
+//! The shell around the pure decisions: fetch a round (identical objects once,
+//! bounded concurrency), merge, write, record; the init run and the rotation loop.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{Duration, Instant, SystemTime},
+};
+
+use futures::{StreamExt, stream};
+use shared::{FileName, InjectionSpec, ObjectFormat, SecretObject, SecretRef};
+
+use crate::{
+    plan::{self, Backoff, Known, Merged},
+    provider::{FetchError, Fetched, Providers},
+    status::Status,
+    transform,
+    writer::{AtomicWriter, WriteError},
+};
+
+/// What one round did, for logs, tests and the caller's loop.
+#[derive(Debug, Default)]
+pub struct RoundReport {
+    pub wrote: bool,
+    pub complete: bool,
+    pub changed: Vec<FileName>,
+    pub failures: Vec<(FileName, FetchError)>,
+    /// Distinct store requests made this round.
+    pub fetches: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// The init run's deadline passed: one line naming each failing object.
+    #[error("{0}")]
+    Deadline(String),
+}
+
+pub struct Engine {
+    spec: InjectionSpec,
+    providers: Providers,
+    writer: AtomicWriter,
+    backoff: Backoff,
+    concurrency: usize,
+    known: BTreeMap<FileName, Known>,
+    status: Status,
+    failed_rounds: u32,
+}
+
+type FetchKey = (SecretRef, Option<ObjectFormat>);
+
+impl Engine {
+    pub fn new(spec: InjectionSpec, providers: Providers, writer: AtomicWriter) -> Self {
+        Self {
+            spec,
+            providers,
+            writer,
+            backoff: Backoff::default(),
+            concurrency: 4,
+            known: BTreeMap::new(),
+            status: Status::default(),
+            failed_rounds: 0,
+        }
+    }
+
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    pub fn spec(&self) -> &InjectionSpec {
+        &self.spec
+    }
+
+    /// Picks up the files a previous run (the init container) wrote, so an
+    /// unchanged store means no rewrite. Returns whether there were any.
+    pub fn resume(&mut self) -> Result<bool, WriteError> {
+        let Some(current) = self.writer.read_current()? else {
+            return Ok(false);
+        };
+        self.status = Status::read(self.writer.dir()).unwrap_or_default();
+        for (file, entry) in current {
+            let version = self
+                .status
+                .objects
+                .get(file.as_str())
+                .and_then(|s| s.version.clone())
+                .unwrap_or_default();
+            self.known.insert(
+                file,
+                Known {
+                    bytes: entry.data,
+                    version,
+                },
+            );
+        }
+        Ok(true)
+    }
+
+    async fn fetch_round(&self) -> (Vec<(FileName, Result<Known, FetchError>)>, usize) {
+        let key = |o: &SecretObject| -> FetchKey { (o.source.clone(), o.format) };
+        let mut unique: Vec<FetchKey> = self.spec.objects.iter().map(key).collect();
+        unique.sort_by_key(|(r, f)| (r.to_string(), format!("{f:?}")));
+        unique.dedup();
+        let fetches = unique.len();
+        let providers = &self.providers;
+        let results: HashMap<FetchKey, Result<Fetched, FetchError>> = stream::iter(unique)
+            .map(|k| async move {
+                let result = providers.fetch(&k.0, k.1).await;
+                (k, result)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let round = self
+            .spec
+            .objects
+            .iter()
+            .map(|o| {
+                let result = match results.get(&key(o)) {
+                    Some(Ok(fetched)) => {
+                        transform::to_file_bytes(o, &fetched.value).map(|bytes| Known {
+                            bytes,
+                            version: fetched.version.clone(),
+                        })
+                    }
+                    Some(Err(e)) => Err(e.clone()),
+                    None => Err(FetchError::Unsupported("not fetched".into())),
+                };
+                (o.file.clone(), result)
+            })
+            .collect();
+        (round, fetches)
+    }
+
+    /// Fetch everything once, write the set if it is complete and changed.
+    pub async fn round(&mut self) -> Result<RoundReport, EngineError> {
+        let (round, fetches) = self.fetch_round().await;
+        let Merged {
+            set,
+            known,
+            changed,
+            failures,
+        } = plan::merge(&self.spec, round, &self.known);
+        let merged_view = Merged {
+            set: None,
+            known: known.clone(),
+            changed: vec![],
+            failures: failures.clone(),
+        };
+        let complete = set.is_some();
+        let wrote = match &set {
+            Some(set) => self.writer.write(set)?,
+            None => false,
+        };
+        self.known = known;
+        self.status
+            .record(&self.spec, &merged_view, wrote, SystemTime::now());
+        if let Err(e) = self.status.write(self.writer.dir()) {
+            tracing::warn!(error = %e, "cannot write the status file");
+        }
+        for (file, error) in &failures {
+            let source = self.source_of(file);
+            tracing::warn!(file = %file, %source, kind = error.label(), %error, "fetch failed; the file keeps its last good value");
+        }
+        if wrote {
+            let versions: Vec<String> = changed
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{f}@{}",
+                        self.known.get(f).map(|k| k.version.as_str()).unwrap_or("")
+                    )
+                })
+                .collect();
+            tracing::info!(files = ?versions, "wrote a new set");
+        }
+        self.failed_rounds = if failures.is_empty() {
+            0
+        } else {
+            self.failed_rounds + 1
+        };
+        Ok(RoundReport {
+            wrote,
+            complete,
+            changed,
+            failures,
+            fetches,
+        })
+    }
+
+    fn source_of(&self, file: &FileName) -> String {
+        self.spec
+            .objects
+            .iter()
+            .find(|o| &o.file == file)
+            .map(|o| describe_source(&o.source))
+            .unwrap_or_default()
+    }
+
+    /// The init container's job: rounds until every file has a value, backing
+    /// off between them, or the deadline passes. Never writes a partial set.
+    pub async fn init(&mut self, deadline: Duration) -> Result<RoundReport, EngineError> {
+        let until = Instant::now() + deadline;
+        loop {
+            let report = self.round().await?;
+            if report.complete {
+                return Ok(report);
+            }
+            let delay = self.next_delay(&report);
+            if Instant::now() + delay >= until {
+                return Err(EngineError::Deadline(
+                    self.describe_failures(&report.failures),
+                ));
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    pub fn next_delay(&self, report: &RoundReport) -> Duration {
+        plan::next_delay(
+            self.spec.rotation.interval(),
+            &self.backoff,
+            self.failed_rounds,
+            &report.failures,
+            rand::random::<f64>(),
+        )
+    }
+
+    /// Rotation: poll, write what changed, until `shutdown` resolves.
+    pub async fn run(
+        &mut self,
+        first_delay: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), EngineError> {
+        tokio::pin!(shutdown);
+        let mut delay = first_delay;
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            let report = tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                report = self.round() => report?,
+            };
+            delay = self.next_delay(&report);
+        }
+    }
+
+    fn describe_failures(&self, failures: &[(FileName, FetchError)]) -> String {
+        let parts: Vec<String> = failures
+            .iter()
+            .map(|(file, e)| format!("cannot fetch {file} from {}: {e}", self.source_of(file)))
+            .collect();
+        format!("secret-injector: {}", parts.join("; "))
+    }
+}
+
+/// `azure://kv/secrets/x (vault https://kv.vault.azure.net)`: the reference
+/// and, for Azure, the vault URL it resolves to.
+pub fn describe_source(source: &SecretRef) -> String {
+    match source {
+        SecretRef::Azure(r) => format!("{source} (vault {})", r.vault.url()),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,14 @@
+//! secret-injector's sidecar: fetch secrets from the store into files,
+//! atomically, and keep them rotated. Decisions are pure (`plan`), effects thin.
+
+pub mod azure;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod pem;
+pub mod plan;
+pub mod provider;
+pub mod secret;
+pub mod status;
+pub mod transform;
+pub mod writer;

@@ -1,0 +1,20 @@
+use clap::Parser;
+use secret_injector_sidecar::{
+    cli::{self, Cli},
+    config::ProcessEnv,
+};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    cli::init_logging(&cli.common);
+    match cli::run(cli, &ProcessEnv).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line a person can act on; kubelet shows it as the termination message.
+            eprintln!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

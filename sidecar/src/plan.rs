@@ -1,0 +1,294 @@
+//! The sidecar's decisions, as pure functions: when to poll next, how long to
+//! back off, and what set to write from a round of fetches.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use shared::{FileMode, FileName, InjectionSpec};
+
+use crate::{
+    provider::FetchError,
+    secret::SecretBytes,
+    writer::{FileEntry, FileSet},
+};
+
+/// The rotation interval, spread ±10% so pods started together do not poll
+/// the store in lockstep. `unit` is a uniform sample in [0, 1).
+pub fn jittered(interval: Duration, unit: f64) -> Duration {
+    interval.mul_f64(0.9 + 0.2 * unit.clamp(0.0, 1.0))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// Delay before retry number `attempt` (1-based): doubling from `initial`,
+    /// capped at `max`, with ±20% jitter.
+    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
+        let exp = self
+            .initial
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)));
+        exp.min(self.max).mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0))
+    }
+}
+
+/// When to fetch again after a round.
+pub fn next_delay(
+    interval: Option<Duration>,
+    backoff: &Backoff,
+    consecutive_failed_rounds: u32,
+    failures: &[(FileName, FetchError)],
+    unit: f64,
+) -> Duration {
+    let regular = interval.map(|i| jittered(i, unit));
+    if failures.is_empty() {
+        return regular.unwrap_or(backoff.max);
+    }
+    let mut delay = backoff.delay(consecutive_failed_rounds.max(1), unit);
+    // Retrying sooner than the interval, but never later.
+    if let Some(regular) = regular {
+        delay = delay.min(regular);
+    }
+    // The store said when: honour it.
+    if let Some(after) = failures.iter().filter_map(|(_, e)| e.retry_after()).max() {
+        delay = delay.max(after);
+    }
+    delay
+}
+
+/// What was last fetched successfully for one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub bytes: SecretBytes,
+    pub version: String,
+}
+
+/// The outcome of merging a round into what was known.
+#[derive(Debug, Default)]
+pub struct Merged {
+    /// The complete set to write, or `None` while some file has never had a value.
+    pub set: Option<FileSet>,
+    pub known: BTreeMap<FileName, Known>,
+    /// Files whose value or version differs from before.
+    pub changed: Vec<FileName>,
+    pub failures: Vec<(FileName, FetchError)>,
+}
+
+/// Fresh values where the fetch worked; the last good value where it failed,
+/// so one failing object never blocks the others nor empties its file.
+pub fn merge(
+    spec: &InjectionSpec,
+    round: Vec<(FileName, Result<Known, FetchError>)>,
+    previous: &BTreeMap<FileName, Known>,
+) -> Merged {
+    let mut merged = Merged::default();
+    for (file, result) in round {
+        match result {
+            Ok(fresh) => {
+                if previous.get(&file) != Some(&fresh) {
+                    merged.changed.push(file.clone());
+                }
+                merged.known.insert(file, fresh);
+            }
+            Err(e) => {
+                if let Some(old) = previous.get(&file) {
+                    merged.known.insert(file.clone(), old.clone());
+                }
+                merged.failures.push((file, e));
+            }
+        }
+    }
+    let complete = spec
+        .objects
+        .iter()
+        .all(|o| merged.known.contains_key(&o.file));
+    if complete {
+        merged.set = Some(
+            spec.objects
+                .iter()
+                .filter_map(|o| {
+                    let known = merged.known.get(&o.file)?;
+                    let mode = o.file_permission.unwrap_or(spec.file_permission);
+                    Some((o.file.clone(), entry(known, mode)))
+                })
+                .collect(),
+        );
+    }
+    merged
+}
+
+fn entry(known: &Known, mode: FileMode) -> FileEntry {
+    FileEntry {
+        data: known.bytes.clone(),
+        mode: mode.bits(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::{AzureIdentity, Rotation, SecretObject};
+
+    use super::*;
+
+    fn file(name: &str) -> FileName {
+        FileName::new(name).unwrap()
+    }
+
+    fn spec(files: &[&str]) -> InjectionSpec {
+        InjectionSpec::new(
+            files
+                .iter()
+                .map(|f| {
+                    SecretObject::new(
+                        file(f),
+                        format!("azure://kv-one/secrets/{f}").parse().unwrap(),
+                    )
+                })
+                .collect(),
+            "/mnt/secrets-store".into(),
+            Rotation::Every(Duration::from_secs(60)),
+            None,
+            FileMode::DEFAULT,
+            AzureIdentity::default(),
+        )
+        .unwrap()
+    }
+
+    fn known(value: &str, version: &str) -> Known {
+        Known {
+            bytes: SecretBytes::from(value.to_owned()),
+            version: version.into(),
+        }
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        let i = Duration::from_secs(100);
+        assert_eq!(jittered(i, 0.0), Duration::from_secs(90));
+        assert_eq!(jittered(i, 0.5), Duration::from_secs(100));
+        assert!(jittered(i, 0.999_999) <= Duration::from_secs(110));
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let b = Backoff::default();
+        assert_eq!(b.delay(1, 0.5), Duration::from_millis(500));
+        assert_eq!(b.delay(2, 0.5), Duration::from_secs(1));
+        assert_eq!(b.delay(4, 0.5), Duration::from_secs(4));
+        assert_eq!(b.delay(30, 0.5), Duration::from_secs(30));
+        assert!(b.delay(3, 0.0) >= Duration::from_millis(1600));
+        assert!(b.delay(3, 0.999) <= Duration::from_millis(2400));
+    }
+
+    #[test]
+    fn next_delay_backs_off_below_the_interval_and_honours_retry_after() {
+        let b = Backoff::default();
+        let interval = Some(Duration::from_secs(60));
+        assert_eq!(
+            next_delay(interval, &b, 0, &[], 0.5),
+            Duration::from_secs(60)
+        );
+        let down = vec![(file("a"), FetchError::Unavailable("503".into()))];
+        assert_eq!(
+            next_delay(interval, &b, 1, &down, 0.5),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            next_delay(interval, &b, 10, &down, 0.5),
+            Duration::from_secs(30)
+        );
+        let short = Some(Duration::from_secs(10));
+        assert_eq!(
+            next_delay(short, &b, 10, &down, 0.5),
+            Duration::from_secs(10)
+        );
+        let throttled = vec![(
+            file("a"),
+            FetchError::Throttled {
+                retry_after: Some(Duration::from_secs(7)),
+                detail: String::new(),
+            },
+        )];
+        assert_eq!(
+            next_delay(interval, &b, 1, &throttled, 0.5),
+            Duration::from_secs(7)
+        );
+    }
+
+    #[test]
+    fn a_complete_round_is_a_set_and_reports_changes() {
+        let spec = spec(&["a", "b"]);
+        let previous =
+            BTreeMap::from([(file("a"), known("1", "v1")), (file("b"), known("2", "v1"))]);
+        let merged = merge(
+            &spec,
+            vec![
+                (file("a"), Ok(known("1", "v1"))),
+                (file("b"), Ok(known("3", "v2"))),
+            ],
+            &previous,
+        );
+        assert_eq!(merged.changed, vec![file("b")]);
+        let set = merged.set.unwrap();
+        assert_eq!(set[&file("b")].data.expose(), b"3");
+        assert_eq!(set[&file("b")].mode, 0o644);
+    }
+
+    #[test]
+    fn a_failing_object_keeps_its_last_good_value_and_others_update() {
+        let spec = spec(&["a", "b"]);
+        let previous =
+            BTreeMap::from([(file("a"), known("1", "v1")), (file("b"), known("2", "v1"))]);
+        let merged = merge(
+            &spec,
+            vec![
+                (file("a"), Err(FetchError::Forbidden("denied".into()))),
+                (file("b"), Ok(known("3", "v2"))),
+            ],
+            &previous,
+        );
+        let set = merged.set.unwrap();
+        assert_eq!(set[&file("a")].data.expose(), b"1");
+        assert_eq!(set[&file("b")].data.expose(), b"3");
+        assert_eq!(merged.failures.len(), 1);
+        assert_eq!(merged.changed, vec![file("b")]);
+    }
+
+    #[test]
+    fn no_partial_set_before_every_file_has_a_value() {
+        let spec = spec(&["a", "b"]);
+        let merged = merge(
+            &spec,
+            vec![
+                (file("a"), Ok(known("1", "v1"))),
+                (file("b"), Err(FetchError::NotFound("b".into()))),
+            ],
+            &BTreeMap::new(),
+        );
+        assert!(merged.set.is_none());
+        assert_eq!(merged.known.len(), 1);
+    }
+
+    #[test]
+    fn per_object_mode_overrides_the_spec() {
+        let mut spec = spec(&["a"]);
+        spec.objects[0].file_permission = Some("0400".parse().unwrap());
+        let merged = merge(
+            &spec,
+            vec![(file("a"), Ok(known("1", "v1")))],
+            &BTreeMap::new(),
+        );
+        assert_eq!(merged.set.unwrap()[&file("a")].mode, 0o400);
+    }
+}

@@ -1,0 +1,123 @@
+//! One trait for every store; errors a person can act on, classified so the
+//! retry policy and the status file can tell a missing secret from an outage.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use shared::{ObjectFormat, SecretRef};
+
+use crate::secret::SecretBytes;
+
+/// A value as the store returned it, with the store's version id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub value: SecretBytes,
+    pub version: String,
+}
+
+/// Why a fetch failed. Messages name the object and the store, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    #[error("401 Unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("403 Forbidden: {0}")]
+    Forbidden(String),
+    #[error("404 Not Found: {0}")]
+    NotFound(String),
+    #[error("429 Too Many Requests{}: {detail}", .retry_after.map(|d| format!(" (retry after {}s)", d.as_secs())).unwrap_or_default())]
+    Throttled {
+        retry_after: Option<Duration>,
+        detail: String,
+    },
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("DNS: {0}")]
+    Dns(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("timeout: {0}")]
+    Timeout(String),
+    #[error("connection: {0}")]
+    Connection(String),
+    #[error("credential: {0}")]
+    Credential(String),
+    #[error("the value cannot be used: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl FetchError {
+    /// A short, stable name: metric label and status-file field.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Throttled { .. } => "throttled",
+            Self::Unavailable(_) => "unavailable",
+            Self::Dns(_) => "dns",
+            Self::Tls(_) => "tls",
+            Self::Timeout(_) => "timeout",
+            Self::Connection(_) => "connection",
+            Self::Credential(_) => "credential",
+            Self::Invalid(_) => "invalid",
+            Self::Unsupported(_) => "unsupported",
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Fetches one object. `source` is always of this provider's scheme;
+    /// `format` asks for a certificate-backed secret as PEM or PFX.
+    async fn fetch(
+        &self,
+        source: &SecretRef,
+        format: Option<ObjectFormat>,
+    ) -> Result<Fetched, FetchError>;
+
+    /// Forget cached credentials (after a 401, a token may have been revoked).
+    fn reset_credentials(&self) {}
+}
+
+/// Dispatches by scheme to the providers this build has.
+#[derive(Default)]
+pub struct Providers {
+    pub azure: Option<Box<dyn Provider>>,
+}
+
+impl Providers {
+    pub fn for_ref(&self, source: &SecretRef) -> Result<&dyn Provider, FetchError> {
+        let provider = match source {
+            SecretRef::Azure(_) => self.azure.as_deref(),
+            _ => None,
+        };
+        provider.ok_or_else(|| {
+            FetchError::Unsupported(format!(
+                "the {} store is not supported by this sidecar yet (Azure Key Vault is)",
+                source.provider()
+            ))
+        })
+    }
+
+    pub async fn fetch(
+        &self,
+        source: &SecretRef,
+        format: Option<ObjectFormat>,
+    ) -> Result<Fetched, FetchError> {
+        let provider = self.for_ref(source)?;
+        let result = provider.fetch(source, format).await;
+        if matches!(result, Err(FetchError::Unauthorized(_))) {
+            provider.reset_credentials();
+        }
+        result
+    }
+}

@@ -1,0 +1,164 @@
+//! From the store's value to the file's bytes: JSON field extraction and
+//! decoding (utf-8, hex, base64), as the CSI Azure provider does.
+
+use base64::Engine;
+use shared::{ObjectEncoding, SecretObject, SecretRef};
+
+use crate::{provider::FetchError, secret::SecretBytes};
+
+pub fn to_file_bytes(
+    object: &SecretObject,
+    value: &SecretBytes,
+) -> Result<SecretBytes, FetchError> {
+    let json_key = match &object.source {
+        SecretRef::Aws(r) => r.json_key.as_deref().or(object.json_key.as_deref()),
+        _ => object.json_key.as_deref(),
+    };
+    let extracted;
+    let value = match json_key {
+        Some(key) => {
+            extracted = extract_json_key(value, key)?;
+            &extracted
+        }
+        None => value,
+    };
+    decode(value, object.encoding.unwrap_or(ObjectEncoding::Utf8))
+}
+
+fn extract_json_key(value: &SecretBytes, key: &str) -> Result<SecretBytes, FetchError> {
+    // Errors never quote the value: it is the secret.
+    let parsed: serde_json::Value = serde_json::from_slice(value.expose()).map_err(|_| {
+        FetchError::Invalid(format!(
+            "the value is not a JSON object, so key {key:?} cannot be read from it"
+        ))
+    })?;
+    let field = parsed
+        .as_object()
+        .ok_or_else(|| {
+            FetchError::Invalid(format!(
+                "the value is JSON but not an object, so key {key:?} cannot be read from it"
+            ))
+        })?
+        .get(key)
+        .ok_or_else(|| FetchError::Invalid(format!("the JSON value has no key {key:?}")))?;
+    Ok(match field {
+        serde_json::Value::String(s) => SecretBytes::from(s.clone()),
+        other => SecretBytes::from(other.to_string()),
+    })
+}
+
+fn decode(value: &SecretBytes, encoding: ObjectEncoding) -> Result<SecretBytes, FetchError> {
+    match encoding {
+        ObjectEncoding::Utf8 => Ok(value.clone()),
+        ObjectEncoding::Base64 => {
+            let text: Vec<u8> = value
+                .expose()
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(&text)
+                .map(SecretBytes::new)
+                .map_err(|_| {
+                    FetchError::Invalid(
+                        "objectEncoding is base64 but the value is not valid base64".into(),
+                    )
+                })
+        }
+        ObjectEncoding::Hex => {
+            let text: Vec<u8> = value
+                .expose()
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            if !text.len().is_multiple_of(2) {
+                return Err(FetchError::Invalid(
+                    "objectEncoding is hex but the value has an odd number of digits".into(),
+                ));
+            }
+            text.chunks(2)
+                .map(|pair| {
+                    let digit = |b: u8| (b as char).to_digit(16);
+                    match (digit(pair[0]), digit(pair[1])) {
+                        (Some(h), Some(l)) => Ok((h * 16 + l) as u8),
+                        _ => Err(FetchError::Invalid(
+                            "objectEncoding is hex but the value has a non-hex character".into(),
+                        )),
+                    }
+                })
+                .collect::<Result<Vec<u8>, _>>()
+                .map(SecretBytes::new)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use shared::FileName;
+
+    use super::*;
+
+    fn object(uri: &str) -> SecretObject {
+        SecretObject::new(FileName::new("f").unwrap(), uri.parse().unwrap())
+    }
+
+    fn bytes(s: &str) -> SecretBytes {
+        SecretBytes::from(s.to_owned())
+    }
+
+    #[rstest]
+    #[case(ObjectEncoding::Utf8, "plain", b"plain".to_vec())]
+    #[case(ObjectEncoding::Base64, "aGVsbG8=", b"hello".to_vec())]
+    #[case(ObjectEncoding::Base64, "aGVs\nbG8=\n", b"hello".to_vec())]
+    #[case(ObjectEncoding::Hex, "68656C6c6f", b"hello".to_vec())]
+    #[case(ObjectEncoding::Hex, "00ff", vec![0, 255])]
+    fn decodes(#[case] encoding: ObjectEncoding, #[case] stored: &str, #[case] expected: Vec<u8>) {
+        let mut o = object("azure://kv-one/secrets/a");
+        o.encoding = Some(encoding);
+        assert_eq!(
+            to_file_bytes(&o, &bytes(stored)).unwrap().expose(),
+            expected.as_slice()
+        );
+    }
+
+    #[rstest]
+    #[case(ObjectEncoding::Base64, "not base64!")]
+    #[case(ObjectEncoding::Hex, "abc")]
+    #[case(ObjectEncoding::Hex, "zz")]
+    fn bad_encodings_are_invalid_and_do_not_quote_the_value(
+        #[case] encoding: ObjectEncoding,
+        #[case] stored: &str,
+    ) {
+        let mut o = object("azure://kv-one/secrets/a");
+        o.encoding = Some(encoding);
+        let err = to_file_bytes(&o, &bytes(stored)).unwrap_err();
+        assert_eq!(err.label(), "invalid");
+        assert!(!err.to_string().contains(stored), "{err}");
+    }
+
+    #[test]
+    fn json_keys_from_the_aws_fragment_or_the_object() {
+        let value = bytes(r#"{"username":"admin","port":5432}"#);
+        let aws = object("aws://us-east-1/db#username");
+        assert_eq!(to_file_bytes(&aws, &value).unwrap().expose(), b"admin");
+        let mut azure = object("azure://kv-one/secrets/db");
+        azure.json_key = Some("port".into());
+        assert_eq!(to_file_bytes(&azure, &value).unwrap().expose(), b"5432");
+        azure.json_key = Some("password".into());
+        let err = to_file_bytes(&azure, &value).unwrap_err().to_string();
+        assert!(err.contains("no key \"password\""), "{err}");
+        assert!(!err.contains("admin"), "{err}");
+    }
+
+    #[test]
+    fn a_json_key_on_a_non_json_value_says_so_without_the_value() {
+        let mut o = object("azure://kv-one/secrets/db");
+        o.json_key = Some("k".into());
+        let err = to_file_bytes(&o, &bytes("s3cr3t")).unwrap_err().to_string();
+        assert!(err.contains("not a JSON object"), "{err}");
+        assert!(!err.contains("s3cr3t"));
+    }
+}

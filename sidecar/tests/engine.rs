@@ -1,0 +1,303 @@
+//! The engine with a scripted store (no network): what a user sees in the
+//! files when the store changes, fails, or throttles.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use secret_injector_sidecar::{
+    engine::{Engine, EngineError},
+    plan::Backoff,
+    provider::{FetchError, Fetched, Provider, Providers},
+    secret::SecretBytes,
+    status::Status,
+    writer::AtomicWriter,
+};
+use shared::{InjectionSpec, ObjectFormat, SecretRef};
+
+/// Per reference: (value, version) or the error to answer with.
+type Answers = HashMap<String, Result<(String, String), FetchError>>;
+
+/// A store whose answers the test sets, counting requests per reference.
+#[derive(Clone, Default)]
+struct ScriptedStore {
+    answers: Arc<Mutex<Answers>>,
+    calls: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl ScriptedStore {
+    fn set(&self, uri: &str, value: &str, version: &str) {
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(uri.into(), Ok((value.into(), version.into())));
+    }
+    fn fail(&self, uri: &str, error: FetchError) {
+        self.answers.lock().unwrap().insert(uri.into(), Err(error));
+    }
+    fn calls(&self, uri: &str) -> usize {
+        self.calls.lock().unwrap().get(uri).copied().unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl Provider for ScriptedStore {
+    async fn fetch(
+        &self,
+        source: &SecretRef,
+        _: Option<ObjectFormat>,
+    ) -> Result<Fetched, FetchError> {
+        let uri = source.to_string();
+        *self.calls.lock().unwrap().entry(uri.clone()).or_default() += 1;
+        match self.answers.lock().unwrap().get(&uri) {
+            Some(Ok((value, version))) => Ok(Fetched {
+                value: SecretBytes::from(value.clone()),
+                version: version.clone(),
+            }),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(FetchError::NotFound(format!("{uri} does not exist"))),
+        }
+    }
+}
+
+const USER: &str = "azure://kv-aks-csi-weu-01/secrets/db-user";
+const PASS: &str = "azure://kv-aks-csi-weu-01/secrets/db-pass";
+
+fn spec(extra: &str) -> InjectionSpec {
+    InjectionSpec::from_env_value(&format!(
+        r#"{{"objects":[{{"file":"db-user","source":"{USER}"}},{{"file":"db-pass","source":"{PASS}"}}{extra}],
+            "mountPath":"/mnt/secrets-store","rotation":"1m","filePermission":"0640"}}"#
+    ))
+    .unwrap()
+}
+
+fn engine(store: &ScriptedStore, dir: &std::path::Path, spec: InjectionSpec) -> Engine {
+    let providers = Providers {
+        azure: Some(Box::new(store.clone())),
+    };
+    Engine::new(spec, providers, AtomicWriter::new(dir)).with_backoff(Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+    })
+}
+
+fn read(dir: &std::path::Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file)).unwrap()
+}
+
+#[tokio::test]
+async fn first_round_writes_every_file_with_its_mode_and_status() {
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    store.set(PASS, "mysupersecretpassword", "p1");
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(&store, dir.path(), spec(""));
+    let report = engine.init(Duration::from_secs(5)).await.unwrap();
+    assert!(report.wrote);
+    assert_eq!(read(dir.path(), "db-user"), "administrator");
+    assert_eq!(read(dir.path(), "db-pass"), "mysupersecretpassword");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("db-pass"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    let status = Status::read(dir.path()).unwrap();
+    assert_eq!(status.objects["db-pass"].version.as_deref(), Some("p1"));
+    assert!(status.objects["db-pass"].last_success.is_some());
+    assert!(status.objects["db-pass"].error.is_none());
+}
+
+#[tokio::test]
+async fn identical_objects_are_fetched_once_per_round() {
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    store.set(PASS, "pw", "p1");
+    let dir = tempfile::tempdir().unwrap();
+    let same_again = format!(r#",{{"file":"also-user","source":"{USER}"}}"#);
+    let mut engine = engine(&store, dir.path(), spec(&same_again));
+    let report = engine.round().await.unwrap();
+    assert_eq!(report.fetches, 2);
+    assert_eq!(store.calls(USER), 1);
+    assert_eq!(read(dir.path(), "also-user"), "administrator");
+}
+
+#[tokio::test]
+async fn unchanged_store_means_no_rewrite_and_a_rotation_means_a_new_set() {
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    store.set(PASS, "old", "p1");
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(&store, dir.path(), spec(""));
+    engine.round().await.unwrap();
+    let data_before = std::fs::read_link(dir.path().join("..data")).unwrap();
+    let again = engine.round().await.unwrap();
+    assert!(!again.wrote);
+    assert_eq!(
+        std::fs::read_link(dir.path().join("..data")).unwrap(),
+        data_before
+    );
+
+    store.set(PASS, "new", "p2");
+    let rotated = engine.round().await.unwrap();
+    assert!(rotated.wrote);
+    assert_eq!(
+        rotated
+            .changed
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>(),
+        ["db-pass"]
+    );
+    assert_eq!(read(dir.path(), "db-pass"), "new");
+    assert_eq!(
+        Status::read(dir.path()).unwrap().objects["db-pass"]
+            .version
+            .as_deref(),
+        Some("p2")
+    );
+}
+
+#[tokio::test]
+async fn store_down_keeps_the_last_good_files_byte_identical() {
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    store.set(PASS, "pw", "p1");
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(&store, dir.path(), spec(""));
+    engine.round().await.unwrap();
+    for uri in [USER, PASS] {
+        store.fail(
+            uri,
+            FetchError::Unavailable("503 Service Unavailable".into()),
+        );
+    }
+    let report = engine.round().await.unwrap();
+    assert!(!report.wrote);
+    assert_eq!(report.failures.len(), 2);
+    assert_eq!(read(dir.path(), "db-pass"), "pw");
+    assert_eq!(read(dir.path(), "db-user"), "administrator");
+    let status = Status::read(dir.path()).unwrap();
+    assert_eq!(
+        status.objects["db-pass"].error_kind.as_deref(),
+        Some("unavailable")
+    );
+    // Recovery on the next success clears the error.
+    store.set(USER, "administrator", "v1");
+    store.set(PASS, "pw2", "p2");
+    engine.round().await.unwrap();
+    assert_eq!(read(dir.path(), "db-pass"), "pw2");
+    assert!(
+        Status::read(dir.path()).unwrap().objects["db-pass"]
+            .error
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn one_failing_object_does_not_stop_the_others() {
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    store.set(PASS, "pw", "p1");
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(&store, dir.path(), spec(""));
+    engine.round().await.unwrap();
+    store.fail(
+        USER,
+        FetchError::Forbidden("access denied to db-user".into()),
+    );
+    store.set(PASS, "pw2", "p2");
+    let report = engine.round().await.unwrap();
+    assert!(report.wrote);
+    assert_eq!(read(dir.path(), "db-pass"), "pw2");
+    assert_eq!(read(dir.path(), "db-user"), "administrator");
+    let status = Status::read(dir.path()).unwrap();
+    assert_eq!(
+        status.objects["db-user"].error_kind.as_deref(),
+        Some("forbidden")
+    );
+    assert!(status.objects["db-user"].last_failure.is_some());
+    assert!(status.objects["db-pass"].error.is_none());
+}
+
+#[tokio::test]
+async fn init_retries_then_gives_up_with_one_line_and_no_partial_set() {
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    store.fail(
+        PASS,
+        FetchError::Forbidden("caller is not authorized to get secret db-pass".into()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(&store, dir.path(), spec(""));
+    let err = engine.init(Duration::from_millis(300)).await.unwrap_err();
+    let EngineError::Deadline(line) = err else {
+        panic!("{err}")
+    };
+    assert!(!line.contains('\n'));
+    assert!(line.contains("cannot fetch db-pass from azure://kv-aks-csi-weu-01/secrets/db-pass (vault https://kv-aks-csi-weu-01.vault.azure.net): 403 Forbidden"), "{line}");
+    assert!(
+        store.calls(PASS) >= 3,
+        "retried {} times",
+        store.calls(PASS)
+    );
+    assert!(!dir.path().join("..data").exists());
+    assert!(
+        !dir.path().join("db-user").exists(),
+        "a partial set was written"
+    );
+}
+
+#[tokio::test]
+async fn init_succeeds_once_the_store_recovers() {
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    store.fail(PASS, FetchError::Unavailable("down".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(&store, dir.path(), spec(""));
+    let recover = store.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        recover.set(PASS, "pw", "p1");
+    });
+    engine.init(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(read(dir.path(), "db-pass"), "pw");
+}
+
+#[tokio::test]
+async fn a_restarted_sidecar_resumes_without_rewriting() {
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    store.set(PASS, "pw", "p1");
+    let dir = tempfile::tempdir().unwrap();
+    engine(&store, dir.path(), spec(""))
+        .init(Duration::from_secs(1))
+        .await
+        .unwrap();
+    let mut restarted = engine(&store, dir.path(), spec(""));
+    assert!(restarted.resume().unwrap());
+    assert!(!restarted.round().await.unwrap().wrote);
+}
+
+#[tokio::test]
+async fn run_stops_promptly_on_shutdown() {
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    store.set(PASS, "pw", "p1");
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(&store, dir.path(), spec(""));
+    // The interval is an hour: returning at all means shutdown cut the wait.
+    let run = engine.run(
+        Duration::from_secs(3600),
+        tokio::time::sleep(Duration::from_millis(50)),
+    );
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("run ignored shutdown")
+        .unwrap();
+}

@@ -1,7 +1,7 @@
 //! AdmissionReview in, AdmissionReview out: decode, decide, encode. The HTTP
 //! layer only maps [`ReviewError`] to a status code.
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use kube::core::{
     DynamicObject,
     admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation},
@@ -57,25 +57,41 @@ pub struct Reviewed {
 }
 
 pub fn review(body: &[u8], config: &InjectorConfig) -> Result<Reviewed, ReviewError> {
+    // Pods are what this webhook is registered for: decode the object straight
+    // into a Pod. Anything else (or a pod that is not one) takes the slow path.
+    if let Ok(review) = serde_json::from_slice::<AdmissionReview<Pod>>(body) {
+        let request: AdmissionRequest<Pod> =
+            review.try_into().map_err(|_| ReviewError::NoRequest)?;
+        let subject = subject(&request, request.object.as_ref().map(|p| &p.metadata));
+        let (response, outcome) = respond_to_pod(&request, config);
+        return Ok(Reviewed {
+            review: response.into_review(),
+            outcome,
+            subject,
+        });
+    }
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_slice(body).map_err(ReviewError::Malformed)?;
     let request: AdmissionRequest<DynamicObject> =
         review.try_into().map_err(|_| ReviewError::NoRequest)?;
-    let subject = Subject {
-        uid: request.uid.clone(),
-        namespace: request.namespace.clone().unwrap_or_default(),
-        name: request
-            .object
-            .as_ref()
-            .and_then(|o| {
-                o.metadata
-                    .name
-                    .clone()
-                    .or_else(|| o.metadata.generate_name.clone())
-            })
-            .unwrap_or_else(|| request.name.clone()),
+    let subject = subject(&request, request.object.as_ref().map(|o| &o.metadata));
+    let allowed = AdmissionResponse::from(&request);
+    let (response, outcome) = if is_pod_create(&request) {
+        // A Pod CREATE whose object does not decode as a Pod.
+        let reason = serde_json::to_value(&request.object)
+            .and_then(serde_json::from_value::<Pod>)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        (
+            allowed.deny(format!(
+                "secret-injector: the object is not a valid Pod: {reason}"
+            )),
+            Outcome::Denied,
+        )
+    } else {
+        (allowed, Outcome::Ignored)
     };
-    let (response, outcome) = respond(&request, config);
     Ok(Reviewed {
         review: response.into_review(),
         outcome,
@@ -83,28 +99,32 @@ pub fn review(body: &[u8], config: &InjectorConfig) -> Result<Reviewed, ReviewEr
     })
 }
 
-fn respond(
-    request: &AdmissionRequest<DynamicObject>,
+fn subject<T: kube::Resource>(request: &AdmissionRequest<T>, meta: Option<&ObjectMeta>) -> Subject {
+    Subject {
+        uid: request.uid.clone(),
+        namespace: request.namespace.clone().unwrap_or_default(),
+        name: meta
+            .and_then(|m| m.name.clone().or_else(|| m.generate_name.clone()))
+            .unwrap_or_else(|| request.name.clone()),
+    }
+}
+
+fn is_pod_create<T: kube::Resource>(request: &AdmissionRequest<T>) -> bool {
+    request.kind.group.is_empty()
+        && request.kind.kind == "Pod"
+        && matches!(request.operation, Operation::Create)
+}
+
+fn respond_to_pod(
+    request: &AdmissionRequest<Pod>,
     config: &InjectorConfig,
 ) -> (AdmissionResponse, Outcome) {
     let allowed = AdmissionResponse::from(request);
-    let is_pod = request.kind.group.is_empty() && request.kind.kind == "Pod";
-    let object = match (&request.operation, is_pod, &request.object) {
-        (Operation::Create, true, Some(object)) => object,
+    let pod = match (&request.object, is_pod_create(request)) {
+        (Some(pod), true) => pod,
         _ => return (allowed, Outcome::Ignored),
     };
-    let pod: Pod = match serde_json::to_value(object).and_then(serde_json::from_value) {
-        Ok(pod) => pod,
-        Err(e) => {
-            return (
-                allowed.deny(format!(
-                    "secret-injector: the object is not a valid Pod: {e}"
-                )),
-                Outcome::Denied,
-            );
-        }
-    };
-    match mutate::decide(&pod, config) {
+    match mutate::decide(pod, config) {
         Ok(Decision::Skip { reason, warnings }) => {
             let outcome = match reason {
                 SkipReason::NotOptedIn | SkipReason::AlreadyInjected => Outcome::Skipped,
@@ -130,14 +150,19 @@ fn respond(
 
 /// Encodes a review for the wire with `response.patch` as base64, as the
 /// apiserver's Go types expect for `[]byte`; kube-core would write a JSON array
-/// of numbers (kube-rs #1781), which is three times larger.
-pub fn encode(review: &AdmissionReview<DynamicObject>) -> serde_json::Result<Vec<u8>> {
+/// of numbers (kube-rs #1781), three times larger and slow to encode.
+pub fn encode(mut review: AdmissionReview<DynamicObject>) -> serde_json::Result<Vec<u8>> {
     use base64::Engine;
-    let mut value = serde_json::to_value(review)?;
-    if let Some(patch) = review.response.as_ref().and_then(|r| r.patch.as_ref())
-        && let Some(slot) = value.pointer_mut("/response/patch")
-    {
-        *slot = serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
+    let patch = review.response.as_mut().and_then(|r| r.patch.take());
+    let mut value = serde_json::to_value(&review)?;
+    if let (Some(patch), Some(response)) = (
+        patch,
+        value.get_mut("response").and_then(|r| r.as_object_mut()),
+    ) {
+        response.insert(
+            "patch".to_owned(),
+            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(patch)),
+        );
     }
     serde_json::to_vec(&value)
 }

@@ -118,7 +118,7 @@ async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
                     _ => tracing::debug!(outcome, "answered"),
                 }
                 state.metrics.record(outcome, started.elapsed().as_secs_f64());
-                match admission::encode(&reviewed.review) {
+                match admission::encode(reviewed.review) {
                     Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot encode the response");

@@ -1,0 +1,540 @@
+//! Load generator for the admission webhook.
+//!
+//! Starts the real router in-process over the real TLS stack (`server::serve_tls`)
+//! with one extra route, `POST /fixed`, that reads the body and answers a
+//! precomputed copy of the real answer: the two routes differ only by the work
+//! of `/mutate`. Keep-alive HTTPS connections then send requests back to back,
+//! first to `/mutate`, then to `/fixed`, and the latencies are compared.
+//! Also measures the idle RSS of the real `webhook` binary.
+
+use std::{
+    collections::BTreeMap,
+    io::Read,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, anyhow, bail};
+use axum::{Router, body::Bytes, http::header, routing::post};
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, StatusCode, client::conn::http1::SendRequest};
+use hyper_util::rt::TokioIo;
+use rustls::{
+    ClientConfig, RootCertStore,
+    pki_types::{CertificateDer, ServerName, pem::PemObject},
+};
+use secret_injector_webhook::{
+    InjectorConfig,
+    admission::{self, Outcome},
+    server::{self, AppState},
+    tls,
+};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+const SEED_POD: &[u8] = include_bytes!("../../../webhook/tests/data/review-seed-pod.json");
+
+/// No single request may take longer than this; a stuck one counts as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SERVER_THREAD: &str = "load-server";
+const CLIENT_THREAD: &str = "load-client";
+const SHARED_THREAD: &str = "load-shared";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "webhook-load",
+    about = "Throughput and latency of /mutate against a fixed-answer route on the same stack"
+)]
+struct Args {
+    /// Keep-alive HTTPS connections, each sending requests back to back.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    connections: u16,
+    /// Measured seconds per route.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    duration: u64,
+    /// Unmeasured seconds per route before the measurement.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=60))]
+    warmup: u64,
+    /// The webhook binary whose idle RSS is measured (default: `webhook` next to this program).
+    #[arg(long)]
+    webhook_bin: Option<PathBuf>,
+    /// Give the server its own runtime with this many worker threads (0: client and
+    /// server share one runtime). Either way they share this machine's cores.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
+    server_threads: u16,
+    /// Worker threads of the client runtime (of the shared one with --server-threads 0);
+    /// default: the number of CPUs.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    client_threads: Option<u16>,
+    /// Do not measure the binary's idle RSS.
+    #[arg(long)]
+    skip_rss: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .map_err(|_| anyhow!("a rustls crypto provider is already installed"))?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let client_threads = args.client_threads.map_or(cpus, usize::from);
+    let split = args.server_threads > 0;
+
+    println!("webhook-load: client and server run in this one process, on 127.0.0.1,");
+    println!(
+        "sharing this machine's {cpus} CPU(s): the client's own TLS and HTTP work competes with the server,"
+    );
+    println!("so these figures understate what the server alone would do.");
+    if split {
+        println!(
+            "runtimes: server {} worker thread(s), client {client_threads} (separate runtimes)",
+            args.server_threads
+        );
+    } else {
+        println!("runtimes: one shared runtime with {client_threads} worker thread(s)");
+    }
+    println!(
+        "{} keep-alive connections, {} s warm-up + {} s measured per route; routes run one after the other",
+        args.connections, args.warmup, args.duration
+    );
+    println!();
+
+    let rss = if args.skip_rss {
+        None
+    } else {
+        let bin = match &args.webhook_bin {
+            Some(bin) => bin.clone(),
+            None => std::env::current_exe()
+                .context("finding this program's path")?
+                .with_file_name("webhook"),
+        };
+        Some(idle_rss_kib(&bin)?)
+    };
+
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(client_threads)
+        .thread_name(if split { CLIENT_THREAD } else { SHARED_THREAD })
+        .enable_all()
+        .build()?;
+    let server_rt = if split {
+        Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(usize::from(args.server_threads))
+                .thread_name(SERVER_THREAD)
+                .enable_all()
+                .build()?,
+        )
+    } else {
+        None
+    };
+    let server_handle = server_rt
+        .as_ref()
+        .map_or_else(|| client_rt.handle().clone(), |rt| rt.handle().clone());
+
+    let config = InjectorConfig::default();
+    let answer = Bytes::from(precompute(&config)?);
+    let generated = tls::self_signed(&["127.0.0.1".to_owned()])?;
+    let ca = CertificateDer::from_pem_slice(generated.ca_pem.as_bytes())
+        .map_err(|e| anyhow!("reading the generated CA: {e}"))?;
+    let tls_config = tls::server_config(tls::CertResolver::new(generated.key))?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+
+    let fixed = answer.clone();
+    let app = server::router(AppState::new(config)).merge(Router::new().route(
+        "/fixed",
+        post(move |body: Bytes| {
+            let fixed = fixed.clone();
+            async move {
+                std::hint::black_box(body);
+                ([(header::CONTENT_TYPE, "application/json")], fixed)
+            }
+        }),
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server_task = server_handle.spawn(server::serve_tls(
+        app,
+        listener,
+        tls_config,
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(2),
+    ));
+
+    let mut roots = RootCertStore::empty();
+    roots.add(ca)?;
+    let client_config = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let load = Load {
+        addr,
+        connector: TlsConnector::from(Arc::new(client_config)),
+        body: Bytes::from_static(SEED_POD),
+        expected: answer,
+        connections: usize::from(args.connections),
+        warmup: Duration::from_secs(args.warmup),
+        duration: Duration::from_secs(args.duration),
+    };
+    let results = client_rt.block_on(async {
+        let mutate = load.run("/mutate").await?;
+        let fixed = load.run("/fixed").await?;
+        anyhow::Ok([mutate, fixed])
+    });
+    let _ = stop.send(());
+    let served = server_handle
+        .block_on(async { tokio::time::timeout(Duration::from_secs(5), server_task).await });
+    let results = results?;
+    match served {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => bail!("the server failed: {e}"),
+        Ok(Err(e)) => bail!("the server task failed: {e}"),
+        Err(_) => bail!("the server did not stop within 5 s"),
+    }
+
+    report(&results, split);
+    if let Some(kib) = rss {
+        println!("idle RSS: {:.1} MB (goal <= 20 MB)", (kib as f64) / 1024.0);
+    }
+    Ok(())
+}
+
+/// The real answer to the seed pod, which `/fixed` returns and `/mutate` must return.
+fn precompute(config: &InjectorConfig) -> anyhow::Result<Vec<u8>> {
+    let reviewed = admission::review(SEED_POD, config)?;
+    if reviewed.outcome != Outcome::Injected {
+        bail!(
+            "the seed pod was {}, not injected",
+            reviewed.outcome.label()
+        );
+    }
+    let answer = admission::encode(reviewed.review)?;
+    let value: serde_json::Value = serde_json::from_slice(&answer)?;
+    if value.pointer("/response/allowed") != Some(&serde_json::Value::Bool(true))
+        || value.pointer("/response/patch").is_none()
+    {
+        bail!("the seed pod's answer is not an allowed patch");
+    }
+    Ok(answer)
+}
+
+struct Load {
+    addr: SocketAddr,
+    connector: TlsConnector,
+    body: Bytes,
+    expected: Bytes,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+}
+
+struct Worker {
+    /// Microseconds, of the requests started in the measured window.
+    latencies: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+struct RouteResult {
+    route: &'static str,
+    latencies: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+    duration: Duration,
+    /// CPU time of the process's threads during the measured window, by thread group.
+    cpu: BTreeMap<&'static str, Duration>,
+}
+
+type Sender = SendRequest<Full<Bytes>>;
+
+impl Load {
+    async fn connect(&self) -> anyhow::Result<Sender> {
+        let tcp = TcpStream::connect(self.addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream = self
+            .connector
+            .connect(ServerName::try_from("127.0.0.1")?, tcp)
+            .await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    async fn run(&self, route: &'static str) -> anyhow::Result<RouteResult> {
+        let mut senders = Vec::with_capacity(self.connections);
+        for _ in 0..self.connections {
+            senders.push(
+                self.connect()
+                    .await
+                    .with_context(|| format!("connecting to {}", self.addr))?,
+            );
+        }
+        let start = Instant::now();
+        let measure_from = start + self.warmup;
+        let until = measure_from + self.duration;
+        let mut tasks = Vec::with_capacity(senders.len());
+        for sender in senders {
+            tasks.push(tokio::spawn(worker(
+                sender,
+                route,
+                self.body.clone(),
+                self.expected.clone(),
+                measure_from,
+                until,
+            )));
+        }
+        tokio::time::sleep_until(measure_from.into()).await;
+        let cpu_before = cpu_by_group();
+        tokio::time::sleep_until(until.into()).await;
+        let cpu_after = cpu_by_group();
+        let mut result = RouteResult {
+            route,
+            latencies: Vec::new(),
+            errors: 0,
+            first_error: None,
+            duration: self.duration,
+            cpu: cpu_after
+                .iter()
+                .map(|(group, after)| {
+                    let before = cpu_before.get(group).copied().unwrap_or_default();
+                    (*group, after.saturating_sub(before))
+                })
+                .collect(),
+        };
+        for task in tasks {
+            let worker = task.await?;
+            result.latencies.extend(worker.latencies);
+            result.errors += worker.errors;
+            if result.first_error.is_none() {
+                result.first_error = worker.first_error;
+            }
+        }
+        result.latencies.sort_unstable();
+        Ok(result)
+    }
+}
+
+async fn worker(
+    mut sender: Sender,
+    route: &'static str,
+    body: Bytes,
+    expected: Bytes,
+    measure_from: Instant,
+    until: Instant,
+) -> Worker {
+    let mut worker = Worker {
+        latencies: Vec::with_capacity(64 * 1024),
+        errors: 0,
+        first_error: None,
+    };
+    loop {
+        let started = Instant::now();
+        if started >= until {
+            break;
+        }
+        let outcome =
+            match tokio::time::timeout(REQUEST_TIMEOUT, call(&mut sender, route, &body, &expected))
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => Err(anyhow!("no answer within {REQUEST_TIMEOUT:?}")),
+            };
+        let elapsed = started.elapsed();
+        if started >= measure_from {
+            worker
+                .latencies
+                .push(u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX));
+            if outcome.is_err() {
+                worker.errors += 1;
+            }
+        }
+        if let Err(e) = outcome {
+            if worker.first_error.is_none() {
+                worker.first_error = Some(format!("{route}: {e:#}"));
+            }
+            if sender.is_closed() {
+                // The connection is gone: end this connection's loop rather than
+                // reconnect in a tight loop against a broken server.
+                break;
+            }
+        }
+    }
+    worker
+}
+
+/// One request; anything but 200 with the expected answer is an error.
+async fn call(
+    sender: &mut Sender,
+    route: &str,
+    body: &Bytes,
+    expected: &Bytes,
+) -> anyhow::Result<()> {
+    sender.ready().await?;
+    let request = Request::post(route)
+        .header(header::HOST, "127.0.0.1")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body.clone()))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let answer = response.into_body().collect().await?.to_bytes();
+    if status != StatusCode::OK {
+        bail!(
+            "status {status}: {}",
+            String::from_utf8_lossy(&answer).trim()
+        );
+    }
+    if answer != *expected {
+        bail!("unexpected answer ({} bytes)", answer.len());
+    }
+    Ok(())
+}
+
+/// CPU time of this process's threads so far, grouped by thread name
+/// (from /proc/self/task/*/schedstat, nanoseconds on CPU). Empty if unreadable.
+fn cpu_by_group() -> BTreeMap<&'static str, Duration> {
+    let mut groups = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return groups;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let (Ok(comm), Ok(schedstat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("schedstat")),
+        ) else {
+            continue;
+        };
+        let Some(ns) = schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let group = match comm.trim() {
+            SERVER_THREAD => "server",
+            CLIENT_THREAD => "client",
+            SHARED_THREAD => "shared",
+            _ => "other",
+        };
+        *groups.entry(group).or_insert(Duration::ZERO) += Duration::from_nanos(ns);
+    }
+    groups
+}
+
+fn percentile(sorted: &[u32], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    f64::from(sorted[rank - 1]) / 1000.0
+}
+
+fn report(results: &[RouteResult; 2], split: bool) {
+    let throughput =
+        |r: &RouteResult| r.latencies.len() as f64 / r.duration.as_secs_f64().max(f64::EPSILON);
+    println!(
+        "{:<8} {:>9} {:>7} {:>9} {:>8} {:>8} {:>8} {:>10} {:>11}",
+        "route",
+        "requests",
+        "errors",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "CPU cores",
+        "CPU us/req"
+    );
+    for r in results {
+        let requests = r.latencies.len();
+        let total_cpu: Duration = r.cpu.values().sum();
+        let per_request = |d: Duration| d.as_secs_f64() * 1e6 / (requests.max(1) as f64);
+        let cpu_per_request = if split {
+            format!(
+                "{:.0} (server {:.0}, client {:.0})",
+                per_request(total_cpu),
+                per_request(r.cpu.get("server").copied().unwrap_or_default()),
+                per_request(r.cpu.get("client").copied().unwrap_or_default()),
+            )
+        } else {
+            format!("{:.0}", per_request(total_cpu))
+        };
+        println!(
+            "{:<8} {:>9} {:>7} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>10.2} {:>11}",
+            r.route,
+            requests,
+            r.errors,
+            throughput(r),
+            percentile(&r.latencies, 0.50),
+            percentile(&r.latencies, 0.99),
+            percentile(&r.latencies, 1.0),
+            total_cpu.as_secs_f64() / r.duration.as_secs_f64(),
+            cpu_per_request,
+        );
+    }
+    for r in results {
+        if let Some(e) = &r.first_error {
+            println!("first error: {e}");
+        }
+    }
+    let [mutate, fixed] = results;
+    println!(
+        "ratio mutate/fixed throughput: {:.2}",
+        throughput(mutate) / throughput(fixed).max(f64::EPSILON)
+    );
+    println!("goal: ratio >= 0.8, p99 <= 5 ms");
+}
+
+/// Starts the real binary on an ephemeral port, waits 1 s, reads its VmRSS (KiB), stops it.
+fn idle_rss_kib(bin: &Path) -> anyhow::Result<u64> {
+    let mut child = Command::new(bin)
+        .args([
+            "serve",
+            "--self-signed",
+            "--listen",
+            "127.0.0.1:0",
+            "--native-sidecar",
+            "never",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {} (build it with `cargo build --release -p secret-injector-webhook`, or pass --webhook-bin)",
+                bin.display()
+            )
+        })?;
+    std::thread::sleep(Duration::from_secs(1));
+    let measured = (|| {
+        if let Some(status) = child.try_wait()? {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            bail!(
+                "{} exited early ({status}): {}",
+                bin.display(),
+                stderr.trim()
+            );
+        }
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .ok_or_else(|| anyhow!("no VmRSS in /proc/{}/status", child.id()))
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    measured
+}

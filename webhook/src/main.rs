@@ -1,6 +1,10 @@
 use clap::Parser;
 use secret_injector_webhook::cli::{self, Cli};
 
+// glibc malloc was 18% of the server's CPU under load (perf).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // One rustls provider for the whole process (kube and the server share it).

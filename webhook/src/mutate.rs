@@ -7,7 +7,7 @@ use json_patch::{AddOperation, Patch, PatchOperation, jsonptr::PointerBuf};
 use k8s_openapi::{
     api::core::v1::{
         Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
-        ObjectFieldSelector, Pod, Probe, ProjectedVolumeSource, ResourceRequirements,
+        ObjectFieldSelector, Pod, PodSpec, Probe, ProjectedVolumeSource, ResourceRequirements,
         SeccompProfile, SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount,
         VolumeProjection,
     },
@@ -95,14 +95,15 @@ pub struct Mutation {
 /// Reads the pod's annotations and decides. A pod already injected (status
 /// annotation, or our sidecar by name) is skipped, so reinvocation is a no-op.
 pub fn decide(pod: &Pod, config: &InjectorConfig) -> Result<Decision, MutationError> {
-    let pod_annotations = pod.metadata.annotations.clone().unwrap_or_default();
-    if is_injected(pod, &pod_annotations) {
+    static NONE: BTreeMap<String, String> = BTreeMap::new();
+    let pod_annotations = pod.metadata.annotations.as_ref().unwrap_or(&NONE);
+    if is_injected(pod, pod_annotations) {
         return Ok(Decision::Skip {
             reason: SkipReason::AlreadyInjected,
             warnings: vec![],
         });
     }
-    match annotations::parse(&pod_annotations, &config.defaults)? {
+    match annotations::parse(pod_annotations, &config.defaults)? {
         Request::NotOptedIn { warnings } => Ok(Decision::Skip {
             reason: SkipReason::NotOptedIn,
             warnings,
@@ -135,16 +136,13 @@ pub fn mutate(
     spec: &InjectionSpec,
     config: &InjectorConfig,
 ) -> Result<Mutation, MutationError> {
-    let pod_spec = pod.spec.clone().unwrap_or_default();
-    let init_containers = pod_spec.init_containers.clone().unwrap_or_default();
+    let default_spec = PodSpec::default();
+    let pod_spec = pod.spec.as_ref().unwrap_or(&default_spec);
+    let init_containers: &[Container] = pod_spec.init_containers.as_deref().unwrap_or_default();
+    let volumes: &[Volume] = pod_spec.volumes.as_deref().unwrap_or_default();
     let uses_azure = spec.providers().contains_key("azure");
 
-    check_names(
-        &pod_spec.volumes.clone().unwrap_or_default(),
-        &pod_spec.containers,
-        &init_containers,
-        uses_azure,
-    )?;
+    check_names(volumes, &pod_spec.containers, &init_containers, uses_azure)?;
     let targets = targets(spec, &pod_spec.containers, &init_containers)?;
     for (_, container) in &targets {
         if container

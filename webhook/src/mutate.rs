@@ -142,8 +142,8 @@ pub fn mutate(
     let volumes: &[Volume] = pod_spec.volumes.as_deref().unwrap_or_default();
     let uses_azure = spec.providers().contains_key("azure");
 
-    check_names(volumes, &pod_spec.containers, &init_containers, uses_azure)?;
-    let targets = targets(spec, &pod_spec.containers, &init_containers)?;
+    check_names(volumes, &pod_spec.containers, init_containers, uses_azure)?;
+    let targets = targets(spec, &pod_spec.containers, init_containers)?;
     for (_, container) in &targets {
         if container
             .volume_mounts

@@ -406,7 +406,12 @@ fn build_credential(
 /// Maps the SDK's error to what a person can act on. The SDK's messages name
 /// the object and the service's error code, never a secret value.
 fn classify(e: &azure_core::Error, what: &str) -> FetchError {
-    let chain = error_chain(e);
+    // The SDK's messages carry newlines (troubleshooting links); a status
+    // line and a termination message must stay one line.
+    let chain = error_chain(e)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let detail = match e.kind() {
         // The service's message names the object; keep it as it is.
         ErrorKind::HttpResponse { .. } => chain,

@@ -1,0 +1,602 @@
+//! The sidecar against the Key Vault + Entra ID emulator: every credential
+//! type, object type, format, encoding and fault, through the real binary
+//! (as the init container and sidecar run it) or the real provider.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use kv_emulator::{
+    CertificateSpec, ContentType, Emulator, EmulatorConfig, Fault, FaultTarget, KeyKind,
+    RunningEmulator,
+};
+use secret_injector_sidecar::{
+    azure::{AzureAuth, AzureConfig, AzureProvider},
+    provider::{FetchError, Provider},
+};
+
+const VAULT: &str = "kv-aks-csi-weu-01";
+const TENANT: &str = "00000000-0000-0000-0000-00000000000a";
+const CLIENT: &str = "00000000-0000-0000-0000-000000000001";
+const CLIENT_SECRET: &str = "client-secret-do-not-log-4b1d";
+const IDENTITY_HEADER: &str = "identity-header-do-not-log-9c2e";
+const SIDECAR: &str = env!("CARGO_BIN_EXE_secret-injector-sidecar");
+
+struct Fixture {
+    emulator: RunningEmulator,
+    dir: tempfile::TempDir,
+    /// The private key whose public half the emulator trusts for assertions.
+    signing_key: String,
+}
+
+impl Fixture {
+    async fn start() -> Self {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join("sa.key");
+        let pub_path = dir.path().join("sa.pub");
+        run_ok(
+            "openssl",
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                key_path.to_str().unwrap(),
+            ],
+        );
+        run_ok(
+            "openssl",
+            &[
+                "pkey",
+                "-in",
+                key_path.to_str().unwrap(),
+                "-pubout",
+                "-out",
+                pub_path.to_str().unwrap(),
+            ],
+        );
+        let config = EmulatorConfig {
+            default_vault: VAULT.into(),
+            tenant_id: TENANT.into(),
+            authority_host: Some("https://login.microsoftonline.com".into()),
+            extra_names: vec![
+                "*.vault.azure.net".into(),
+                "login.microsoftonline.com".into(),
+            ],
+            client_secrets: BTreeMap::from([(CLIENT.into(), CLIENT_SECRET.into())]),
+            federated_keys: vec![std::fs::read_to_string(&pub_path).unwrap()],
+            federated_subjects: BTreeMap::from([(
+                CLIENT.into(),
+                vec!["system:serviceaccount:default:app".into()],
+            )]),
+            identity_header: Some(IDENTITY_HEADER.into()),
+            seeds: vec![
+                (VAULT.into(), "db-user".into(), "administrator".into()),
+                (
+                    VAULT.into(),
+                    "db-pass".into(),
+                    "mysupersecretpassword".into(),
+                ),
+            ],
+            ..Default::default()
+        };
+        let emulator = Emulator::start(config).await.unwrap();
+        emulator.write_ca_pem(dir.path().join("ca.pem")).unwrap();
+        let signing_key = std::fs::read_to_string(&key_path).unwrap();
+        Self {
+            emulator,
+            dir,
+            signing_key,
+        }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.path().join("secrets")
+    }
+
+    fn resolve(&self) -> String {
+        let port = self.emulator.addr().port();
+        format!(
+            "{VAULT}.vault.azure.net=127.0.0.1:{port},login.microsoftonline.com=127.0.0.1:{port}"
+        )
+    }
+
+    /// A kubelet-style projected token, signed with the trusted key.
+    fn federated_token(&self, subject: &str) -> PathBuf {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = serde_json::json!({
+            "aud": ["api://AzureADTokenExchange"], "iss": "https://kubernetes.default.svc",
+            "sub": subject, "iat": now, "exp": now + 3600,
+        });
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(self.signing_key.as_bytes()).unwrap();
+        let jwt = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &key,
+        )
+        .unwrap();
+        let path = self
+            .dir
+            .path()
+            .join(format!("token-{}", subject.replace(':', "-")));
+        std::fs::write(&path, jwt).unwrap();
+        path
+    }
+
+    /// The sidecar binary with the env the webhook injects, plus `extra`.
+    fn sidecar(&self, args: &[&str], spec: &str, extra: &[(&str, String)]) -> Command {
+        let mut cmd = Command::new(SIDECAR);
+        cmd.args(args)
+            .args([
+                "--dir",
+                self.out().to_str().unwrap(),
+                "--ca-bundle",
+                self.ca().to_str().unwrap(),
+            ])
+            .args(["--resolve", &self.resolve()])
+            .env_clear()
+            .env("SECRET_INJECTOR_DEADLINE", "10s")
+            .env("SECRET_INJECTOR_SPEC", spec)
+            .env("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/")
+            .env("AZURE_TENANT_ID", TENANT)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn read(&self, file: &str) -> Vec<u8> {
+        std::fs::read(self.out().join(file)).unwrap()
+    }
+
+    fn provider(&self) -> AzureProvider {
+        let port = self.emulator.addr().port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        AzureProvider::new(AzureConfig {
+            auth: AzureAuth::ClientSecret {
+                client_id: CLIENT.into(),
+                tenant_id: TENANT.into(),
+                secret: CLIENT_SECRET.into(),
+            },
+            authority_host: "https://login.microsoftonline.com/".into(),
+            ca_bundle: Some(self.emulator.ca_pem().as_bytes().to_vec()),
+            resolve: vec![
+                (format!("{VAULT}.vault.azure.net"), addr),
+                ("login.microsoftonline.com".into(), addr),
+            ],
+            timeout: Duration::from_secs(2),
+        })
+        .unwrap()
+    }
+}
+
+fn run_ok(program: &str, args: &[&str]) {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn spec(objects: &str, rotation: &str) -> String {
+    format!(
+        r#"{{"objects":[{objects}],"mountPath":"/mnt/secrets-store","rotation":"{rotation}","filePermission":"0644"}}"#
+    )
+}
+
+fn seed_spec() -> String {
+    spec(
+        &format!(
+            r#"{{"file":"db-user","source":"azure://{VAULT}/secrets/db-user"}},{{"file":"db-pass","source":"azure://{VAULT}/secrets/db-pass"}}"#
+        ),
+        "1m",
+    )
+}
+
+fn finish(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn secret_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AZURE_CLIENT_ID", CLIENT.into()),
+        ("AZURE_CLIENT_SECRET", CLIENT_SECRET.into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_secret_credential_fetches_the_seed() {
+    let f = Fixture::start().await;
+    let out = finish(&mut f.sidecar(&["fetch", "--once"], &seed_spec(), &secret_env()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(f.read("db-user"), b"administrator");
+    assert_eq!(f.read("db-pass"), b"mysupersecretpassword");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_identity_exchanges_a_signed_service_account_token() {
+    let f = Fixture::start().await;
+    let token = f.federated_token("system:serviceaccount:default:app");
+    let env = [
+        ("AZURE_CLIENT_ID", CLIENT.to_owned()),
+        ("AZURE_FEDERATED_TOKEN_FILE", token.display().to_string()),
+    ];
+    let out = finish(&mut f.sidecar(&["fetch", "--once"], &seed_spec(), &env));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(f.read("db-pass"), b"mysupersecretpassword");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_identity_from_the_wrong_service_account_is_refused_in_one_line() {
+    let f = Fixture::start().await;
+    let token = f.federated_token("system:serviceaccount:default:intruder");
+    let env = [
+        ("AZURE_CLIENT_ID", CLIENT.to_owned()),
+        ("AZURE_FEDERATED_TOKEN_FILE", token.display().to_string()),
+    ];
+    let out = finish(
+        f.sidecar(&["fetch", "--once"], &seed_spec(), &env)
+            .args(["--deadline", "2s"]),
+    );
+    assert!(!out.status.success());
+    let last = stderr(&out).lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("secret-injector: cannot fetch db-user from azure://kv-aks-csi-weu-01/secrets/db-user (vault https://kv-aks-csi-weu-01.vault.azure.net): credential:"), "{last}");
+    assert!(last.contains("cannot fetch db-pass from"), "{last}");
+    assert!(
+        last.contains("system:serviceaccount:default:intruder"),
+        "{last}"
+    );
+    assert!(
+        !f.out().join("db-user").exists(),
+        "a partial set was written"
+    );
+    let jwt = std::fs::read_to_string(token).unwrap();
+    assert!(
+        !stderr(&out).contains(&jwt),
+        "the assertion reached the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_identity_through_the_identity_endpoint() {
+    let f = Fixture::start().await;
+    let env = [
+        (
+            "IDENTITY_ENDPOINT",
+            "https://login.microsoftonline.com/msi/token".to_owned(),
+        ),
+        ("IDENTITY_HEADER", IDENTITY_HEADER.to_owned()),
+    ];
+    let out = finish(&mut f.sidecar(&["fetch", "--once"], &seed_spec(), &env));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(f.read("db-user"), b"administrator");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_keys_versions_formats_and_encodings() {
+    let f = Fixture::start().await;
+    let state = f.emulator.state();
+    let pem_cert = state
+        .create_certificate(
+            VAULT,
+            "tls",
+            &CertificateSpec {
+                content_type: ContentType::Pem,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let pfx_cert = state
+        .create_certificate(
+            VAULT,
+            "tls-pfx",
+            &CertificateSpec {
+                content_type: ContentType::Pkcs12,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    state
+        .create_key(VAULT, "signing", KeyKind::Rsa2048)
+        .unwrap();
+    state
+        .create_key(VAULT, "signing-ec", KeyKind::default())
+        .unwrap();
+    let old = state.set_secret(VAULT, "api", "v1-value").unwrap();
+    state.set_secret(VAULT, "api", "v2-value").unwrap();
+    state.set_secret(VAULT, "b64", "aGVsbG8gd29ybGQ=").unwrap();
+    state
+        .set_secret(VAULT, "json", r#"{"username":"admin","password":"pw"}"#)
+        .unwrap();
+    let objects = [
+        format!(r#"{{"file":"tls.crt","source":"azure://{VAULT}/certificates/tls"}}"#),
+        format!(r#"{{"file":"signing.pub","source":"azure://{VAULT}/keys/signing"}}"#),
+        format!(r#"{{"file":"signing-ec.pub","source":"azure://{VAULT}/keys/signing-ec"}}"#),
+        format!(r#"{{"file":"tls.pem","source":"azure://{VAULT}/secrets/tls","format":"pem"}}"#),
+        format!(
+            r#"{{"file":"tls-from-pfx.pem","source":"azure://{VAULT}/secrets/tls-pfx","format":"pem"}}"#
+        ),
+        format!(
+            r#"{{"file":"tls.pfx","source":"azure://{VAULT}/secrets/tls-pfx","format":"pfx"}}"#
+        ),
+        format!(r#"{{"file":"api-old","source":"azure://{VAULT}/secrets/api/{old}"}}"#),
+        format!(r#"{{"file":"api","source":"azure://{VAULT}/secrets/api"}}"#),
+        format!(
+            r#"{{"file":"hello","source":"azure://{VAULT}/secrets/b64","encoding":"base64","filePermission":"0400"}}"#
+        ),
+        format!(
+            r#"{{"file":"username","source":"azure://{VAULT}/secrets/json","jsonKey":"username"}}"#
+        ),
+    ];
+    let out = finish(&mut f.sidecar(
+        &["fetch", "--once"],
+        &spec(&objects.join(","), "1m"),
+        &secret_env(),
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let cert = String::from_utf8(f.read("tls.crt")).unwrap();
+    assert_eq!(
+        cert,
+        secret_injector_sidecar::pem::certificate_pem(&pem_cert.der)
+    );
+    for key in ["signing.pub", "signing-ec.pub"] {
+        let text = String::from_utf8(f.read(key)).unwrap();
+        assert!(text.starts_with("-----BEGIN PUBLIC KEY-----"), "{text}");
+        run_ok(
+            "openssl",
+            &[
+                "pkey",
+                "-pubin",
+                "-in",
+                f.out().join(key).to_str().unwrap(),
+                "-noout",
+            ],
+        );
+    }
+    for pem in ["tls.pem", "tls-from-pfx.pem"] {
+        let text = String::from_utf8(f.read(pem)).unwrap();
+        assert!(
+            text.contains("PRIVATE KEY-----") && text.contains("-----BEGIN CERTIFICATE-----"),
+            "{pem}"
+        );
+    }
+    let pfx = f.read("tls.pfx");
+    use base64::Engine;
+    assert_eq!(
+        pfx,
+        base64::engine::general_purpose::STANDARD
+            .decode(pfx_cert.secret_value.trim())
+            .unwrap()
+    );
+    assert_eq!(f.read("api-old"), b"v1-value");
+    assert_eq!(f.read("api"), b"v2-value");
+    assert_eq!(f.read("hello"), b"hello world");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(f.out().join("hello"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o400
+    );
+    assert_eq!(f.read("username"), b"admin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_are_classified_as_a_person_would_name_them() {
+    let f = Fixture::start().await;
+    let provider = f.provider();
+    let db_pass = format!("azure://{VAULT}/secrets/db-pass").parse().unwrap();
+    let missing = format!("azure://{VAULT}/secrets/nope").parse().unwrap();
+    assert_eq!(
+        provider.fetch(&db_pass, None).await.unwrap().value.expose(),
+        b"mysupersecretpassword"
+    );
+
+    let err = provider.fetch(&missing, None).await.unwrap_err();
+    assert!(matches!(err, FetchError::NotFound(_)), "{err}");
+
+    f.emulator
+        .state()
+        .deny(VAULT, CLIENT, "secrets/db-pass")
+        .unwrap();
+    let err = provider.fetch(&db_pass, None).await.unwrap_err();
+    assert!(matches!(err, FetchError::Forbidden(_)), "{err}");
+    f.emulator.state().clear_denials();
+
+    f.emulator.state().set_fault(
+        FaultTarget::AllVaults,
+        Fault::Throttle {
+            retry_after_secs: 7,
+            count: Some(1),
+        },
+    );
+    let err = provider.fetch(&db_pass, None).await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(7)), "{err}");
+
+    f.emulator
+        .state()
+        .set_fault(FaultTarget::AllVaults, Fault::Down);
+    let err = provider.fetch(&db_pass, None).await.unwrap_err();
+    assert!(matches!(err, FetchError::Unavailable(_)), "{err}");
+    f.emulator.state().clear_faults(None);
+
+    f.emulator.state().set_fault(
+        FaultTarget::AllVaults,
+        Fault::Latency(Duration::from_secs(5)),
+    );
+    let err = provider.fetch(&db_pass, None).await.unwrap_err();
+    assert!(matches!(err, FetchError::Timeout(_)), "{err}");
+    f.emulator.state().clear_faults(None);
+    assert!(
+        provider.fetch(&db_pass, None).await.is_ok(),
+        "recovers after the fault"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_is_a_tls_error() {
+    let f = Fixture::start().await;
+    let out = finish(
+        Command::new(SIDECAR)
+            .args([
+                "fetch",
+                "--once",
+                "--dir",
+                f.out().to_str().unwrap(),
+                "--resolve",
+                &f.resolve(),
+                "--deadline",
+                "1s",
+            ])
+            .env_clear()
+            .env("SECRET_INJECTOR_SPEC", seed_spec())
+            .env("AZURE_TENANT_ID", TENANT)
+            .env("AZURE_CLIENT_ID", CLIENT)
+            .env("AZURE_CLIENT_SECRET", CLIENT_SECRET),
+    );
+    assert!(!out.status.success());
+    let last = stderr(&out).lines().last().unwrap_or_default().to_owned();
+    assert!(
+        last.contains("TLS") || last.to_lowercase().contains("certificate"),
+        "{last}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_replaced() {
+    let f = Fixture::start().await;
+    let provider = f.provider();
+    let db_user = format!("azure://{VAULT}/secrets/db-user").parse().unwrap();
+    let providers = secret_injector_sidecar::provider::Providers {
+        azure: Some(Box::new(provider)),
+    };
+    providers.fetch(&db_user, None).await.unwrap();
+    f.emulator.state().expire_tokens();
+    // The next fetch may meet the 401; the one after must have a new token.
+    let first = providers.fetch(&db_user, None).await;
+    let second = providers.fetch(&db_user, None).await;
+    assert!(first.is_ok() || second.is_ok(), "{first:?} / {second:?}");
+    assert!(second.is_ok(), "{second:?}");
+}
+
+fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
+    let until = Instant::now() + deadline;
+    while !check() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    run_ok("kill", &["-TERM", &child.id().to_string()]);
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < until, "the sidecar ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecar_rotates_keeps_files_through_an_outage_and_never_logs_a_secret() {
+    let f = Fixture::start().await;
+    let state = f.emulator.state();
+    let canary = "CANARY-value-that-must-never-be-logged-51f0";
+    state.set_secret(VAULT, "db-pass", canary).unwrap();
+    let mut env = secret_env();
+    env.push(("RUST_LOG", "trace".into()));
+    let mut child = f.sidecar(&["run"], &spec(
+        &format!(r#"{{"file":"db-user","source":"azure://{VAULT}/secrets/db-user"}},{{"file":"db-pass","source":"azure://{VAULT}/secrets/db-pass"}}"#),
+        "5s",
+    ), &env).spawn().unwrap();
+    // A native sidecar: no init container ran, so it fetches first.
+    wait_for("the first set", Duration::from_secs(20), || {
+        f.out().join("..data").exists()
+    });
+    assert_eq!(f.read("db-pass"), canary.as_bytes());
+    let probe = Command::new(SIDECAR)
+        .args(["probe", "--dir", f.out().to_str().unwrap()])
+        .env("SECRET_INJECTOR_SPEC", seed_spec())
+        .status()
+        .unwrap();
+    assert!(probe.success());
+
+    // Rotation: the file follows within the interval (5s ± 10%) plus a round.
+    let rotated = "CANARY-rotated-value-also-secret-77aa";
+    let version = state.set_secret(VAULT, "db-pass", rotated).unwrap();
+    wait_for("the rotated value", Duration::from_secs(15), || {
+        f.read("db-pass") == rotated.as_bytes()
+    });
+    let status: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(f.out().join("..secret-injector-status.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status["objects"]["db-pass"]["version"], version);
+
+    // Outage: the files stay byte-identical, the status names the failure.
+    state.set_fault(FaultTarget::AllVaults, Fault::Down);
+    wait_for(
+        "the failure in the status file",
+        Duration::from_secs(15),
+        || {
+            let status: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(f.out().join("..secret-injector-status.json")).unwrap(),
+            )
+            .unwrap();
+            status["objects"]["db-pass"]["errorKind"] == "unavailable"
+        },
+    );
+    assert_eq!(f.read("db-pass"), rotated.as_bytes());
+    assert_eq!(f.read("db-user"), b"administrator");
+    state.clear_faults(None);
+    wait_for("recovery", Duration::from_secs(40), || {
+        let status: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(f.out().join("..secret-injector-status.json")).unwrap(),
+        )
+        .unwrap();
+        status["objects"]["db-pass"].get("error").is_none()
+    });
+
+    let stopped = Instant::now();
+    let status = terminate(&mut child);
+    eprintln!("sidecar exited {:?} after SIGTERM", stopped.elapsed());
+    assert!(status.success(), "{status:?}");
+    let out = child.wait_with_output().unwrap();
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        logs.len() > 1000,
+        "trace logging produced almost nothing: {logs}"
+    );
+    for forbidden in [canary, rotated, CLIENT_SECRET, "mysupersecretpassword"] {
+        assert!(!logs.contains(forbidden), "{forbidden} reached the log");
+    }
+}

@@ -1,12 +1,13 @@
 # The recipes CI runs (.ci/run calls `make test`).
-.PHONY: run-local test lint unit e2e bench fmt
+.PHONY: run-local test lint unit sdk e2e bench fmt
 
 # The main job on loopback.
 run-local:
 	tests/local/run.sh
 
-# Everything: lint, unit and integration tests, then the real-apiserver e2e.
-test: lint unit e2e
+# Everything: lint, unit and integration tests, the emulator's fidelity under
+# Microsoft's Python SDK, then the real-apiserver e2e.
+test: lint unit sdk e2e
 
 lint:
 	cargo fmt --all -- --check
@@ -14,6 +15,10 @@ lint:
 
 unit:
 	cargo test --workspace
+
+# Microsoft's Python SDK (from PyPI, in a cached venv) against the Key Vault emulator.
+sdk:
+	tests/kv-emulator/python/run.sh
 
 # Installs Debian packages and builds Kubernetes 1.20.2 once (cached outside
 # the repo, in /var/cache/secret-injector), then runs the e2e crate.

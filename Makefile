@@ -27,8 +27,9 @@ e2e:
 
 bench:
 	cargo bench -p secret-injector-webhook --bench mutate
-	cargo build --release -p secret-injector-webhook -p load
+	cargo build --release -p secret-injector-webhook -p secret-injector-sidecar -p load
 	target/release/webhook-load
+	target/release/sidecar-bench
 
 fmt:
 	cargo fmt --all

@@ -27,6 +27,10 @@ CLUSTER_PKGS=(
   containerd runc containernetworking-plugins
   umoci skopeo      # build OCI images without a registry
   iproute2          # ip netns / veth
+  iptables          # DNAT of the `kubernetes` Service IP to the apiserver
+  curl              # readiness checks
+  dnsmasq-base      # the cluster's DNS (answers <workdir>/dns-hosts only)
+  busybox-static    # the stand-in app image (tests/images/build.sh)
 )
 
 DEBSRC_FILE=/etc/apt/sources.list.d/debian-src.sources

@@ -96,14 +96,29 @@ kc_pid_alive() {
 # own session (so a Ctrl-C or hangup of the caller does not hit it), output to
 # <workdir>/<name>.log, pid to <workdir>/<name>.pid.
 kc_spawn() {
-  local name=$1 dir=$2
+  local name=$1 dir=$2 target pid i exe launchers
   shift 2
+  # The binary the pid will finally run (after setsid's and nsenter's execs),
+  # and those it runs before (this shell's fork, setsid, nsenter).
+  target=$(readlink -f "$(command -v "$1" || echo "$1")")
+  launchers=" $(readlink "/proc/$$/exe") $(readlink -f "$(command -v setsid)") $(readlink -f "$(command -v nsenter)") "
   if [ -n "${KC_NETNS:-}" ]; then
     set -- nsenter --net="/run/netns/$KC_NETNS" "$@"
   fi
   # setsid and nsenter exec the command, so $! is the daemon's own pid.
   setsid "$@" >>"$dir/$name.log" 2>&1 </dev/null &
-  echo $! >"$dir/$name.pid"
+  pid=$!
+  echo "$pid" >"$dir/$name.pid"
+  # Until the last exec is done, the pid's cmdline is this script's (or
+  # empty, mid-exec of a big binary), and kc_pid_alive, which looks for the
+  # workdir in it, would call the daemon dead. Wait (up to 5 s) until it
+  # runs the target (or anything else, say a script's interpreter).
+  for ((i = 0; i < 500; i++)); do
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || break # gone already
+    [ "$exe" != "$target" ] || break
+    case $launchers in *" $exe "*) ;; *) break ;; esac
+    sleep 0.01
+  done
 }
 
 # kc_stop_pid <pidfile> <marker> [timeout-s]: SIGTERM, wait, then SIGKILL.

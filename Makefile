@@ -21,9 +21,11 @@ sdk:
 	tests/kv-emulator/python/run.sh
 
 # Installs Debian packages and builds Kubernetes 1.20.2 once (cached outside
-# the repo, in /var/cache/secret-injector), then runs the e2e crate.
+# the repo, in /var/cache/secret-injector); then the webhook against a real
+# apiserver, and real pods on a one-node cluster in a network namespace.
 e2e:
 	tests/e2e/run.sh
+	tests/e2e/pods.sh
 
 bench:
 	cargo bench -p secret-injector-webhook --bench mutate

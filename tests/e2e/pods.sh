@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# e2e with real pods: a one-node Kubernetes 1.20 cluster in a network
+# namespace (tests/cluster/cluster.sh), the Key Vault + Entra ID emulator at
+# the real host names (kv-aks-csi-weu-01.vault.azure.net,
+# login.microsoftonline.com, resolved by the cluster's DNS), the webhook, and
+# the seed's Deployment in annotation form. kubelet runs the injected init
+# container and sidecar from a locally built image; workload identity uses
+# the token kubelet mints, which the emulator checks against the cluster's
+# service-account key.
+#
+#   tests/e2e/pods.sh            # ends with "pods: N passed, M failed"
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$repo"
+# shellcheck source=tests/cluster/lib.sh
+source tests/cluster/lib.sh
+
+VAULT=kv-aks-csi-weu-01
+TENANT=00000000-0000-0000-0000-00000000000a
+CLIENT=00000000-0000-0000-0000-000000000001
+INTERVAL=10
+
+tests/cluster/install-deps.sh
+KUBE_BIN_DIR=$(tests/cluster/build-kube.sh | tail -n1)
+export KUBE_BIN_DIR
+
+# The sidecar's image holds a static binary (the image has no libc).
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release \
+  --target x86_64-unknown-linux-gnu -p secret-injector-sidecar
+cargo build --quiet -p secret-injector-webhook -p kv-emulator
+static_sidecar=$repo/target/x86_64-unknown-linux-gnu/release/secret-injector-sidecar
+
+W=${E2E_WORKDIR:-$(mktemp -d /tmp/secret-injector-pods.XXXXXX)}
+mkdir -p "$W"
+W=$(cd "$W" && pwd)
+passed=0 failed=0
+check() { # check <name> <command...>
+  local name=$1
+  shift
+  if "$@"; then
+    passed=$((passed + 1)); echo "pods: ok   $name"
+  else
+    failed=$((failed + 1)); echo "pods: FAIL $name"
+  fi
+}
+cleanup() {
+  local rc=$?
+  if [ "$failed" -gt 0 ] || [ "$rc" -ne 0 ]; then
+    K get pods -A -o wide 2>/dev/null || true
+    K describe pods -l app=nginx 2>/dev/null | tail -40 || true
+    for c in secret-injector-init secret-injector; do
+      echo "--- $c"; K logs -l app=nginx -c "$c" --tail 20 2>/dev/null || true
+    done
+    echo "--- emulator"; tail -20 "$W/emulator.log" 2>/dev/null || true
+    echo "--- webhook"; tail -20 "$W/webhook.log" 2>/dev/null || true
+  fi
+  KC_NETNS=${NETNS:-} kc_stop_pid "$W/webhook.pid" "$W/" 5 || true
+  KC_NETNS=${NETNS:-} kc_stop_pid "$W/emulator.pid" "$W/" 5 || true
+  tests/cluster/cluster.sh stop "$W" >/dev/null 2>&1 || true
+  echo "pods: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ] && [ "$rc" -eq 0 ]
+}
+trap cleanup EXIT
+K() { tests/cluster/in-cluster-ns.sh "$W" kubectl "$@"; }
+in_ns() { tests/cluster/in-cluster-ns.sh "$W" "$@"; }
+
+echo "10.77.0.1 $VAULT.vault.azure.net login.microsoftonline.com" >"$W/dns-hosts"
+tests/cluster/cluster.sh start "$W" >/dev/null
+set -a; . "$W/env"; set +a
+export KC_NETNS=$NETNS
+
+# The emulator at the real names on 10.77.0.1:443; it trusts the cluster's
+# service-account key for workload identity, for the pod's own account only.
+kc_spawn emulator "$W" "$repo/target/debug/kv-emulator" --listen 10.77.0.1:443 \
+  --ca-out "$W/emulator-ca.pem" --default-vault "$VAULT" --tenant "$TENANT" \
+  --authority-host https://login.microsoftonline.com \
+  --federated-key "$SA_PUB" --federated-subject "$CLIENT=system:serviceaccount:default:default" \
+  --extra-name "*.vault.azure.net" --extra-name login.microsoftonline.com --extra-name 10.77.0.1 \
+  --seed "$VAULT/db-user=administrator" --seed "$VAULT/db-pass=mysupersecretpassword"
+for _ in $(seq 1 100); do [ -s "$W/emulator-ca.pem" ] && break; sleep 0.1; done
+admin() { in_ns curl -fsS --cacert "$W/emulator-ca.pem" -H 'Content-Type: application/json' "$@"; }
+
+# Images: the sidecar (trusting the emulator's CA, as an operator adds a
+# private CA), the stand-in app tagged nginx:1.23.1, pause.
+tests/images/build.sh --sidecar "$static_sidecar" --extra-ca "$W/emulator-ca.pem" "$W/images" >/dev/null
+tests/cluster/cluster.sh import "$W" "$W"/images/*.tar >/dev/null
+
+# The webhook, registered with the apiserver; `auto` asks the apiserver (1.20: classic sidecars).
+port=$(kc_free_port)
+kc_spawn webhook "$W" "$repo/target/debug/webhook" serve --listen "127.0.0.1:$port" \
+  --self-signed --self-signed-names 127.0.0.1 --self-signed-ca-out "$W/webhook-ca.pem" \
+  --sidecar-image secret-injector-sidecar:e2e --sidecar-image-pull-policy Never \
+  --native-sidecar auto
+for _ in $(seq 1 100); do
+  in_ns curl -fsS --cacert "$W/webhook-ca.pem" "https://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+K apply -f - >/dev/null <<YAML
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: secret-injector}
+webhooks:
+- name: inject.secret-injector.io
+  admissionReviewVersions: ["v1"]
+  clientConfig:
+    url: https://127.0.0.1:$port/mutate
+    caBundle: $(base64 -w0 "$W/webhook-ca.pem")
+  rules: [{apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["pods"]}]
+  namespaceSelector:
+    matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system]}]
+  sideEffects: None
+  reinvocationPolicy: IfNeeded
+  failurePolicy: Fail
+  timeoutSeconds: 5
+YAML
+sleep 2 # the apiserver picks webhook configurations up asynchronously
+
+# The seed's Deployment in annotation form, rotation shortened for the test.
+sed "s|rotation-interval: 1m|rotation-interval: ${INTERVAL}s|" manifests/examples/seed-pod-annotations.yaml |
+  K apply -f - >/dev/null
+pod_ready() { K wait --for=condition=Ready pod -l app=nginx --timeout=180s >/dev/null; }
+check "the injected pod starts (init container fetched, sidecar running)" pod_ready
+pod=$(K get pods -l app=nginx -o jsonpath='{.items[0].metadata.name}')
+app_reads() { K exec "$pod" -c nginx -- cat "/mnt/secrets-store/$1"; }
+
+check "the pod has the init container and the sidecar" \
+  test "$(K get pod "$pod" -o jsonpath='{.spec.initContainers[*].name} {.spec.containers[*].name}')" = \
+  "secret-injector-init nginx secret-injector"
+check "the volume is a real tmpfs" sh -c "tests/cluster/in-cluster-ns.sh '$W' kubectl exec '$pod' -c nginx -- cat /proc/mounts | grep -q ' /mnt/secrets-store tmpfs '"
+check "the app's output shows db-user" sh -c "tests/cluster/in-cluster-ns.sh '$W' kubectl logs '$pod' -c nginx --tail 20 | grep -q 'file db-user: administrator'"
+check "the app's output shows db-pass" sh -c "tests/cluster/in-cluster-ns.sh '$W' kubectl logs '$pod' -c nginx --tail 20 | grep -q 'file db-pass: mysupersecretpassword'"
+check "the sidecar used workload identity with kubelet's token" \
+  sh -c "tests/cluster/in-cluster-ns.sh '$W' kubectl logs '$pod' -c secret-injector-init | grep -q 'workload identity'"
+
+# Rotation: the app reads the new value within the interval (+10% jitter) + 1 s.
+admin -d '{"value":"rotated-in-the-vault"}' "https://10.77.0.1/admin/vaults/$VAULT/secrets/db-pass" >/dev/null
+rotated_at=$(date +%s.%N)
+rotation_arrives() {
+  local limit
+  limit=$(python3 -c "print($INTERVAL * 1.1 + 1 + 2)") # + 2 s for kubectl exec's own round trip
+  while python3 -c "import sys,time; sys.exit(0 if time.time() - $rotated_at < $limit else 1)"; do
+    if [ "$(app_reads db-pass 2>/dev/null)" = rotated-in-the-vault ]; then
+      echo "pods: rotation reached the app after $(python3 -c "import time; print(round(time.time() - $rotated_at, 1))") s"
+      return 0
+    fi
+    sleep 0.2
+  done
+  return 1
+}
+check "a rotation reaches the app within interval + 1 s" rotation_arrives
+
+# Store down: the app keeps reading the last good files.
+admin -d '{"target":"*","fault":"down"}' https://10.77.0.1/admin/faults >/dev/null
+sleep $((INTERVAL * 2 + 2))
+check "with the store down the app reads the last good db-pass" test "$(app_reads db-pass)" = rotated-in-the-vault
+check "with the store down the app reads the last good db-user" test "$(app_reads db-user)" = administrator
+check "the status file names the outage" sh -c "tests/cluster/in-cluster-ns.sh '$W' kubectl exec '$pod' -c nginx -- cat /mnt/secrets-store/..secret-injector-status.json | grep -q '\"errorKind\": \"unavailable\"'"
+admin -X DELETE https://10.77.0.1/admin/faults >/dev/null

@@ -48,17 +48,23 @@ fn extract_json_key(value: &SecretBytes, key: &str) -> Result<SecretBytes, Fetch
 }
 
 fn decode(value: &SecretBytes, encoding: ObjectEncoding) -> Result<SecretBytes, FetchError> {
-    match encoding {
-        ObjectEncoding::Utf8 => Ok(value.clone()),
-        ObjectEncoding::Base64 => {
-            let text: Vec<u8> = value
+    // Encoded values are often stored wrapped; whitespace is never a digit.
+    let text = || -> SecretBytes {
+        SecretBytes::new(
+            value
                 .expose()
                 .iter()
                 .copied()
                 .filter(|b| !b.is_ascii_whitespace())
-                .collect();
+                .collect(),
+        )
+    };
+    match encoding {
+        ObjectEncoding::Utf8 => Ok(value.clone()),
+        ObjectEncoding::Base64 => {
+            let text = text();
             base64::engine::general_purpose::STANDARD
-                .decode(&text)
+                .decode(text.expose())
                 .map(SecretBytes::new)
                 .map_err(|_| {
                     FetchError::Invalid(
@@ -67,18 +73,14 @@ fn decode(value: &SecretBytes, encoding: ObjectEncoding) -> Result<SecretBytes, 
                 })
         }
         ObjectEncoding::Hex => {
-            let text: Vec<u8> = value
-                .expose()
-                .iter()
-                .copied()
-                .filter(|b| !b.is_ascii_whitespace())
-                .collect();
+            let text = text();
             if !text.len().is_multiple_of(2) {
                 return Err(FetchError::Invalid(
                     "objectEncoding is hex but the value has an odd number of digits".into(),
                 ));
             }
-            text.chunks(2)
+            text.expose()
+                .chunks(2)
                 .map(|pair| {
                     let digit = |b: u8| (b as char).to_digit(16);
                     match (digit(pair[0]), digit(pair[1])) {

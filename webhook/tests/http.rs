@@ -211,17 +211,13 @@ async fn health_readiness_and_metrics() {
 
 #[tokio::test]
 async fn a_pod_that_is_not_a_pod_is_denied_with_the_reason() {
-    let mut review: Value = serde_json::from_str(SEED_POD).unwrap();
-    review["request"]["object"]["spec"]["containers"] = serde_json::json!("not a list");
-    let answer = super_review(&review.to_string()).await;
+    let mut body: Value = serde_json::from_str(SEED_POD).unwrap();
+    body["request"]["object"]["spec"]["containers"] = serde_json::json!("not a list");
+    let answer = review(&state(), &body.to_string()).await;
     assert_eq!(answer["response"]["allowed"], false);
     let message = answer["response"]["status"]["message"].as_str().unwrap();
     assert!(
         message.starts_with("secret-injector: the object is not a valid Pod:"),
         "{message}"
     );
-}
-
-async fn super_review(body: &str) -> Value {
-    review(&state(), body).await
 }

@@ -69,6 +69,9 @@ pub struct CommonArgs {
     /// Per-request timeout against the store.
     #[arg(long, global = true, env = "SECRET_INJECTOR_TIMEOUT", default_value = "30s", value_parser = duration)]
     pub timeout: Duration,
+    /// Serve Prometheus metrics on this address (off by default).
+    #[arg(long, global = true, env = "SECRET_INJECTOR_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Store requests in flight at once.
     #[arg(
         long,
@@ -150,6 +153,15 @@ pub async fn run(cli: Cli, env: &impl EnvSource) -> Result<(), anyhow::Error> {
         providers.azure = Some(Box::new(AzureProvider::new(azure)?));
     }
     let mut engine = Engine::new(spec, providers, writer).with_concurrency(cli.common.concurrency);
+    if let Some(addr) = cli.common.metrics_addr {
+        let metrics = crate::metrics::Metrics::new();
+        engine = engine.with_metrics(metrics.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(addr, metrics).await {
+                tracing::warn!(%addr, error = %e, "cannot serve metrics");
+            }
+        });
+    }
     tracing::info!(dir = %dir.display(), objects = engine.spec().objects.len(), "starting");
 
     match cli.command {

@@ -9,7 +9,10 @@ use std::{
 use futures::{StreamExt, stream};
 use shared::{FileName, InjectionSpec, ObjectFormat, SecretObject, SecretRef};
 
+use std::sync::Arc;
+
 use crate::{
+    metrics::Metrics,
     plan::{self, Backoff, Known, Merged},
     provider::{FetchError, Fetched, Providers},
     status::Status,
@@ -46,6 +49,7 @@ pub struct Engine {
     known: BTreeMap<FileName, Known>,
     status: Status,
     failed_rounds: u32,
+    metrics: Option<Arc<Metrics>>,
 }
 
 type FetchKey = (SecretRef, Option<ObjectFormat>);
@@ -61,11 +65,17 @@ impl Engine {
             known: BTreeMap::new(),
             status: Status::default(),
             failed_rounds: 0,
+            metrics: None,
         }
     }
 
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -181,6 +191,7 @@ impl Engine {
                 .collect();
             tracing::info!(files = ?versions, "wrote a new set");
         }
+        self.record_metrics(&failures, wrote);
         self.failed_rounds = if failures.is_empty() {
             0
         } else {
@@ -193,6 +204,34 @@ impl Engine {
             failures,
             fetches,
         })
+    }
+
+    fn record_metrics(&self, failures: &[(FileName, FetchError)], wrote: bool) {
+        let Some(metrics) = &self.metrics else { return };
+        use crate::metrics::{FileLabels, OutcomeLabels};
+        for object in &self.spec.objects {
+            let failure = failures.iter().find(|(f, _)| f == &object.file);
+            let outcome = failure.map_or("ok", |(_, e)| e.label());
+            metrics
+                .fetches
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc();
+            metrics
+                .failing
+                .get_or_create(&FileLabels {
+                    file: object.file.to_string(),
+                })
+                .set(i64::from(failure.is_some()));
+        }
+        if wrote {
+            metrics.writes.inc();
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            metrics
+                .last_write
+                .set(i64::try_from(now.as_secs()).unwrap_or(i64::MAX));
+        }
     }
 
     fn source_of(&self, file: &FileName) -> String {

@@ -5,6 +5,7 @@ pub mod azure;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod metrics;
 pub mod pem;
 pub mod plan;
 pub mod provider;

@@ -12,6 +12,7 @@ use std::{
 use async_trait::async_trait;
 use secret_injector_sidecar::{
     engine::{Engine, EngineError},
+    metrics::Metrics,
     plan::Backoff,
     provider::{FetchError, Fetched, Provider, Providers},
     secret::SecretBytes,
@@ -205,7 +206,8 @@ async fn one_failing_object_does_not_stop_the_others() {
     store.set(USER, "administrator", "v1");
     store.set(PASS, "pw", "p1");
     let dir = tempfile::tempdir().unwrap();
-    let mut engine = engine(&store, dir.path(), spec(""));
+    let metrics = Metrics::new();
+    let mut engine = engine(&store, dir.path(), spec("")).with_metrics(metrics.clone());
     engine.round().await.unwrap();
     store.fail(
         USER,
@@ -223,6 +225,15 @@ async fn one_failing_object_does_not_stop_the_others() {
     );
     assert!(status.objects["db-user"].last_failure.is_some());
     assert!(status.objects["db-pass"].error.is_none());
+    let metrics = metrics.encode();
+    for line in [
+        "secret_injector_sidecar_object_failing{file=\"db-user\"} 1",
+        "secret_injector_sidecar_object_failing{file=\"db-pass\"} 0",
+        "secret_injector_sidecar_fetches_total{outcome=\"forbidden\"} 1",
+        "secret_injector_sidecar_writes_total 2",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
 }
 
 #[tokio::test]
@@ -300,4 +311,29 @@ async fn run_stops_promptly_on_shutdown() {
         .await
         .expect("run ignored shutdown")
         .unwrap();
+}
+
+#[tokio::test]
+async fn metrics_are_served_over_http() {
+    let metrics = Metrics::new();
+    metrics.writes.inc();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    tokio::spawn(secret_injector_sidecar::metrics::serve(addr, metrics));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        match reqwest::get(format!("http://{addr}/metrics")).await {
+            Ok(r) => break r.text().await.unwrap(),
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(
+        body.contains("secret_injector_sidecar_writes_total 1"),
+        "{body}"
+    );
 }

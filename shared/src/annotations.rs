@@ -115,6 +115,8 @@ impl fmt::Display for AnnotationErrors {
 }
 
 /// What a pod's annotations ask for.
+// One per admission and moved, not stored: boxing the spec would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// Not opted in. Warnings explain near-misses (`inject: "yes"`).
@@ -302,7 +304,7 @@ pub fn is_guid(s: &str) -> bool {
             .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-fn is_domain(s: &str) -> bool {
+pub(crate) fn is_domain(s: &str) -> bool {
     s.contains('.')
         && s.len() <= 253
         && s.split('.').all(|l| {

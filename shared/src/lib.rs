@@ -4,12 +4,14 @@
 
 pub mod annotations;
 mod file_name;
+pub mod provider_class;
 mod reference;
 mod rotation;
 mod spec;
 
 pub use annotations::{AnnotationError, AnnotationErrors, Defaults, Request};
 pub use file_name::{FileName, FileNameError, MAX_FILE_NAME_BYTES};
+pub use provider_class::{AzureCloud, ProviderClassError, spec_from_provider_class};
 pub use reference::{
     ACCEPTED_FORMS, AwsRef, AzureObjectKind, AzureRef, GcpRef, ReferenceError, SecretRef,
     VaultAddress, VaultRef,
@@ -17,5 +19,5 @@ pub use reference::{
 pub use rotation::{MIN_ROTATION_INTERVAL, Rotation, RotationError, parse_duration};
 pub use spec::{
     AzureIdentity, DEFAULT_MOUNT_PATH, FileMode, FileModeError, InjectionSpec, ObjectEncoding,
-    ObjectFormat, SPEC_ENV, SecretObject, SpecError,
+    ObjectFormat, SPEC_ENV, SecretObject, SpecError, SyncTarget,
 };

@@ -242,7 +242,7 @@ fn parse_vault_address(s: &str) -> Result<VaultAddress, ReferenceError> {
 
 /// Key Vault names: 3-24 characters, letters, digits and hyphens, starting
 /// with a letter, ending with a letter or digit, no consecutive hyphens.
-fn check_vault_name(s: &str) -> Result<(), ReferenceError> {
+pub(crate) fn check_vault_name(s: &str) -> Result<(), ReferenceError> {
     const RULE: &str = "a vault name has 3-24 letters, digits or single hyphens, starts with a letter and ends with a letter or digit (or give host[:port])";
     let ok = (3..=24).contains(&s.len())
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -273,7 +273,7 @@ fn check_dns_name(s: &str) -> Result<(), ReferenceError> {
     }
 }
 
-fn check_azure_object_name(s: &str) -> Result<(), ReferenceError> {
+pub(crate) fn check_azure_object_name(s: &str) -> Result<(), ReferenceError> {
     if (1..=127).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         Ok(())
     } else {
@@ -285,7 +285,7 @@ fn check_azure_object_name(s: &str) -> Result<(), ReferenceError> {
     }
 }
 
-fn check_azure_version(s: &str) -> Result<(), ReferenceError> {
+pub(crate) fn check_azure_version(s: &str) -> Result<(), ReferenceError> {
     if (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric()) {
         Ok(())
     } else {

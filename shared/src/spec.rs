@@ -26,6 +26,30 @@ pub struct InjectionSpec {
     pub file_permission: FileMode,
     #[serde(default, skip_serializing_if = "AzureIdentity::is_empty")]
     pub azure: AzureIdentity,
+    /// The SecretProviderClass this spec was read from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_class: Option<String>,
+    /// Kubernetes Secrets to keep in sync with the files (the CSI driver's
+    /// `secretObjects`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync_targets: Vec<SyncTarget>,
+}
+
+/// A Kubernetes Secret whose keys mirror some of the spec's files, as the CSI
+/// driver's `spec.secretObjects` asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncTarget {
+    pub secret_name: String,
+    /// The Secret's type, `Opaque` unless the class says otherwise.
+    #[serde(rename = "type")]
+    pub secret_type: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Secret key → the spec's file whose content it carries.
+    pub data: BTreeMap<String, FileName>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,11 +111,26 @@ pub struct AzureIdentity {
     pub client_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
+    /// Use the node's managed identity (IMDS) instead of workload identity.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub use_managed_identity: bool,
+    /// With `use_managed_identity`: the user-assigned identity's client id;
+    /// `None` means the system-assigned identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_assigned_identity_id: Option<String>,
+    /// The Entra ID authority for a sovereign cloud, such as
+    /// `https://login.chinacloudapi.cn/`; `None` means the public cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_host: Option<String>,
 }
 
 impl AzureIdentity {
     pub fn is_empty(&self) -> bool {
-        self.client_id.is_none() && self.tenant_id.is_none()
+        self.client_id.is_none()
+            && self.tenant_id.is_none()
+            && !self.use_managed_identity
+            && self.user_assigned_identity_id.is_none()
+            && self.authority_host.is_none()
     }
 }
 
@@ -103,6 +142,16 @@ pub enum SpecError {
     DuplicateFile(String),
     #[error("the spec names no object to fetch")]
     Empty,
+    #[error(
+        "synced Secret {secret:?} key {key:?} names file {file:?}, which the spec does not write"
+    )]
+    SyncFile {
+        secret: String,
+        key: String,
+        file: String,
+    },
+    #[error("synced Secret {0:?} is named more than once")]
+    DuplicateSyncTarget(String),
 }
 
 impl InjectionSpec {
@@ -124,7 +173,22 @@ impl InjectionSpec {
             containers,
             file_permission,
             azure,
+            provider_class: None,
+            sync_targets: Vec::new(),
         })
+    }
+
+    /// Adds Secrets to keep in sync; each key must name one of the spec's files.
+    pub fn with_sync_targets(mut self, targets: Vec<SyncTarget>) -> Result<Self, SpecError> {
+        check_sync_targets(&self.objects, &targets)?;
+        self.sync_targets = targets;
+        Ok(self)
+    }
+
+    /// Records the SecretProviderClass the spec was read from.
+    pub fn with_provider_class(mut self, name: impl Into<String>) -> Self {
+        self.provider_class = Some(name.into());
+        self
     }
 
     pub fn to_env_value(&self) -> String {
@@ -136,6 +200,7 @@ impl InjectionSpec {
         let spec: Self =
             serde_json::from_str(value).map_err(|e| SpecError::Malformed(e.to_string()))?;
         check_objects(&spec.objects)?;
+        check_sync_targets(&spec.objects, &spec.sync_targets)?;
         Ok(spec)
     }
 
@@ -157,6 +222,25 @@ fn check_objects(objects: &[SecretObject]) -> Result<(), SpecError> {
     for object in objects {
         if !seen.insert(object.file.as_str()) {
             return Err(SpecError::DuplicateFile(object.file.to_string()));
+        }
+    }
+    Ok(())
+}
+
+fn check_sync_targets(objects: &[SecretObject], targets: &[SyncTarget]) -> Result<(), SpecError> {
+    let mut names = std::collections::BTreeSet::new();
+    for target in targets {
+        if !names.insert(target.secret_name.as_str()) {
+            return Err(SpecError::DuplicateSyncTarget(target.secret_name.clone()));
+        }
+        for (key, file) in &target.data {
+            if !objects.iter().any(|o| o.file == *file) {
+                return Err(SpecError::SyncFile {
+                    secret: target.secret_name.clone(),
+                    key: key.clone(),
+                    file: file.to_string(),
+                });
+            }
         }
     }
     Ok(())
@@ -270,6 +354,80 @@ mod tests {
         assert_eq!(
             InjectionSpec::from_env_value(&dup),
             Err(SpecError::DuplicateFile("db-user".into()))
+        );
+    }
+
+    fn target(key: &str, file: &str) -> SyncTarget {
+        SyncTarget {
+            secret_name: "k8s-secret".into(),
+            secret_type: "Opaque".into(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            data: BTreeMap::from([(key.to_owned(), FileName::new(file).unwrap())]),
+        }
+    }
+
+    #[test]
+    fn new_fields_are_left_out_when_unset() {
+        let value = spec().to_env_value();
+        for field in ["\"syncTargets\"", "\"providerClass\"", "\"azure\""] {
+            assert!(!value.contains(field), "{value}");
+        }
+    }
+
+    #[test]
+    fn sync_targets_and_class_round_trip() {
+        let spec = spec()
+            .with_sync_targets(vec![target("password", "db-pass")])
+            .unwrap()
+            .with_provider_class("kv-aks-csi-weu-01");
+        let value = spec.to_env_value();
+        assert_eq!(InjectionSpec::from_env_value(&value).unwrap(), spec);
+        assert!(
+            value.contains(r#""providerClass":"kv-aks-csi-weu-01""#),
+            "{value}"
+        );
+    }
+
+    #[test]
+    fn sync_targets_name_files_of_the_spec_once() {
+        assert_eq!(
+            spec().with_sync_targets(vec![target("password", "db-password")]),
+            Err(SpecError::SyncFile {
+                secret: "k8s-secret".into(),
+                key: "password".into(),
+                file: "db-password".into(),
+            })
+        );
+        assert_eq!(
+            spec().with_sync_targets(vec![target("a", "db-pass"), target("b", "db-user")]),
+            Err(SpecError::DuplicateSyncTarget("k8s-secret".into()))
+        );
+        let good = spec()
+            .with_sync_targets(vec![target("password", "db-pass")])
+            .unwrap()
+            .to_env_value();
+        let bad = good.replace(r#""password":"db-pass""#, r#""password":"db-password""#);
+        assert!(matches!(
+            InjectionSpec::from_env_value(&bad),
+            Err(SpecError::SyncFile { file, .. }) if file == "db-password"
+        ));
+    }
+
+    #[test]
+    fn managed_identity_serialises_only_when_chosen() {
+        let azure = AzureIdentity {
+            use_managed_identity: true,
+            ..AzureIdentity::default()
+        };
+        assert!(!azure.is_empty());
+        assert_eq!(
+            serde_json::to_string(&azure).unwrap(),
+            r#"{"useManagedIdentity":true}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&AzureIdentity::default()).unwrap(),
+            "{}"
         );
     }
 

@@ -197,6 +197,11 @@ async fn main() -> anyhow::Result<()> {
         kib(pid, "VmRSS:")? as f64 / 1024.0,
         kib(pid, "VmHWM:")? as f64 / 1024.0
     );
+    println!(
+        "  of which anonymous (heap, stacks) {:.1} MiB, file-backed (the binary's pages) {:.1} MiB",
+        kib(pid, "RssAnon:")? as f64 / 1024.0,
+        kib(pid, "RssFile:")? as f64 / 1024.0
+    );
     drop(sidecar);
     emulator.shutdown().await;
     Ok(())

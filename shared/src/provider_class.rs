@@ -1,0 +1,1449 @@
+//! The CSI form: a `secrets-store.csi.x-k8s.io/v1` `SecretProviderClass` with
+//! provider `azure`, read into an [`InjectionSpec`] so the CSI driver's users
+//! keep their manifests unchanged.
+//!
+//! What each `spec.parameters` key does here. "Deny" fails the conversion with
+//! a [`ProviderClassError`]; "warn" returns a warning (for the
+//! AdmissionResponse's `warnings`) and goes on.
+//!
+//! | Parameter | Here | Why |
+//! |---|---|---|
+//! | `keyvaultName` | required; deny a bad vault name | names the vault of every object |
+//! | `tenantId` | GUID or domain, else deny; absent → the operator's default tenant | |
+//! | `cloudName` | `""`/`AzurePublicCloud`, `AzureChinaCloud`, `AzureUSGovernmentCloud` (any case), else deny | picks the vault DNS suffix and the Entra ID authority |
+//! | `cloudEnvFileName` | warn, ignored | a node file for `AzureStackCloud`, which is denied |
+//! | `clientID` | workload identity; deny a non-GUID; warn (ignored) when `useVMManagedIdentity` is `"true"` | the CSI provider gives managed identity precedence |
+//! | `useVMManagedIdentity` | `"true"`/`"false"` (Go `ParseBool` spellings), else deny | managed identity from IMDS |
+//! | `userAssignedIdentityID` | deny a non-GUID; warn (ignored) without `useVMManagedIdentity: "true"`; `""` → system-assigned | |
+//! | `usePodIdentity` | `"true"` → deny; `"false"`/absent accepted | AAD pod identity is deprecated and not supported |
+//! | `podIdentityNamespace`, `podIdentityName` | warn, ignored | only meaningful with pod identity |
+//! | `objects` | required; deny anything malformed | the files |
+//! | any other key | warn, ignored | a typo must be visible, but the CSI provider ignores it too |
+//!
+//! Per object (`parameters.objects[i]`): `objectName` and `objectType`
+//! (`secret`, `key`, `cert`) are required; `objectVersion` `""` means latest;
+//! `objectAlias` is the file name (default `objectName`), checked by
+//! [`FileName`] and unique; `objectFormat` (`pem`, `pfx`) and `objectEncoding`
+//! (`utf-8`, `hex`, `base64`) apply to `secret` objects and are warned about
+//! and ignored on others, as the CSI provider ignores them; `filePermission`
+//! is an octal mode; `objectVersionHistory` above 1 is denied (it would write a
+//! directory of versions); unknown object keys are warned about.
+//!
+//! `spec.secretObjects` become [`SyncTarget`]s: `secretName` (a DNS subdomain)
+//! is required and unique, `type` defaults to `Opaque`, and each
+//! `data[j].objectName` must match an object's `objectAlias` or `objectName`
+//! (that is, a file this spec writes).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use serde_json::Value;
+use serde_yaml_ng::Value as Yaml;
+
+use crate::{
+    AzureIdentity, AzureObjectKind, AzureRef, Defaults, FileMode, FileName, InjectionSpec,
+    ObjectEncoding, ObjectFormat, ReferenceError, SecretObject, SecretRef, SpecError, SyncTarget,
+    VaultAddress,
+    annotations::{is_domain, is_guid},
+    reference::{check_azure_object_name, check_azure_version, check_vault_name},
+};
+
+/// The API group of the CSI driver's resources.
+pub const CSI_GROUP: &str = "secrets-store.csi.x-k8s.io";
+pub const PROVIDER_CLASS_API_VERSION: &str = "secrets-store.csi.x-k8s.io/v1";
+pub const PROVIDER_CLASS_KIND: &str = "SecretProviderClass";
+/// The Secret type of a sync target that names none.
+pub const DEFAULT_SECRET_TYPE: &str = "Opaque";
+
+const ACCEPTED_CLOUDS: &str =
+    "\"\", AzurePublicCloud, AzureChinaCloud or AzureUSGovernmentCloud (any case)";
+const ACCEPTED_BOOL: &str = "\"true\" or \"false\"";
+const ACCEPTED_GUID: &str = "a GUID such as 00000000-0000-0000-0000-000000000001";
+
+/// The parameters the CSI Azure provider reads; anything else is warned about.
+const KNOWN_PARAMETERS: &[&str] = &[
+    "keyvaultName",
+    "tenantId",
+    "cloudName",
+    "cloudEnvFileName",
+    "clientID",
+    "useVMManagedIdentity",
+    "userAssignedIdentityID",
+    "usePodIdentity",
+    "podIdentityNamespace",
+    "podIdentityName",
+    "objects",
+];
+
+const KNOWN_OBJECT_KEYS: &[&str] = &[
+    "objectName",
+    "objectType",
+    "objectVersion",
+    "objectVersionHistory",
+    "objectAlias",
+    "objectFormat",
+    "objectEncoding",
+    "filePermission",
+];
+
+/// The Azure clouds a class may name in `cloudName`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AzureCloud {
+    Public,
+    China,
+    UsGovernment,
+}
+
+impl AzureCloud {
+    /// `cloudName` as the CSI provider reads it: empty means public, any case.
+    pub fn from_cloud_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "" | "azurepubliccloud" => Some(Self::Public),
+            "azurechinacloud" => Some(Self::China),
+            "azureusgovernmentcloud" => Some(Self::UsGovernment),
+            _ => None,
+        }
+    }
+
+    /// The Key Vault DNS suffix: `<vault>.<suffix>`.
+    pub fn vault_suffix(self) -> &'static str {
+        match self {
+            Self::Public => crate::reference::AZURE_PUBLIC_VAULT_SUFFIX,
+            Self::China => "vault.azure.cn",
+            Self::UsGovernment => "vault.usgovcloudapi.net",
+        }
+    }
+
+    /// The Entra ID authority host.
+    pub fn authority_host(self) -> &'static str {
+        match self {
+            Self::Public => "https://login.microsoftonline.com/",
+            Self::China => "https://login.chinacloudapi.cn/",
+            Self::UsGovernment => "https://login.microsoftonline.us/",
+        }
+    }
+
+    /// How a vault of this cloud is addressed in a reference.
+    pub fn vault_address(self, vault_name: &str) -> VaultAddress {
+        let name = vault_name.to_ascii_lowercase();
+        match self {
+            Self::Public => VaultAddress::Name(name),
+            _ => VaultAddress::Host {
+                host: format!("{name}.{}", self.vault_suffix()),
+                port: None,
+            },
+        }
+    }
+}
+
+/// Why a SecretProviderClass cannot be used. Every message names the class,
+/// the field, the value and what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderClassError {
+    #[error(
+        "the object is apiVersion {api_version:?} kind {kind:?}, not a SecretProviderClass; accepted: apiVersion {PROVIDER_CLASS_API_VERSION} (or {CSI_GROUP}/v1alpha1), kind {PROVIDER_CLASS_KIND}"
+    )]
+    NotAProviderClass { api_version: String, kind: String },
+    #[error("SecretProviderClass {class}: {field} is missing; accepted: {accepted}")]
+    Missing {
+        class: String,
+        field: String,
+        accepted: String,
+    },
+    #[error("SecretProviderClass {class}: {field} {value:?} is not valid; accepted: {accepted}")]
+    Invalid {
+        class: String,
+        field: String,
+        value: String,
+        accepted: String,
+    },
+    #[error(
+        "SecretProviderClass {class}: {field} is not valid YAML ({message}); accepted: {accepted}"
+    )]
+    Yaml {
+        class: String,
+        field: String,
+        message: String,
+        accepted: &'static str,
+    },
+    #[error(
+        "SecretProviderClass {class}: parameters.usePodIdentity {value:?} is not supported: AAD pod identity is deprecated and not supported; accepted: \"false\" or absent, with workload identity (parameters.clientID) or parameters.useVMManagedIdentity: \"true\""
+    )]
+    PodIdentity { class: String, value: String },
+    #[error(
+        "SecretProviderClass {class}: {field} writes file {file:?}, which {first} already writes; accepted: a distinct objectAlias per object"
+    )]
+    DuplicateFile {
+        class: String,
+        field: String,
+        file: String,
+        first: String,
+    },
+    #[error(
+        "SecretProviderClass {class}: {field} {object_name:?} matches no object's objectAlias or objectName; accepted: {known}"
+    )]
+    UnknownSyncObject {
+        class: String,
+        field: String,
+        object_name: String,
+        known: String,
+    },
+    #[error("SecretProviderClass {class}: {source}")]
+    Spec {
+        class: String,
+        #[source]
+        source: SpecError,
+    },
+}
+
+impl ProviderClassError {
+    /// A short, stable name for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotAProviderClass { .. } => "not_a_provider_class",
+            Self::Missing { .. } => "missing",
+            Self::Invalid { .. } => "invalid",
+            Self::Yaml { .. } => "yaml",
+            Self::PodIdentity { .. } => "pod_identity",
+            Self::DuplicateFile { .. } => "duplicate_file",
+            Self::UnknownSyncObject { .. } => "unknown_sync_object",
+            Self::Spec { .. } => "spec",
+        }
+    }
+}
+
+/// Reads a SecretProviderClass (as the API server returns it, or as YAML
+/// decoded into JSON) into a spec, with warnings for what is ignored. The mount
+/// path, rotation and default file mode come from `defaults`; the caller
+/// overrides them from the pod.
+pub fn spec_from_provider_class(
+    class: &Value,
+    defaults: &Defaults,
+) -> Result<(InjectionSpec, Vec<String>), ProviderClassError> {
+    check_type(class)?;
+    let name = class
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("<unnamed>");
+    let mut reader = Reader {
+        class: name.to_owned(),
+        warnings: Vec::new(),
+    };
+    let spec = reader.read(class, defaults)?;
+    Ok((spec, reader.warnings))
+}
+
+fn check_type(class: &Value) -> Result<(), ProviderClassError> {
+    let api_version = class
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = class
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let group_ok = matches!(
+        api_version.split_once('/'),
+        Some((CSI_GROUP, "v1" | "v1alpha1"))
+    );
+    if group_ok && kind == PROVIDER_CLASS_KIND {
+        Ok(())
+    } else {
+        Err(ProviderClassError::NotAProviderClass {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+        })
+    }
+}
+
+/// One object of `parameters.objects`, its values as the strings Go reads.
+struct RawObject {
+    field: String,
+    values: BTreeMap<String, String>,
+}
+
+impl RawObject {
+    /// A value, with `""` meaning unset as in the CSI provider.
+    fn get(&self, key: &str) -> Option<&str> {
+        self.values
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn field(&self, key: &str) -> String {
+        format!("{}.{key}", self.field)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawSecretObject {
+    secret_name: Option<String>,
+    #[serde(rename = "type")]
+    secret_type: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    data: Vec<RawSecretData>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawSecretData {
+    object_name: Option<String>,
+    key: Option<String>,
+}
+
+struct Reader {
+    class: String,
+    warnings: Vec<String>,
+}
+
+impl Reader {
+    fn read(
+        &mut self,
+        class: &Value,
+        defaults: &Defaults,
+    ) -> Result<InjectionSpec, ProviderClassError> {
+        let provider = class.pointer("/spec/provider");
+        match provider.and_then(Value::as_str) {
+            Some("azure") => {}
+            Some(other) => return Err(self.invalid("spec.provider", other, "azure")),
+            None => match provider {
+                None | Some(Value::Null) => return Err(self.missing("spec.provider", "azure")),
+                Some(other) => {
+                    return Err(self.invalid("spec.provider", &other.to_string(), "azure"));
+                }
+            },
+        }
+
+        let params = self.parameters(class)?;
+        let get = |key: &str| params.get(key).map(String::as_str);
+
+        for key in params.keys() {
+            if !KNOWN_PARAMETERS.contains(&key.as_str()) {
+                self.warn(format!(
+                    "parameters.{key} is not known and is ignored; known: {}",
+                    KNOWN_PARAMETERS.join(", ")
+                ));
+            }
+        }
+
+        let cloud_name = get("cloudName").unwrap_or_default();
+        let cloud = AzureCloud::from_cloud_name(cloud_name)
+            .ok_or_else(|| self.invalid("parameters.cloudName", cloud_name, ACCEPTED_CLOUDS))?;
+        if get("cloudEnvFileName").is_some_and(|v| !v.is_empty()) {
+            self.warn(
+                "parameters.cloudEnvFileName is ignored: it only serves AzureStackCloud, which is not supported"
+                    .to_owned(),
+            );
+        }
+        for key in ["podIdentityNamespace", "podIdentityName"] {
+            if get(key).is_some_and(|v| !v.is_empty()) {
+                self.warn(format!(
+                    "parameters.{key} is ignored: AAD pod identity is not supported"
+                ));
+            }
+        }
+
+        let vault_name = match get("keyvaultName") {
+            None | Some("") => {
+                return Err(self.missing("parameters.keyvaultName", "a Key Vault name"));
+            }
+            Some(v) => v,
+        };
+        check_vault_name(vault_name).map_err(|_| {
+            self.invalid(
+                "parameters.keyvaultName",
+                vault_name,
+                "a Key Vault name: 3-24 letters, digits or single hyphens, starting with a letter and ending with a letter or digit",
+            )
+        })?;
+        let vault = cloud.vault_address(vault_name);
+
+        let azure = self.identity(&params, cloud)?;
+
+        let objects_text = get("objects").unwrap_or_default();
+        if objects_text.trim().is_empty() {
+            return Err(self.missing(
+                "parameters.objects",
+                "a YAML string \"array:\" of objects, each with objectName and objectType",
+            ));
+        }
+        let raw = self.raw_objects(objects_text)?;
+        let mut objects = Vec::with_capacity(raw.len());
+        let mut files: BTreeMap<FileName, String> = BTreeMap::new();
+        for raw in &raw {
+            let object = self.object(raw, &vault)?;
+            let alias_field = match raw.get("objectAlias") {
+                Some(_) => raw.field("objectAlias"),
+                None => raw.field("objectName"),
+            };
+            if let Some(first) = files.get(&object.file) {
+                return Err(ProviderClassError::DuplicateFile {
+                    class: self.class.clone(),
+                    field: alias_field,
+                    file: object.file.to_string(),
+                    first: first.clone(),
+                });
+            }
+            files.insert(object.file.clone(), alias_field);
+            objects.push(object);
+        }
+
+        let sync_targets = self.sync_targets(class, &files)?;
+
+        InjectionSpec::new(
+            objects,
+            defaults.mount_path.clone(),
+            defaults.rotation,
+            None,
+            defaults.file_permission,
+            azure,
+        )
+        .and_then(|spec| spec.with_sync_targets(sync_targets))
+        .map(|spec| spec.with_provider_class(self.class.clone()))
+        .map_err(|source| ProviderClassError::Spec {
+            class: self.class.clone(),
+            source,
+        })
+    }
+
+    /// `spec.parameters`: a map of strings.
+    fn parameters(&self, class: &Value) -> Result<BTreeMap<String, String>, ProviderClassError> {
+        let params = match class.pointer("/spec/parameters") {
+            None | Some(Value::Null) => {
+                return Err(self.missing(
+                    "spec.parameters",
+                    "a map of strings with at least keyvaultName and objects",
+                ));
+            }
+            Some(Value::Object(map)) => map,
+            Some(other) => {
+                return Err(self.invalid(
+                    "spec.parameters",
+                    &other.to_string(),
+                    "a map of strings",
+                ));
+            }
+        };
+        params
+            .iter()
+            .map(|(key, value)| match value {
+                Value::String(s) => Ok((key.clone(), s.clone())),
+                // What a `nullable` CRD schema lets through (see manifests/crds).
+                Value::Null => Ok((key.clone(), String::new())),
+                other => Err(self.invalid(
+                    &format!("parameters.{key}"),
+                    &other.to_string(),
+                    "a string (quote it in YAML, as in \"true\")",
+                )),
+            })
+            .collect()
+    }
+
+    fn identity(
+        &mut self,
+        params: &BTreeMap<String, String>,
+        cloud: AzureCloud,
+    ) -> Result<AzureIdentity, ProviderClassError> {
+        let get = |key: &str| {
+            params
+                .get(key)
+                .map(String::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        if let Some(value) = get("usePodIdentity")
+            && self.boolean("parameters.usePodIdentity", value)?
+        {
+            return Err(ProviderClassError::PodIdentity {
+                class: self.class.clone(),
+                value: value.to_owned(),
+            });
+        }
+        let use_vm = match get("useVMManagedIdentity") {
+            Some(value) => self.boolean("parameters.useVMManagedIdentity", value)?,
+            None => false,
+        };
+        let client_id = get("clientID")
+            .map(|v| self.guid("parameters.clientID", v))
+            .transpose()?;
+        let user_assigned = get("userAssignedIdentityID")
+            .map(|v| self.guid("parameters.userAssignedIdentityID", v))
+            .transpose()?;
+        let tenant_id = match get("tenantId") {
+            Some(v) if is_guid(v) || is_domain(v) => Some(v.to_ascii_lowercase()),
+            Some(v) => {
+                return Err(self.invalid(
+                    "parameters.tenantId",
+                    v,
+                    "a GUID or a domain such as contoso.onmicrosoft.com",
+                ));
+            }
+            None => None,
+        };
+
+        let mut azure = AzureIdentity {
+            tenant_id,
+            authority_host: (cloud != AzureCloud::Public)
+                .then(|| cloud.authority_host().to_owned()),
+            ..AzureIdentity::default()
+        };
+        if use_vm {
+            azure.use_managed_identity = true;
+            azure.user_assigned_identity_id = user_assigned;
+            if client_id.is_some() {
+                self.warn(
+                    "parameters.clientID is ignored: useVMManagedIdentity is \"true\", which takes precedence as in the CSI provider"
+                        .to_owned(),
+                );
+            }
+        } else {
+            if user_assigned.is_some() {
+                self.warn(
+                    "parameters.userAssignedIdentityID is ignored: it only applies with useVMManagedIdentity: \"true\""
+                        .to_owned(),
+                );
+            }
+            if client_id.is_none() {
+                self.warn(
+                    "parameters name no identity (clientID or useVMManagedIdentity: \"true\"); the operator's default identity is used, not a nodePublishSecretRef service principal"
+                        .to_owned(),
+                );
+            }
+            azure.client_id = client_id;
+        }
+        Ok(azure)
+    }
+
+    /// `parameters.objects`: `array:` of YAML strings (or, leniently, maps).
+    fn raw_objects(&mut self, text: &str) -> Result<Vec<RawObject>, ProviderClassError> {
+        const ACCEPTED: &str = "a YAML map with key array: a list of YAML strings, each a map of objectName, objectType, ...";
+        let doc: Yaml = serde_yaml_ng::from_str(text).map_err(|e| ProviderClassError::Yaml {
+            class: self.class.clone(),
+            field: "parameters.objects".to_owned(),
+            message: e.to_string(),
+            accepted: ACCEPTED,
+        })?;
+        let Yaml::Mapping(doc) = doc else {
+            return Err(self.invalid("parameters.objects", text, ACCEPTED));
+        };
+        for key in doc.keys() {
+            if key.as_str() != Some("array") {
+                self.warn(format!(
+                    "parameters.objects key {} is not known and is ignored; known: array",
+                    scalar(key).unwrap_or_else(|| format!("{key:?}"))
+                ));
+            }
+        }
+        let items = match doc.get("array") {
+            None | Some(Yaml::Null) => {
+                return Err(self.missing("parameters.objects.array", ACCEPTED));
+            }
+            Some(Yaml::Sequence(items)) if !items.is_empty() => items,
+            Some(Yaml::Sequence(_)) => {
+                return Err(self.missing(
+                    "parameters.objects.array[0]",
+                    "at least one object with objectName and objectType",
+                ));
+            }
+            Some(other) => {
+                return Err(self.invalid(
+                    "parameters.objects.array",
+                    &scalar(other).unwrap_or_else(|| format!("{other:?}")),
+                    ACCEPTED,
+                ));
+            }
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| self.raw_object(i, item))
+            .collect()
+    }
+
+    fn raw_object(&mut self, index: usize, item: &Yaml) -> Result<RawObject, ProviderClassError> {
+        const ACCEPTED: &str = "a map of objectName, objectType, objectVersion, objectAlias, objectFormat, objectEncoding, filePermission";
+        let field = format!("parameters.objects[{index}]");
+        let parsed;
+        let map = match item {
+            Yaml::String(text) => {
+                parsed = serde_yaml_ng::from_str::<Yaml>(text).map_err(|e| {
+                    ProviderClassError::Yaml {
+                        class: self.class.clone(),
+                        field: field.clone(),
+                        message: e.to_string(),
+                        accepted: ACCEPTED,
+                    }
+                })?;
+                match &parsed {
+                    Yaml::Mapping(map) => map,
+                    _ => return Err(self.invalid(&field, text, ACCEPTED)),
+                }
+            }
+            Yaml::Mapping(map) => map,
+            other => {
+                return Err(self.invalid(
+                    &field,
+                    &scalar(other).unwrap_or_else(|| format!("{other:?}")),
+                    ACCEPTED,
+                ));
+            }
+        };
+        let mut values = BTreeMap::new();
+        for (key, value) in map {
+            let Some(key) = key.as_str() else {
+                return Err(self.invalid(&field, &format!("{key:?}"), ACCEPTED));
+            };
+            let Some(value) = scalar(value) else {
+                return Err(self.invalid(
+                    &format!("{field}.{key}"),
+                    &format!("{value:?}"),
+                    "a string",
+                ));
+            };
+            if !KNOWN_OBJECT_KEYS.contains(&key) {
+                self.warn(format!(
+                    "{field}.{key} is not known and is ignored; known: {}",
+                    KNOWN_OBJECT_KEYS.join(", ")
+                ));
+            }
+            values.insert(key.to_owned(), value);
+        }
+        Ok(RawObject { field, values })
+    }
+
+    fn object(
+        &mut self,
+        raw: &RawObject,
+        vault: &VaultAddress,
+    ) -> Result<SecretObject, ProviderClassError> {
+        let name = raw.get("objectName").ok_or_else(|| {
+            self.missing(&raw.field("objectName"), "the name of a Key Vault object")
+        })?;
+        check_azure_object_name(name)
+            .map_err(|e| self.invalid(&raw.field("objectName"), name, rule(e)))?;
+
+        const TYPES: &str = "secret, key or cert";
+        let kind = match raw
+            .get("objectType")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("secret") => AzureObjectKind::Secret,
+            Some("key") => AzureObjectKind::Key,
+            Some("cert") => AzureObjectKind::Certificate,
+            Some(_) => {
+                let value = raw.get("objectType").unwrap_or_default();
+                return Err(self.invalid(&raw.field("objectType"), value, TYPES));
+            }
+            None => return Err(self.missing(&raw.field("objectType"), TYPES)),
+        };
+
+        let version = raw.get("objectVersion");
+        if let Some(v) = version {
+            check_azure_version(v)
+                .map_err(|e| self.invalid(&raw.field("objectVersion"), v, rule(e)))?;
+        }
+        if let Some(v) = raw.get("objectVersionHistory")
+            && !matches!(v, "0" | "1")
+        {
+            return Err(self.invalid(
+                &raw.field("objectVersionHistory"),
+                v,
+                "\"0\", \"1\" or absent: a directory of past versions is not supported",
+            ));
+        }
+
+        let file_text = raw.get("objectAlias").unwrap_or(name);
+        let file = FileName::new(file_text).map_err(|e| {
+            let field = match raw.get("objectAlias") {
+                Some(_) => raw.field("objectAlias"),
+                None => raw.field("objectName"),
+            };
+            self.invalid(&field, file_text, e.to_string())
+        })?;
+
+        let format = match raw
+            .get("objectFormat")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None => None,
+            Some("pem") => Some(ObjectFormat::Pem),
+            Some("pfx") => Some(ObjectFormat::Pfx),
+            Some(_) => {
+                let value = raw.get("objectFormat").unwrap_or_default();
+                return Err(self.invalid(&raw.field("objectFormat"), value, "pem or pfx"));
+            }
+        };
+        let encoding = match raw
+            .get("objectEncoding")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None => None,
+            Some("utf-8") => Some(ObjectEncoding::Utf8),
+            Some("hex") => Some(ObjectEncoding::Hex),
+            Some("base64") => Some(ObjectEncoding::Base64),
+            Some(_) => {
+                let value = raw.get("objectEncoding").unwrap_or_default();
+                return Err(self.invalid(
+                    &raw.field("objectEncoding"),
+                    value,
+                    "utf-8, hex or base64",
+                ));
+            }
+        };
+        let (format, encoding) = if kind == AzureObjectKind::Secret {
+            (format, encoding)
+        } else {
+            for (key, set) in [
+                ("objectFormat", format.is_some()),
+                ("objectEncoding", encoding.is_some()),
+            ] {
+                if set {
+                    self.warn(format!(
+                        "{} is ignored: it only applies to objectType secret",
+                        raw.field(key)
+                    ));
+                }
+            }
+            (None, None)
+        };
+
+        let file_permission = raw
+            .get("filePermission")
+            .map(|v| {
+                v.parse::<FileMode>().map_err(|_| {
+                    self.invalid(
+                        &raw.field("filePermission"),
+                        v,
+                        "3 or 4 octal digits from 0000 to 0777, such as 0644 or 0440",
+                    )
+                })
+            })
+            .transpose()?;
+
+        let source = SecretRef::Azure(AzureRef {
+            vault: vault.clone(),
+            kind,
+            name: name.to_owned(),
+            version: version.map(str::to_owned),
+        });
+        Ok(SecretObject {
+            format,
+            encoding,
+            file_permission,
+            ..SecretObject::new(file, source)
+        })
+    }
+
+    fn sync_targets(
+        &self,
+        class: &Value,
+        files: &BTreeMap<FileName, String>,
+    ) -> Result<Vec<SyncTarget>, ProviderClassError> {
+        const ACCEPTED: &str =
+            "a list of {secretName, type, labels, annotations, data: [{objectName, key}]}";
+        let items = match class.pointer("/spec/secretObjects") {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                return Err(self.invalid("spec.secretObjects", &other.to_string(), ACCEPTED));
+            }
+        };
+        let known = files
+            .keys()
+            .map(FileName::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut names = BTreeSet::new();
+        let mut targets = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let field = format!("spec.secretObjects[{i}]");
+            let raw = RawSecretObject::deserialize(item).map_err(|e| {
+                self.invalid(&field, &item.to_string(), format!("{ACCEPTED} ({e})"))
+            })?;
+            let secret_name = match raw.secret_name.as_deref() {
+                None | Some("") => {
+                    return Err(self.missing(
+                        &format!("{field}.secretName"),
+                        "the name of the Secret to create",
+                    ));
+                }
+                Some(name) if is_dns_subdomain(name) => name.to_owned(),
+                Some(name) => {
+                    return Err(self.invalid(
+                        &format!("{field}.secretName"),
+                        name,
+                        "a DNS subdomain: lowercase letters, digits, '-' and '.', at most 253 characters",
+                    ));
+                }
+            };
+            if !names.insert(secret_name.clone()) {
+                return Err(self.invalid(
+                    &format!("{field}.secretName"),
+                    &secret_name,
+                    "a Secret name not used by another entry of spec.secretObjects",
+                ));
+            }
+            let mut data = BTreeMap::new();
+            for (j, entry) in raw.data.iter().enumerate() {
+                let entry_field = format!("{field}.data[{j}]");
+                let key = match entry.key.as_deref() {
+                    None | Some("") => {
+                        return Err(self.missing(
+                            &format!("{entry_field}.key"),
+                            "the key of the Secret's data",
+                        ));
+                    }
+                    Some(key) if is_secret_key(key) => key.to_owned(),
+                    Some(key) => {
+                        return Err(self.invalid(
+                            &format!("{entry_field}.key"),
+                            key,
+                            "letters, digits, '-', '_' and '.', at most 253 characters",
+                        ));
+                    }
+                };
+                let object_name = entry.object_name.as_deref().unwrap_or_default();
+                let file = files
+                    .keys()
+                    .find(|f| f.as_str() == object_name)
+                    .ok_or_else(|| ProviderClassError::UnknownSyncObject {
+                        class: self.class.clone(),
+                        field: format!("{entry_field}.objectName"),
+                        object_name: object_name.to_owned(),
+                        known: known.clone(),
+                    })?;
+                if data.insert(key.clone(), file.clone()).is_some() {
+                    return Err(self.invalid(
+                        &format!("{entry_field}.key"),
+                        &key,
+                        "a key not used by another entry of this Secret's data",
+                    ));
+                }
+            }
+            targets.push(SyncTarget {
+                secret_name,
+                secret_type: raw
+                    .secret_type
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or_else(|| DEFAULT_SECRET_TYPE.to_owned()),
+                labels: raw.labels,
+                annotations: raw.annotations,
+                data,
+            });
+        }
+        Ok(targets)
+    }
+
+    /// Go's `strconv.ParseBool` spellings.
+    fn boolean(&self, field: &str, value: &str) -> Result<bool, ProviderClassError> {
+        match value {
+            "true" | "True" | "TRUE" | "t" | "T" | "1" => Ok(true),
+            "false" | "False" | "FALSE" | "f" | "F" | "0" => Ok(false),
+            _ => Err(self.invalid(field, value, ACCEPTED_BOOL)),
+        }
+    }
+
+    fn guid(&self, field: &str, value: &str) -> Result<String, ProviderClassError> {
+        if is_guid(value) {
+            Ok(value.to_ascii_lowercase())
+        } else {
+            Err(self.invalid(field, value, ACCEPTED_GUID))
+        }
+    }
+
+    fn warn(&mut self, text: String) {
+        self.warnings
+            .push(format!("SecretProviderClass {}: {text}", self.class));
+    }
+
+    fn missing(&self, field: &str, accepted: &str) -> ProviderClassError {
+        ProviderClassError::Missing {
+            class: self.class.clone(),
+            field: field.to_owned(),
+            accepted: accepted.to_owned(),
+        }
+    }
+
+    fn invalid(&self, field: &str, value: &str, accepted: impl Into<String>) -> ProviderClassError {
+        ProviderClassError::Invalid {
+            class: self.class.clone(),
+            field: field.to_owned(),
+            value: value.to_owned(),
+            accepted: accepted.into(),
+        }
+    }
+}
+
+/// A YAML scalar as the string Go would read into a string field.
+fn scalar(value: &Yaml) -> Option<String> {
+    match value {
+        Yaml::Null => Some(String::new()),
+        Yaml::Bool(b) => Some(b.to_string()),
+        Yaml::Number(n) => Some(n.to_string()),
+        Yaml::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The rule of a reference error, without the value it repeats.
+fn rule(e: ReferenceError) -> String {
+    match e {
+        ReferenceError::Part { rule, .. } => rule.to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn is_secret_key(s: &str) -> bool {
+    (1..=253).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && s != "."
+        && s != ".."
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rstest::rstest;
+    use serde_json::json;
+
+    use super::*;
+    use crate::Rotation;
+
+    const SEED_01: &str = include_str!("../../manifests/examples/seed/01-secretProviderClass.yml");
+    const SEED_10: &str =
+        include_str!("../../manifests/examples/seed/10-secretProviderClass_secretObjects.yml");
+    const CLASS: &str = "kv-aks-csi-weu-01";
+    const REMOVE: &str = "<remove>";
+
+    fn yaml(text: &str) -> Value {
+        serde_yaml_ng::from_str(text).unwrap()
+    }
+
+    /// Each item is one object's YAML, written as the seed writes them.
+    fn objects(items: &[&str]) -> String {
+        let mut text = String::from("array:\n");
+        for item in items {
+            text.push_str("  - |\n");
+            for line in item.lines() {
+                text.push_str("    ");
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        text
+    }
+
+    /// [`objects`], for case tables that want a `&str`.
+    fn obj(items: &[&str]) -> &'static str {
+        Box::leak(objects(items).into_boxed_str())
+    }
+
+    /// Seed 01 with some parameters replaced (or removed with [`REMOVE`]).
+    fn class(params: &[(&str, &str)]) -> Value {
+        let mut class = yaml(SEED_01);
+        let map = class["spec"]["parameters"].as_object_mut().unwrap();
+        for (key, value) in params {
+            if *value == REMOVE {
+                map.remove(*key);
+            } else {
+                map.insert(key.to_string(), json!(value));
+            }
+        }
+        class
+    }
+
+    fn with_objects(items: &[&str]) -> Value {
+        class(&[("objects", &objects(items))])
+    }
+
+    fn read(class: &Value) -> Result<(InjectionSpec, Vec<String>), ProviderClassError> {
+        spec_from_provider_class(class, &Defaults::default())
+    }
+
+    fn azure(object: &SecretObject) -> &AzureRef {
+        match &object.source {
+            SecretRef::Azure(r) => r,
+            other => panic!("not azure: {other}"),
+        }
+    }
+
+    fn files(spec: &InjectionSpec) -> Vec<&str> {
+        spec.objects.iter().map(|o| o.file.as_str()).collect()
+    }
+
+    #[test]
+    fn seed_01_two_secrets_with_a_user_assigned_managed_identity() {
+        let (spec, warnings) = read(&yaml(SEED_01)).unwrap();
+        assert_eq!(warnings, Vec::<String>::new());
+        assert_eq!(files(&spec), ["db-pass", "db-user"]);
+        for object in &spec.objects {
+            let r = azure(object);
+            assert_eq!(r.vault, VaultAddress::Name(CLASS.into()));
+            assert_eq!(r.vault.url(), "https://kv-aks-csi-weu-01.vault.azure.net");
+            assert_eq!(r.kind, AzureObjectKind::Secret);
+            assert_eq!(r.name, object.file.as_str());
+            assert_eq!(r.version, None);
+            assert_eq!(object.encoding, None);
+            assert_eq!(object.format, None);
+            assert_eq!(object.file_permission, None);
+        }
+        assert_eq!(
+            spec.objects[1].source.to_string(),
+            "azure://kv-aks-csi-weu-01/secrets/db-user"
+        );
+        assert_eq!(
+            spec.azure,
+            AzureIdentity {
+                client_id: None,
+                tenant_id: Some("00000000-0000-0000-0000-00000000000a".into()),
+                use_managed_identity: true,
+                user_assigned_identity_id: Some("00000000-0000-0000-0000-000000000001".into()),
+                authority_host: None,
+            }
+        );
+        assert_eq!(spec.provider_class.as_deref(), Some(CLASS));
+        assert_eq!(spec.sync_targets, []);
+        assert_eq!(spec.mount_path, "/mnt/secrets-store");
+        assert_eq!(spec.rotation, Rotation::Every(Duration::from_secs(120)));
+        assert_eq!(spec.file_permission, FileMode::DEFAULT);
+        assert_eq!(spec.containers, None);
+
+        let value = spec.to_env_value();
+        assert_eq!(InjectionSpec::from_env_value(&value).unwrap(), spec);
+        assert!(value.contains(r#""useManagedIdentity":true"#), "{value}");
+        assert!(
+            value.contains(r#""userAssignedIdentityId":"00000000-0000-0000-0000-000000000001""#),
+            "{value}"
+        );
+        assert!(
+            value.contains(r#""providerClass":"kv-aks-csi-weu-01""#),
+            "{value}"
+        );
+        assert!(!value.contains("syncTargets"), "{value}");
+    }
+
+    #[test]
+    fn seed_10_adds_the_synced_secret() {
+        let (spec, warnings) = read(&yaml(SEED_10)).unwrap();
+        assert_eq!(warnings, Vec::<String>::new());
+        let (spec_01, _) = read(&yaml(SEED_01)).unwrap();
+        assert_eq!(spec.objects, spec_01.objects);
+        assert_eq!(spec.azure, spec_01.azure);
+        assert_eq!(
+            spec.sync_targets,
+            [SyncTarget {
+                secret_name: "k8s-secret".into(),
+                secret_type: "Opaque".into(),
+                labels: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+                data: BTreeMap::from([
+                    ("username".into(), FileName::new("db-user").unwrap()),
+                    ("password".into(), FileName::new("db-pass").unwrap()),
+                ]),
+            }]
+        );
+        let value = spec.to_env_value();
+        assert!(
+            value.contains(
+                r#""syncTargets":[{"secretName":"k8s-secret","type":"Opaque","data":{"password":"db-pass","username":"db-user"}}]"#
+            ),
+            "{value}"
+        );
+        assert_eq!(InjectionSpec::from_env_value(&value).unwrap(), spec);
+    }
+
+    #[test]
+    fn defaults_give_mount_path_rotation_and_mode() {
+        let defaults = Defaults {
+            mount_path: "/secrets".into(),
+            rotation: Rotation::Every(Duration::from_secs(60)),
+            file_permission: "0440".parse().unwrap(),
+        };
+        let (spec, _) = spec_from_provider_class(&yaml(SEED_01), &defaults).unwrap();
+        assert_eq!(spec.mount_path, "/secrets");
+        assert_eq!(spec.rotation, Rotation::Every(Duration::from_secs(60)));
+        assert_eq!(spec.file_permission.to_string(), "0440");
+    }
+
+    #[rstest]
+    #[case("", None, None)]
+    #[case("AzurePublicCloud", None, None)]
+    #[case("azurepubliccloud", None, None)]
+    #[case(
+        "AzureChinaCloud",
+        Some("kv-aks-csi-weu-01.vault.azure.cn"),
+        Some("https://login.chinacloudapi.cn/")
+    )]
+    #[case(
+        "AZURECHINACLOUD",
+        Some("kv-aks-csi-weu-01.vault.azure.cn"),
+        Some("https://login.chinacloudapi.cn/")
+    )]
+    #[case(
+        "AzureUSGovernmentCloud",
+        Some("kv-aks-csi-weu-01.vault.usgovcloudapi.net"),
+        Some("https://login.microsoftonline.us/")
+    )]
+    #[case(
+        "azureusgovernmentcloud",
+        Some("kv-aks-csi-weu-01.vault.usgovcloudapi.net"),
+        Some("https://login.microsoftonline.us/")
+    )]
+    fn clouds(#[case] cloud: &str, #[case] host: Option<&str>, #[case] authority: Option<&str>) {
+        let (spec, warnings) = read(&class(&[("cloudName", cloud)])).unwrap();
+        assert_eq!(warnings, Vec::<String>::new());
+        let expected = match host {
+            None => VaultAddress::Name(CLASS.into()),
+            Some(host) => VaultAddress::Host {
+                host: host.into(),
+                port: None,
+            },
+        };
+        for object in &spec.objects {
+            assert_eq!(azure(object).vault, expected);
+        }
+        assert_eq!(spec.azure.authority_host.as_deref(), authority);
+        // The sovereign vault survives the trip through the env value.
+        let value = spec.to_env_value();
+        assert_eq!(InjectionSpec::from_env_value(&value).unwrap(), spec);
+    }
+
+    #[test]
+    fn absent_cloud_name_is_public() {
+        let (spec, _) = read(&class(&[("cloudName", REMOVE)])).unwrap();
+        assert_eq!(
+            azure(&spec.objects[0]).vault.url(),
+            "https://kv-aks-csi-weu-01.vault.azure.net"
+        );
+        assert_eq!(
+            AzureCloud::Public.authority_host(),
+            "https://login.microsoftonline.com/"
+        );
+    }
+
+    #[test]
+    fn workload_identity_from_client_id() {
+        let (spec, warnings) = read(&class(&[
+            ("useVMManagedIdentity", REMOVE),
+            ("userAssignedIdentityID", REMOVE),
+            ("usePodIdentity", REMOVE),
+            ("clientID", "00000000-0000-0000-0000-0000000000AB"),
+        ]))
+        .unwrap();
+        assert_eq!(warnings, Vec::<String>::new());
+        assert_eq!(
+            spec.azure,
+            AzureIdentity {
+                client_id: Some("00000000-0000-0000-0000-0000000000ab".into()),
+                tenant_id: Some("00000000-0000-0000-0000-00000000000a".into()),
+                ..AzureIdentity::default()
+            }
+        );
+    }
+
+    #[test]
+    fn system_assigned_managed_identity() {
+        let (spec, _) = read(&class(&[("userAssignedIdentityID", "")])).unwrap();
+        assert!(spec.azure.use_managed_identity);
+        assert_eq!(spec.azure.user_assigned_identity_id, None);
+    }
+
+    #[test]
+    fn aliases_types_formats_encodings_and_permissions() {
+        let (spec, warnings) = read(&with_objects(&[
+            "objectName: db-user\nobjectType: secret\nobjectAlias: username\nfilePermission: \"0400\"",
+            "objectName: tls\nobjectType: secret\nobjectFormat: pfx\nobjectEncoding: base64\nobjectAlias: tls.pfx",
+            "objectName: tls\nobjectType: secret\nobjectFormat: PEM\nobjectAlias: tls.pem",
+            "objectName: tls\nobjectType: cert\nobjectAlias: tls.crt\nobjectVersion: 0123456789abcdef0123456789abcdef",
+            "objectName: signing\nobjectType: key\nobjectEncoding: hex",
+            "objectName: blob\nobjectType: Secret\nobjectEncoding: utf-8\nfilePermission: 0640",
+        ]))
+        .unwrap();
+        assert_eq!(
+            files(&spec),
+            [
+                "blob", "signing", "tls.crt", "tls.pem", "tls.pfx", "username"
+            ]
+        );
+        let by_file = |f: &str| spec.objects.iter().find(|o| o.file.as_str() == f).unwrap();
+
+        let blob = by_file("blob");
+        assert_eq!(azure(blob).kind, AzureObjectKind::Secret);
+        assert_eq!(blob.encoding, Some(ObjectEncoding::Utf8));
+        assert_eq!(blob.file_permission.map(|m| m.bits()), Some(0o640));
+
+        let signing = by_file("signing");
+        assert_eq!(
+            signing.source.to_string(),
+            "azure://kv-aks-csi-weu-01/keys/signing"
+        );
+        assert_eq!(signing.encoding, None, "encoding applies to secrets only");
+
+        let crt = by_file("tls.crt");
+        assert_eq!(
+            crt.source.to_string(),
+            "azure://kv-aks-csi-weu-01/certificates/tls/0123456789abcdef0123456789abcdef"
+        );
+
+        let pem = by_file("tls.pem");
+        assert_eq!(pem.format, Some(ObjectFormat::Pem));
+        assert_eq!(
+            pem.source.to_string(),
+            "azure://kv-aks-csi-weu-01/secrets/tls"
+        );
+
+        let pfx = by_file("tls.pfx");
+        assert_eq!(pfx.format, Some(ObjectFormat::Pfx));
+        assert_eq!(pfx.encoding, Some(ObjectEncoding::Base64));
+
+        let user = by_file("username");
+        assert_eq!(
+            user.source.to_string(),
+            "azure://kv-aks-csi-weu-01/secrets/db-user"
+        );
+        assert_eq!(
+            user.file_permission.map(|m| m.to_string()).as_deref(),
+            Some("0400")
+        );
+
+        assert_eq!(
+            warnings,
+            [format!(
+                "SecretProviderClass {CLASS}: parameters.objects[4].objectEncoding is ignored: it only applies to objectType secret"
+            )]
+        );
+    }
+
+    #[rstest]
+    #[case(&[("resourceGroup", "rg")], "parameters.resourceGroup is not known and is ignored; known: keyvaultName, tenantId")]
+    #[case(&[("clientID", "00000000-0000-0000-0000-000000000002")], "parameters.clientID is ignored: useVMManagedIdentity is \"true\"")]
+    #[case(&[("useVMManagedIdentity", "false")], "parameters.userAssignedIdentityID is ignored")]
+    #[case(&[("useVMManagedIdentity", "false"), ("userAssignedIdentityID", REMOVE)], "parameters name no identity")]
+    #[case(&[("podIdentityName", "id"), ("podIdentityNamespace", "ns")], "parameters.podIdentityName is ignored")]
+    #[case(&[("cloudEnvFileName", "/etc/kubernetes/azurestack.json")], "parameters.cloudEnvFileName is ignored")]
+    #[case(&[("objects", "array:\n  - |\n    objectName: a\n    objectType: secret\n    objectAliass: b\n")], "parameters.objects[0].objectAliass is not known and is ignored")]
+    #[case(&[("objects", "array:\n  - |\n    objectName: a\n    objectType: cert\n    objectFormat: pfx\n")], "parameters.objects[0].objectFormat is ignored: it only applies to objectType secret")]
+    #[case(&[("objects", "arrays: []\narray:\n  - |\n    objectName: a\n    objectType: secret\n")], "parameters.objects key arrays is not known")]
+    fn warnings(#[case] params: &[(&str, &str)], #[case] says: &str) {
+        let (_, warnings) = read(&class(params)).unwrap();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with(&format!("SecretProviderClass {CLASS}: "))
+                    && w.contains(says)),
+            "{warnings:?}"
+        );
+    }
+
+    const TYPES: &str = "secret, key or cert";
+
+    #[rstest]
+    #[case::provider(&[], Some(("/spec/provider", json!("gcp"))), "invalid", "spec.provider", "\"gcp\"", "azure")]
+    #[case::no_provider(&[], Some(("/spec/provider", Value::Null)), "missing", "spec.provider", "", "azure")]
+    #[case::cloud(&[("cloudName", "AzureStackCloud")], None, "invalid", "parameters.cloudName", "\"AzureStackCloud\"", "AzureChinaCloud or AzureUSGovernmentCloud")]
+    #[case::no_vault(&[("keyvaultName", REMOVE)], None, "missing", "parameters.keyvaultName", "", "a Key Vault name")]
+    #[case::vault(&[("keyvaultName", "kv_bad")], None, "invalid", "parameters.keyvaultName", "\"kv_bad\"", "3-24 letters")]
+    #[case::vault_host(&[("keyvaultName", "kv.vault.azure.net")], None, "invalid", "parameters.keyvaultName", "\"kv.vault.azure.net\"", "3-24 letters")]
+    #[case::pod_identity(&[("usePodIdentity", "true")], None, "pod_identity", "parameters.usePodIdentity", "\"true\"", "AAD pod identity is deprecated and not supported")]
+    #[case::pod_identity_bool(&[("usePodIdentity", "no")], None, "invalid", "parameters.usePodIdentity", "\"no\"", "\"true\" or \"false\"")]
+    #[case::vm_bool(&[("useVMManagedIdentity", "yes")], None, "invalid", "parameters.useVMManagedIdentity", "\"yes\"", "\"true\" or \"false\"")]
+    #[case::client_id(&[("clientID", "my-app")], None, "invalid", "parameters.clientID", "\"my-app\"", "a GUID")]
+    #[case::user_assigned(&[("userAssignedIdentityID", "abc")], None, "invalid", "parameters.userAssignedIdentityID", "\"abc\"", "a GUID")]
+    #[case::tenant(&[("tenantId", "not a tenant")], None, "invalid", "parameters.tenantId", "\"not a tenant\"", "a GUID or a domain")]
+    #[case::not_string(&[], Some(("/spec/parameters/useVMManagedIdentity", json!(true))), "invalid", "parameters.useVMManagedIdentity", "\"true\"", "a string")]
+    #[case::no_params(&[], Some(("/spec/parameters", Value::Null)), "missing", "spec.parameters", "", "keyvaultName and objects")]
+    #[case::no_objects(&[("objects", REMOVE)], None, "missing", "parameters.objects", "", "array:")]
+    #[case::objects_yaml(&[("objects", "array: [")], None, "yaml", "parameters.objects", "", "array:")]
+    #[case::objects_list(&[("objects", "- objectName: a")], None, "invalid", "parameters.objects", "objectName: a", "array:")]
+    #[case::no_array(&[("objects", "items: []")], None, "missing", "parameters.objects.array", "", "array:")]
+    #[case::empty_array(&[("objects", "array: []")], None, "missing", "parameters.objects.array[0]", "", "at least one object")]
+    #[case::object_yaml(&[("objects", "array:\n  - \"objectName: [\"\n")], None, "yaml", "parameters.objects[0]", "", "objectName, objectType")]
+    #[case::no_name(&[("objects", obj(&["objectType: secret"]))], None, "missing", "parameters.objects[0].objectName", "", "Key Vault object")]
+    #[case::name(&[("objects", obj(&["objectName: db-user\nobjectType: secret", "objectName: db_pass\nobjectType: secret"]))], None, "invalid", "parameters.objects[1].objectName", "\"db_pass\"", "letters, digits and hyphens")]
+    #[case::no_type(&[("objects", obj(&["objectName: a"]))], None, "missing", "parameters.objects[0].objectType", "", TYPES)]
+    #[case::type_(&[("objects", obj(&["objectName: a\nobjectType: secret", "objectName: b\nobjectType: blob"]))], None, "invalid", "parameters.objects[1].objectType", "\"blob\"", TYPES)]
+    #[case::version(&[("objects", obj(&["objectName: a\nobjectType: secret\nobjectVersion: not-hex!"]))], None, "invalid", "parameters.objects[0].objectVersion", "\"not-hex!\"", "letters and digits")]
+    #[case::history(&[("objects", obj(&["objectName: a\nobjectType: secret\nobjectVersionHistory: 5"]))], None, "invalid", "parameters.objects[0].objectVersionHistory", "\"5\"", "not supported")]
+    #[case::format(&[("objects", obj(&["objectName: a\nobjectType: secret\nobjectFormat: der"]))], None, "invalid", "parameters.objects[0].objectFormat", "\"der\"", "pem or pfx")]
+    #[case::encoding(&[("objects", obj(&["objectName: a\nobjectType: secret\nobjectEncoding: utf-16"]))], None, "invalid", "parameters.objects[0].objectEncoding", "\"utf-16\"", "utf-8, hex or base64")]
+    #[case::permission(&[("objects", obj(&["objectName: a\nobjectType: secret\nfilePermission: \"0888\""]))], None, "invalid", "parameters.objects[0].filePermission", "\"0888\"", "octal digits")]
+    #[case::alias(&[("objects", obj(&["objectName: a\nobjectType: secret\nobjectAlias: ../a"]))], None, "invalid", "parameters.objects[0].objectAlias", "\"../a\"", "one path component")]
+    #[case::alias_dots(&[("objects", obj(&["objectName: a\nobjectType: secret\nobjectAlias: ..data"]))], None, "invalid", "parameters.objects[0].objectAlias", "\"..data\"", "reserved")]
+    #[case::duplicate(&[("objects", obj(&["objectName: a\nobjectType: secret", "objectName: b\nobjectType: secret\nobjectAlias: a"]))], None, "duplicate_file", "parameters.objects[1].objectAlias", "\"a\"", "parameters.objects[0].objectName already writes")]
+    #[case::sync_object(&[], Some(("/spec/secretObjects", json!([{"secretName": "s", "data": [{"objectName": "db-password", "key": "password"}]}]))), "unknown_sync_object", "spec.secretObjects[0].data[0].objectName", "\"db-password\"", "db-pass, db-user")]
+    #[case::sync_name(&[], Some(("/spec/secretObjects", json!([{"secretName": "K8s_Secret", "data": []}]))), "invalid", "spec.secretObjects[0].secretName", "\"K8s_Secret\"", "DNS subdomain")]
+    #[case::sync_no_name(&[], Some(("/spec/secretObjects", json!([{"type": "Opaque"}]))), "missing", "spec.secretObjects[0].secretName", "", "Secret to create")]
+    #[case::sync_twice(&[], Some(("/spec/secretObjects", json!([{"secretName": "s"}, {"secretName": "s"}]))), "invalid", "spec.secretObjects[1].secretName", "\"s\"", "not used by another entry")]
+    #[case::sync_key(&[], Some(("/spec/secretObjects", json!([{"secretName": "s", "data": [{"objectName": "db-user", "key": "user name"}]}]))), "invalid", "spec.secretObjects[0].data[0].key", "\"user name\"", "letters, digits")]
+    #[case::sync_key_twice(&[], Some(("/spec/secretObjects", json!([{"secretName": "s", "data": [{"objectName": "db-user", "key": "u"}, {"objectName": "db-pass", "key": "u"}]}]))), "invalid", "spec.secretObjects[0].data[1].key", "\"u\"", "not used by another entry")]
+    #[case::sync_no_key(&[], Some(("/spec/secretObjects", json!([{"secretName": "s", "data": [{"objectName": "db-user"}]}]))), "missing", "spec.secretObjects[0].data[0].key", "", "key of the Secret")]
+    #[case::sync_shape(&[], Some(("/spec/secretObjects", json!([{"secretName": "s", "labels": ["a"]}]))), "invalid", "spec.secretObjects[0]", "labels", "secretName, type")]
+    fn errors_name_class_field_value_and_rule(
+        #[case] params: &[(&str, &str)],
+        #[case] replace: Option<(&str, Value)>,
+        #[case] reason: &str,
+        #[case] field: &str,
+        #[case] value: &str,
+        #[case] accepted: &str,
+    ) {
+        let mut class = class(params);
+        if let Some((pointer, new)) = replace {
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            class.pointer_mut(parent).unwrap()[key] = new;
+        }
+        let err = read(&class).unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.reason(), reason, "{text}");
+        assert!(
+            text.starts_with(&format!("SecretProviderClass {CLASS}: ")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("{field} ")), "{text}");
+        assert!(text.contains(value), "{text}");
+        assert!(text.contains(accepted), "{text}");
+    }
+
+    #[test]
+    fn errors_are_exact_variants() {
+        assert_eq!(
+            read(&class(&[("usePodIdentity", "true")])),
+            Err(ProviderClassError::PodIdentity {
+                class: CLASS.into(),
+                value: "true".into()
+            })
+        );
+        assert_eq!(
+            read(&with_objects(&[
+                "objectName: a\nobjectType: secret\nobjectAlias: x",
+                "objectName: b\nobjectType: secret\nobjectAlias: x"
+            ])),
+            Err(ProviderClassError::DuplicateFile {
+                class: CLASS.into(),
+                field: "parameters.objects[1].objectAlias".into(),
+                file: "x".into(),
+                first: "parameters.objects[0].objectAlias".into(),
+            })
+        );
+        assert_eq!(
+            read(&class(&[("cloudName", "AzureGermanCloud")])),
+            Err(ProviderClassError::Invalid {
+                class: CLASS.into(),
+                field: "parameters.cloudName".into(),
+                value: "AzureGermanCloud".into(),
+                accepted: ACCEPTED_CLOUDS.into(),
+            })
+        );
+    }
+
+    #[rstest]
+    #[case("secrets-store.csi.x-k8s.io/v1", "SecretProviderClassPodStatus")]
+    #[case("secrets-store.csi.k8s.io/v1", "SecretProviderClass")]
+    #[case("v1", "Secret")]
+    fn other_kinds_are_refused(#[case] api_version: &str, #[case] kind: &str) {
+        let mut class = yaml(SEED_01);
+        class["apiVersion"] = json!(api_version);
+        class["kind"] = json!(kind);
+        assert_eq!(
+            read(&class),
+            Err(ProviderClassError::NotAProviderClass {
+                api_version: api_version.into(),
+                kind: kind.into()
+            })
+        );
+    }
+
+    #[test]
+    fn v1alpha1_is_read_like_v1() {
+        let mut class = yaml(SEED_01);
+        class["apiVersion"] = json!("secrets-store.csi.x-k8s.io/v1alpha1");
+        assert_eq!(read(&class).unwrap(), read(&yaml(SEED_01)).unwrap());
+    }
+
+    #[test]
+    fn sync_target_type_labels_annotations_and_aliases() {
+        let mut class = with_objects(&[
+            "objectName: tls\nobjectType: secret\nobjectFormat: pem\nobjectAlias: tls.pem",
+            "objectName: db-user\nobjectType: secret",
+        ]);
+        class["spec"]["secretObjects"] = json!([
+            {
+                "secretName": "ingress-tls",
+                "type": "kubernetes.io/tls",
+                "labels": {"app": "web"},
+                "annotations": {"owner": "team-a"},
+                "data": [
+                    {"objectName": "tls.pem", "key": "tls.key"},
+                    {"objectName": "tls.pem", "key": "tls.crt"}
+                ]
+            },
+            {"secretName": "db", "type": "", "data": [{"objectName": "db-user", "key": "user"}]}
+        ]);
+        let (spec, _) = read(&class).unwrap();
+        let tls = &spec.sync_targets[0];
+        assert_eq!(tls.secret_type, "kubernetes.io/tls");
+        assert_eq!(tls.labels["app"], "web");
+        assert_eq!(tls.annotations["owner"], "team-a");
+        assert_eq!(tls.data["tls.crt"].as_str(), "tls.pem");
+        assert_eq!(tls.data["tls.key"].as_str(), "tls.pem");
+        assert_eq!(spec.sync_targets[1].secret_type, DEFAULT_SECRET_TYPE);
+
+        // The object name of an aliased object is not a file of the spec.
+        class["spec"]["secretObjects"][0]["data"][0]["objectName"] = json!("tls");
+        assert!(matches!(
+            read(&class),
+            Err(ProviderClassError::UnknownSyncObject { object_name, .. }) if object_name == "tls"
+        ));
+    }
+
+    #[test]
+    fn objects_may_be_maps_and_unquoted_scalars() {
+        let (spec, warnings) = read(&class(&[(
+            "objects",
+            "array:\n  - objectName: a\n    objectType: secret\n    objectVersion:\n    filePermission: 0600\n",
+        )]))
+        .unwrap();
+        assert_eq!(warnings, Vec::<String>::new());
+        assert_eq!(azure(&spec.objects[0]).version, None);
+        assert_eq!(
+            spec.objects[0].file_permission.map(|m| m.bits()),
+            Some(0o600)
+        );
+    }
+
+    #[test]
+    fn null_parameter_is_empty() {
+        let mut class = yaml(SEED_01);
+        class["spec"]["parameters"]["cloudName"] = Value::Null;
+        assert_eq!(read(&class).unwrap(), read(&yaml(SEED_01)).unwrap());
+    }
+
+    #[test]
+    fn unnamed_class_is_still_named_in_errors() {
+        let mut class = class(&[("keyvaultName", REMOVE)]);
+        class["metadata"] = json!({});
+        let err = read(&class).unwrap_err().to_string();
+        assert!(err.starts_with("SecretProviderClass <unnamed>: "), "{err}");
+    }
+}

@@ -93,6 +93,8 @@ pub fn azure(
         Some(other) => return Err(ConfigError::AuthMode(other.to_owned())),
         // What is present decides: a secret, else a federated token with a
         // client id, else the managed identity.
+        // The SecretProviderClass said so (useVMManagedIdentity).
+        None if spec.azure.use_managed_identity => "managed".to_owned(),
         None if secret.is_some() => "secret".to_owned(),
         None if token_file.is_some() && client_id.is_some() => "workload".to_owned(),
         None => "managed".to_owned(),
@@ -121,7 +123,14 @@ pub fn azure(
             tenant_id: need(tenant_id, "client secret", "AZURE_TENANT_ID")?,
             secret: need(secret, "client secret", "AZURE_CLIENT_SECRET")?,
         },
-        _ => AzureAuth::Managed { client_id },
+        _ => AzureAuth::Managed {
+            client_id: if spec.azure.use_managed_identity {
+                // userAssignedIdentityID; empty means the system-assigned identity.
+                spec.azure.user_assigned_identity_id.clone()
+            } else {
+                client_id
+            },
+        },
     };
     let ca_bundle = ca_bundle
         .map(|path| {
@@ -133,8 +142,12 @@ pub fn azure(
         .transpose()?;
     Ok(AzureConfig {
         auth,
-        authority_host: env
-            .get("AZURE_AUTHORITY_HOST")
+        // The class's cloud (China, US Government) wins over the operator default.
+        authority_host: spec
+            .azure
+            .authority_host
+            .clone()
+            .or_else(|| env.get("AZURE_AUTHORITY_HOST"))
             .unwrap_or_else(|| DEFAULT_AUTHORITY_HOST.to_owned()),
         ca_bundle,
         resolve,
@@ -197,6 +210,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("accepted: workload, managed, secret"), "{err}");
+    }
+
+    #[test]
+    fn a_provider_class_with_use_vm_managed_identity_picks_the_user_assigned_one() {
+        let mut spec = spec();
+        spec.azure.use_managed_identity = true;
+        spec.azure.user_assigned_identity_id = Some("uai".into());
+        spec.azure.authority_host = Some("https://login.chinacloudapi.cn/".into());
+        // Even with a federated token wired by the webhook.
+        let e = env(&[
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_FEDERATED_TOKEN_FILE", "/t"),
+            ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/"),
+        ]);
+        let config = azure(&e, &spec, None, vec![], Duration::from_secs(1)).unwrap();
+        assert!(
+            matches!(config.auth, AzureAuth::Managed { client_id: Some(ref id) } if id == "uai")
+        );
+        assert_eq!(config.authority_host, "https://login.chinacloudapi.cn/");
     }
 
     #[test]

@@ -86,9 +86,13 @@ pub enum AnnotationError {
         suggestion: Option<String>,
     },
     #[error(
-        "annotation {SECRET_PROVIDER_CLASS} is not supported by this version of secret-injector; name each file with {SECRET_KEY_PREFIX}<file>: <uri>"
+        "annotations {SECRET_PROVIDER_CLASS} and {SECRET_KEY_PREFIX}<file> cannot be combined; name the files in the SecretProviderClass, or drop {SECRET_PROVIDER_CLASS}"
     )]
-    SecretProviderClassUnsupported,
+    ClassAndFiles,
+    #[error(
+        "annotation {SECRET_PROVIDER_CLASS}: {0:?} is not a SecretProviderClass name (a DNS subdomain: lowercase letters, digits, '-' and '.')"
+    )]
+    ClassName(String),
     #[error(
         "the pod opts in with {INJECT}: \"true\" but names no secret; add {SECRET_KEY_PREFIX}<file>: <uri>"
     )]
@@ -124,6 +128,20 @@ pub enum Request {
         warnings: Vec<String>,
     },
     OptedIn(InjectionSpec),
+    /// Opted in with `secret-provider-class`: the objects come from that
+    /// SecretProviderClass; the annotations' options apply on top.
+    FromClass(ClassRequest),
+}
+
+/// A pod asking for a SecretProviderClass, with its own options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassRequest {
+    pub class: String,
+    /// Mount path, rotation and file mode: the operator's, overridden by the pod.
+    pub defaults: Defaults,
+    pub containers: Option<Vec<String>>,
+    /// `client-id` / `tenant-id` annotations, which win over the class.
+    pub azure: AzureIdentity,
 }
 
 /// Reads a pod's annotations. Only `inject: "true"` opts in; every other
@@ -152,6 +170,7 @@ pub fn parse(
     let mut containers = None;
     let mut file_permission = defaults.file_permission;
     let mut azure = AzureIdentity::default();
+    let mut class = None;
 
     for (key, value) in annotations {
         let Some(name) = key.strip_prefix(PREFIX) else {
@@ -199,7 +218,10 @@ pub fn parse(
                     "a tenant id is a GUID or a domain such as contoso.onmicrosoft.com",
                 )),
             },
-            SECRET_PROVIDER_CLASS => errors.push(AnnotationError::SecretProviderClassUnsupported),
+            SECRET_PROVIDER_CLASS => match is_dns_subdomain(value) {
+                true => class = Some(value.clone()),
+                false => errors.push(AnnotationError::ClassName(value.clone())),
+            },
             _ => match key.strip_prefix(SECRET_KEY_PREFIX) {
                 Some(file) => match parse_object(key, file, value) {
                     Ok(object) => objects.push(object),
@@ -213,11 +235,26 @@ pub fn parse(
         }
     }
 
-    if objects.is_empty() && errors.is_empty() {
+    if class.is_some() && !objects.is_empty() {
+        errors.push(AnnotationError::ClassAndFiles);
+    }
+    if objects.is_empty() && class.is_none() && errors.is_empty() {
         errors.push(AnnotationError::NoSecrets);
     }
     if !errors.is_empty() {
         return Err(AnnotationErrors(errors));
+    }
+    if let Some(class) = class {
+        return Ok(Request::FromClass(ClassRequest {
+            class,
+            defaults: Defaults {
+                mount_path,
+                rotation,
+                file_permission,
+            },
+            containers,
+            azure,
+        }));
     }
     InjectionSpec::new(
         objects,
@@ -229,6 +266,17 @@ pub fn parse(
     )
     .map(Request::OptedIn)
     .map_err(|e| AnnotationErrors(vec![e.into()]))
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    (1..=253).contains(&s.len())
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
 }
 
 fn parse_object(key: &str, file: &str, value: &str) -> Result<SecretObject, AnnotationError> {
@@ -354,7 +402,7 @@ mod tests {
         all.extend_from_slice(pairs);
         match parse(&annotations(&all), &Defaults::default())? {
             Request::OptedIn(spec) => Ok(spec),
-            Request::NotOptedIn { .. } => panic!("not opted in"),
+            other => panic!("not an annotation-form spec: {other:?}"),
         }
     }
 
@@ -469,7 +517,8 @@ mod tests {
     #[case(&[("secret-injector.io/secrets-db", "azure://kv-one/secrets/a")], &["did you mean secret-injector.io/secret-db?"])]
     #[case(&[("secret-injector.io/mountpath", "/x")], &["did you mean secret-injector.io/mount-path?"])]
     #[case(&[("secret-injector.io/zzzzzzzzzzzzzzzzz", "x")], &["not known; known keys: secret-injector.io/inject"])]
-    #[case(&[(SECRET_PROVIDER_CLASS, "kv")], &["not supported by this version"])]
+    #[case(&[(SECRET_PROVIDER_CLASS, "kv")], &["cannot be combined"])]
+    #[case(&[(SECRET_PROVIDER_CLASS, "KV_1")], &["\"KV_1\" is not a SecretProviderClass name"])]
     fn errors_name_the_annotation_the_value_and_the_rule(
         #[case] extra: &[(&str, &str)],
         #[case] says: &[&str],
@@ -480,6 +529,28 @@ mod tests {
         for s in says {
             assert!(text.contains(s), "expected {s:?} in: {text}");
         }
+    }
+
+    #[test]
+    fn a_provider_class_carries_the_pod_options() {
+        let a = annotations(&[
+            (INJECT, "true"),
+            (SECRET_PROVIDER_CLASS, "kv-aks-csi-weu-01"),
+            (ROTATION_INTERVAL, "1m"),
+            (CONTAINERS, "app"),
+            (CLIENT_ID, "00000000-0000-0000-0000-000000000001"),
+        ]);
+        let Request::FromClass(request) = parse(&a, &Defaults::default()).unwrap() else {
+            panic!("not a class request")
+        };
+        assert_eq!(request.class, "kv-aks-csi-weu-01");
+        assert_eq!(
+            request.defaults.rotation,
+            Rotation::Every(Duration::from_secs(60))
+        );
+        assert_eq!(request.defaults.mount_path, "/mnt/secrets-store");
+        assert_eq!(request.containers, Some(vec!["app".into()]));
+        assert!(request.azure.client_id.is_some());
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod reference;
 mod rotation;
 mod spec;
 
-pub use annotations::{AnnotationError, AnnotationErrors, Defaults, Request};
+pub use annotations::{AnnotationError, AnnotationErrors, ClassRequest, Defaults, Request};
 pub use file_name::{FileName, FileNameError, MAX_FILE_NAME_BYTES};
 pub use provider_class::{AzureCloud, ProviderClassError, spec_from_provider_class};
 pub use reference::{

@@ -99,6 +99,10 @@ pub struct InjectArgs {
     /// A YAML file, or `-` for standard input.
     #[arg(short = 'f', long = "filename")]
     pub filename: String,
+    /// Convert Secrets Store CSI volumes (driver secrets-store.csi.k8s.io) using
+    /// the SecretProviderClasses in the same input.
+    #[arg(long)]
+    pub csi_compat: bool,
     #[command(flatten)]
     pub injector: InjectorArgs,
 }
@@ -140,7 +144,13 @@ fn inject(args: InjectArgs) -> anyhow::Result<()> {
         .native_sidecars_without_discovery()
         .unwrap_or(false);
     let config = args.injector.resolve(native);
-    let injected = inject::inject_stream(&input, &config)?;
+    let injected = inject::inject_stream_with(
+        &input,
+        &config,
+        inject::InjectOptions {
+            csi_compat: args.csi_compat,
+        },
+    )?;
     for warning in &injected.warnings {
         eprintln!("warning: {warning}");
     }

@@ -6,25 +6,28 @@ use json_patch::jsonptr::PointerBuf;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
+use std::collections::BTreeMap;
+
 use crate::{
+    classes::Context,
     config::InjectorConfig,
     mutate::{self, Decision, MutationError},
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum InjectError {
-    #[error("document {index} is not valid YAML: {source}")]
+    // The cause is part of the message (one line for a CI log), so it is not
+    // also chained as a `source`, which would print it twice.
+    #[error("document {index} is not valid YAML: {error}")]
     Yaml {
         index: usize,
-        #[source]
-        source: serde_yaml_ng::Error,
+        error: serde_yaml_ng::Error,
     },
-    #[error("document {index} ({what}): {source}")]
+    #[error("document {index} ({what}): {error}")]
     Denied {
         index: usize,
         what: String,
-        #[source]
-        source: MutationError,
+        error: MutationError,
     },
     #[error("document {index} ({what}): its pod template is not a valid pod: {reason}")]
     BadTemplate {
@@ -57,12 +60,49 @@ fn template_pointer(kind: &str) -> Option<&'static [&'static str]> {
     }
 }
 
+/// Options of an `inject` run besides the operator's configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InjectOptions {
+    /// Convert Secrets Store CSI volumes, as in a namespace labelled for it.
+    pub csi_compat: bool,
+}
+
 pub fn inject_stream(input: &str, config: &InjectorConfig) -> Result<Injected, InjectError> {
+    inject_stream_with(input, config, InjectOptions::default())
+}
+
+/// SecretProviderClasses in the stream are what its pods may name.
+pub fn inject_stream_with(
+    input: &str,
+    config: &InjectorConfig,
+    options: InjectOptions,
+) -> Result<Injected, InjectError> {
     let mut result = Injected::default();
     let mut documents = Vec::new();
-    for (i, text) in split_documents(input).into_iter().enumerate() {
+    let texts = split_documents(input);
+    let mut classes: BTreeMap<(String, String), Value> = BTreeMap::new();
+    for (i, text) in texts.iter().enumerate() {
+        let doc: Value = serde_yaml_ng::from_str(text).map_err(|source| InjectError::Yaml {
+            index: i + 1,
+            error: source,
+        })?;
+        if doc.get("kind").and_then(Value::as_str)
+            == Some(shared::provider_class::PROVIDER_CLASS_KIND)
+        {
+            let namespace = doc
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("default");
+            let name = doc
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            classes.insert((namespace.to_owned(), name.to_owned()), doc);
+        }
+    }
+    for (i, text) in texts.into_iter().enumerate() {
         let index = i + 1;
-        match inject_document(text, index, config)? {
+        match inject_document(text, index, config, &classes, options)? {
             Some((yaml, warnings)) => {
                 result.injected += 1;
                 result.warnings.extend(
@@ -117,9 +157,13 @@ fn inject_document(
     text: &str,
     index: usize,
     config: &InjectorConfig,
+    classes: &BTreeMap<(String, String), Value>,
+    options: InjectOptions,
 ) -> Result<Option<(String, Vec<String>)>, InjectError> {
-    let mut doc: Value =
-        serde_yaml_ng::from_str(text).map_err(|source| InjectError::Yaml { index, source })?;
+    let mut doc: Value = serde_yaml_ng::from_str(text).map_err(|source| InjectError::Yaml {
+        index,
+        error: source,
+    })?;
     let kind = doc
         .get("kind")
         .and_then(Value::as_str)
@@ -135,6 +179,11 @@ fn inject_document(
         .to_owned();
     let what = format!("{kind} {name}");
     let pointer = PointerBuf::from_tokens(tokens.iter().copied()).to_string();
+    let namespace = doc
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_owned();
     let Some(template) = doc.pointer_mut(&pointer) else {
         return Ok(None);
     };
@@ -151,14 +200,19 @@ fn inject_document(
             what: what.clone(),
             reason: e.to_string(),
         })?;
-    let mutation = match mutate::decide(&pod, config) {
+    let ctx = Context {
+        namespace: &namespace,
+        classes,
+        csi_compat: options.csi_compat,
+    };
+    let mutation = match mutate::decide_with(&pod, config, &ctx) {
         Ok(Decision::Skip { .. }) => return Ok(None),
         Ok(Decision::Inject(mutation)) => mutation,
         Err(source) => {
             return Err(InjectError::Denied {
                 index,
                 what,
-                source,
+                error: source,
             });
         }
     };
@@ -175,7 +229,9 @@ fn inject_document(
             template_map.insert(field.to_owned(), value.take());
         }
     }
-    let yaml =
-        serde_yaml_ng::to_string(&doc).map_err(|source| InjectError::Yaml { index, source })?;
+    let yaml = serde_yaml_ng::to_string(&doc).map_err(|source| InjectError::Yaml {
+        index,
+        error: source,
+    })?;
     Ok(Some((yaml, mutation.warnings)))
 }

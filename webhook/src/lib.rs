@@ -2,6 +2,7 @@
 //! review around it, the HTTPS server, and the offline `inject` command.
 
 pub mod admission;
+pub mod classes;
 pub mod cli;
 pub mod config;
 pub mod inject;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use json_patch::{AddOperation, Patch, PatchOperation, jsonptr::PointerBuf};
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation, jsonptr::PointerBuf};
 use k8s_openapi::{
     api::core::v1::{
         Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
@@ -15,13 +15,17 @@ use k8s_openapi::{
 };
 use serde_json::Value;
 use shared::{
-    AnnotationErrors, InjectionSpec, Request, SPEC_ENV,
+    AnnotationErrors, AzureIdentity, ClassRequest, InjectionSpec, ProviderClassError, Request,
+    SPEC_ENV,
     annotations::{self, NO_SIDECAR_REASON, STATUS, STATUS_INJECTED},
+    spec_from_provider_class,
 };
 
-use crate::config::InjectorConfig;
+use crate::{classes::Context, config::InjectorConfig};
 
 pub const VOLUME_NAME: &str = "secret-injector-secrets";
+/// The Secrets Store CSI driver whose volumes can be converted.
+pub const CSI_DRIVER: &str = "secrets-store.csi.k8s.io";
 pub const AZURE_TOKEN_VOLUME_NAME: &str = "secret-injector-azure-token";
 pub const INIT_CONTAINER_NAME: &str = "secret-injector-init";
 pub const SIDECAR_CONTAINER_NAME: &str = "secret-injector";
@@ -48,6 +52,16 @@ pub enum MutationError {
         annotation = annotations::CONTAINERS
     )]
     UnknownContainer { missing: String, available: String },
+    #[error(
+        "SecretProviderClass {name:?} not found in namespace {namespace}; create it first (kubectl get secretproviderclass -n {namespace})"
+    )]
+    UnknownClass { namespace: String, name: String },
+    #[error(transparent)]
+    Class(#[from] ProviderClassError),
+    #[error(
+        "volume {0:?} uses the {CSI_DRIVER} driver without volumeAttributes.secretProviderClass"
+    )]
+    CsiWithoutClass(String),
     #[error(
         "the pod already has a volume named {0:?}, a name secret-injector needs for its own volume; rename yours"
     )]
@@ -92,9 +106,19 @@ pub struct Mutation {
     pub no_sidecar_reason: Option<String>,
 }
 
-/// Reads the pod's annotations and decides. A pod already injected (status
-/// annotation, or our sidecar by name) is skipped, so reinvocation is a no-op.
+/// Reads the pod's annotations and decides, for annotation-form pods.
 pub fn decide(pod: &Pod, config: &InjectorConfig) -> Result<Decision, MutationError> {
+    decide_with(pod, config, &Context::default())
+}
+
+/// Reads the pod's annotations (and its SecretProviderClass or Secrets Store
+/// CSI volume) and decides. A pod already injected (status annotation, or our
+/// sidecar by name) is skipped, so reinvocation is a no-op.
+pub fn decide_with(
+    pod: &Pod,
+    config: &InjectorConfig,
+    ctx: &Context<'_>,
+) -> Result<Decision, MutationError> {
     static NONE: BTreeMap<String, String> = BTreeMap::new();
     let pod_annotations = pod.metadata.annotations.as_ref().unwrap_or(&NONE);
     if is_injected(pod, pod_annotations) {
@@ -103,13 +127,95 @@ pub fn decide(pod: &Pod, config: &InjectorConfig) -> Result<Decision, MutationEr
             warnings: vec![],
         });
     }
+    let csi = csi_volume(pod)?;
     match annotations::parse(pod_annotations, &config.defaults)? {
-        Request::NotOptedIn { warnings } => Ok(Decision::Skip {
-            reason: SkipReason::NotOptedIn,
-            warnings,
-        }),
         Request::OptedIn(spec) => mutate(pod, &spec, config).map(Decision::Inject),
+        Request::FromClass(request) => {
+            // The pod's own CSI volume for this class becomes our volume.
+            let plan = match csi {
+                Some((index, name, class)) if class == request.class => {
+                    VolumePlan::ReplaceCsi { index, name }
+                }
+                _ => VolumePlan::Add,
+            };
+            from_class(pod, config, ctx, &request, plan).map(Decision::Inject)
+        }
+        Request::NotOptedIn { warnings } => match csi {
+            Some((index, name, class)) if ctx.csi_compat => {
+                let request = ClassRequest {
+                    class: class.to_owned(),
+                    defaults: config.defaults.clone(),
+                    containers: None,
+                    azure: AzureIdentity::default(),
+                };
+                let plan = VolumePlan::ReplaceCsi { index, name };
+                from_class(pod, config, ctx, &request, plan).map(Decision::Inject)
+            }
+            _ => Ok(Decision::Skip {
+                reason: SkipReason::NotOptedIn,
+                warnings,
+            }),
+        },
     }
+}
+
+/// The pod's Secrets Store CSI volume: (index, volume name, class name).
+fn csi_volume(pod: &Pod) -> Result<Option<(usize, &str, &str)>, MutationError> {
+    let volumes = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or_default();
+    for (index, volume) in volumes.iter().enumerate() {
+        let Some(csi) = &volume.csi else { continue };
+        if csi.driver != CSI_DRIVER {
+            continue;
+        }
+        let class = csi
+            .volume_attributes
+            .as_ref()
+            .and_then(|a| a.get("secretProviderClass"))
+            .ok_or_else(|| MutationError::CsiWithoutClass(volume.name.clone()))?;
+        return Ok(Some((index, volume.name.as_str(), class.as_str())));
+    }
+    Ok(None)
+}
+
+fn from_class(
+    pod: &Pod,
+    config: &InjectorConfig,
+    ctx: &Context<'_>,
+    request: &ClassRequest,
+    plan: VolumePlan<'_>,
+) -> Result<Mutation, MutationError> {
+    let namespace = pod
+        .metadata
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(ctx.namespace);
+    let class =
+        ctx.classes
+            .get(namespace, &request.class)
+            .ok_or_else(|| MutationError::UnknownClass {
+                namespace: namespace.to_owned(),
+                name: request.class.clone(),
+            })?;
+    let (mut spec, class_warnings) = spec_from_provider_class(&class, &request.defaults)?;
+    spec.containers = request.containers.clone();
+    if let Some(id) = &request.azure.client_id {
+        spec.azure.client_id = Some(id.clone());
+    }
+    if let Some(id) = &request.azure.tenant_id {
+        spec.azure.tenant_id = Some(id.clone());
+    }
+    let mut mutation = mutate_with(pod, &spec, config, plan)?;
+    mutation.warnings.extend(
+        class_warnings
+            .into_iter()
+            .map(|w| format!("secret-injector: {w}")),
+    );
+    Ok(mutation)
 }
 
 fn pod_annotations_contain(pod: &Pod, key: &str) -> bool {
@@ -130,11 +236,30 @@ fn is_injected(pod: &Pod, pod_annotations: &BTreeMap<String, String>) -> bool {
     })
 }
 
-/// The patch for one pod and its spec.
+/// Where the files go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumePlan<'a> {
+    /// Our own volume, mounted read-only into the target containers.
+    Add,
+    /// The pod's Secrets Store CSI volume at `index`, replaced by our memory
+    /// volume under the same name: the app's existing mounts keep working.
+    ReplaceCsi { index: usize, name: &'a str },
+}
+
+/// The patch for one pod and its spec, with our own volume.
 pub fn mutate(
     pod: &Pod,
     spec: &InjectionSpec,
     config: &InjectorConfig,
+) -> Result<Mutation, MutationError> {
+    mutate_with(pod, spec, config, VolumePlan::Add)
+}
+
+pub fn mutate_with(
+    pod: &Pod,
+    spec: &InjectionSpec,
+    config: &InjectorConfig,
+    plan: VolumePlan<'_>,
 ) -> Result<Mutation, MutationError> {
     let default_spec = PodSpec::default();
     let pod_spec = pod.spec.as_ref().unwrap_or(&default_spec);
@@ -142,8 +267,24 @@ pub fn mutate(
     let volumes: &[Volume] = pod_spec.volumes.as_deref().unwrap_or_default();
     let uses_azure = spec.providers().contains_key("azure");
 
-    check_names(volumes, &pod_spec.containers, init_containers, uses_azure)?;
-    let targets = targets(spec, &pod_spec.containers, init_containers)?;
+    let adding = plan == VolumePlan::Add;
+    let volume_name = match plan {
+        VolumePlan::Add => VOLUME_NAME,
+        VolumePlan::ReplaceCsi { name, .. } => name,
+    };
+    check_names(
+        volumes,
+        &pod_spec.containers,
+        init_containers,
+        uses_azure,
+        adding,
+    )?;
+    // With a converted CSI volume the app already mounts it where it wants.
+    let targets = if adding {
+        targets(spec, &pod_spec.containers, init_containers)?
+    } else {
+        Vec::new()
+    };
     for (_, container) in &targets {
         if container
             .volume_mounts
@@ -162,15 +303,26 @@ pub fn mutate(
     let mut ops = Ops::default();
 
     // Volumes.
-    let mut volumes = vec![secrets_volume(config)];
-    if uses_azure {
-        volumes.push(azure_token_volume());
+    let mut new_volumes = Vec::new();
+    match plan {
+        VolumePlan::Add => new_volumes.push(secrets_volume(config, VOLUME_NAME)),
+        VolumePlan::ReplaceCsi { index, name } => {
+            ops.replace(
+                &["spec", "volumes", &index.to_string()],
+                to_value(&secrets_volume(config, name)),
+            );
+        }
     }
-    ops.append_all(
-        &["spec", "volumes"],
-        pod_spec.volumes.is_some(),
-        volumes.iter().map(to_value),
-    );
+    if uses_azure {
+        new_volumes.push(azure_token_volume());
+    }
+    if !new_volumes.is_empty() {
+        ops.append_all(
+            &["spec", "volumes"],
+            pod_spec.volumes.is_some(),
+            new_volumes.iter().map(to_value),
+        );
+    }
 
     // Read-only mounts in the targets, before our init container shifts the
     // init containers' indexes.
@@ -195,11 +347,17 @@ pub fn mutate(
 
     // Our containers: one native sidecar, or an init container plus (when the
     // pod may run forever and rotation is on) a classic sidecar.
-    let env = env(spec, config, uses_azure);
+    let injected = Injected {
+        spec,
+        config,
+        env: env(spec, config, uses_azure),
+        uses_azure,
+        volume: volume_name,
+    };
     let first_init = if config.native_sidecars && spec.rotation.interval().is_some() {
-        native_sidecar(spec, config, env.clone(), uses_azure)
+        injected.native_sidecar()
     } else {
-        init_container(spec, config, env.clone(), uses_azure)
+        injected.init_container()
     };
     if init_containers.is_empty() {
         ops.add(
@@ -210,10 +368,7 @@ pub fn mutate(
         ops.add(&["spec", "initContainers", "0"], to_value(&first_init));
     }
     if !config.native_sidecars && no_sidecar_reason.is_none() {
-        ops.add(
-            &["spec", "containers", "-"],
-            to_value(&sidecar(spec, config, env, uses_azure)),
-        );
+        ops.add(&["spec", "containers", "-"], to_value(&injected.sidecar()));
     }
 
     // A projected ServiceAccount token needs `serviceAccountName`, which the
@@ -322,8 +477,12 @@ fn check_names(
     containers: &[Container],
     init_containers: &[Container],
     uses_azure: bool,
+    adding_volume: bool,
 ) -> Result<(), MutationError> {
-    let mut ours = vec![VOLUME_NAME];
+    let mut ours = Vec::new();
+    if adding_volume {
+        ours.push(VOLUME_NAME);
+    }
     if uses_azure {
         ours.push(AZURE_TOKEN_VOLUME_NAME);
     }
@@ -373,9 +532,9 @@ fn no_sidecar_reason(pod: &Pod, spec: &InjectionSpec, config: &InjectorConfig) -
     ))
 }
 
-fn secrets_volume(config: &InjectorConfig) -> Volume {
+fn secrets_volume(config: &InjectorConfig, name: &str) -> Volume {
     Volume {
-        name: VOLUME_NAME.to_owned(),
+        name: name.to_owned(),
         empty_dir: Some(EmptyDirVolumeSource {
             medium: Some("Memory".to_owned()),
             size_limit: Some(Quantity(config.volume_size_limit.clone())),
@@ -450,56 +609,98 @@ fn env(spec: &InjectionSpec, config: &InjectorConfig, uses_azure: bool) -> Vec<E
     env
 }
 
-fn base_container(
-    name: &str,
-    args: &[&str],
-    spec: &InjectionSpec,
-    config: &InjectorConfig,
+/// What every injected container shares: the spec, the operator's settings,
+/// the env, and the volume the files go into.
+struct Injected<'a> {
+    spec: &'a InjectionSpec,
+    config: &'a InjectorConfig,
     env: Vec<EnvVar>,
     uses_azure: bool,
-) -> Container {
-    let mut mounts = vec![VolumeMount {
-        name: VOLUME_NAME.to_owned(),
-        mount_path: spec.mount_path.clone(),
-        ..Default::default()
-    }];
-    if uses_azure {
-        mounts.push(VolumeMount {
-            name: AZURE_TOKEN_VOLUME_NAME.to_owned(),
-            mount_path: AZURE_TOKEN_DIR.to_owned(),
-            read_only: Some(true),
+    /// Ours, or the converted CSI volume's own name.
+    volume: &'a str,
+}
+
+impl Injected<'_> {
+    fn init_container(&self) -> Container {
+        self.container(INIT_CONTAINER_NAME, FETCH_ONCE_ARGS)
+    }
+
+    fn sidecar(&self) -> Container {
+        self.container(SIDECAR_CONTAINER_NAME, RUN_ARGS)
+    }
+
+    /// An init container with `restartPolicy: Always`: kubelet holds the next
+    /// containers until its startup probe passes (the first complete write), keeps
+    /// it running beside them, and stops it when they finish, so Jobs complete.
+    fn native_sidecar(&self) -> Container {
+        let config = self.config;
+        let mut container = self.sidecar();
+        container.restart_policy = Some("Always".to_owned());
+        let mut probe_command = vec![config.command.clone()];
+        probe_command.extend(PROBE_ARGS.iter().map(|a| (*a).to_owned()));
+        let period = 1;
+        container.startup_probe = Some(Probe {
+            exec: Some(ExecAction {
+                command: Some(probe_command),
+            }),
+            period_seconds: Some(period),
+            failure_threshold: Some(
+                i32::try_from(config.startup_timeout.as_secs())
+                    .unwrap_or(i32::MAX)
+                    .max(1),
+            ),
+            timeout_seconds: Some(1),
             ..Default::default()
         });
+        container
     }
-    let quantities = |pairs: [(&str, Option<&String>); 2]| {
-        let map: BTreeMap<String, Quantity> = pairs
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), Quantity(v.clone()))))
-            .collect();
-        (!map.is_empty()).then_some(map)
-    };
-    Container {
-        name: name.to_owned(),
-        image: Some(config.image.clone()),
-        image_pull_policy: Some(config.image_pull_policy.clone()),
-        command: Some(vec![config.command.clone()]),
-        args: Some(args.iter().map(|a| (*a).to_owned()).collect()),
-        env: Some(env),
-        volume_mounts: Some(mounts),
-        resources: Some(ResourceRequirements {
-            requests: quantities([
-                ("cpu", Some(&config.cpu_request)),
-                ("memory", Some(&config.memory_request)),
-            ]),
-            limits: quantities([
-                ("cpu", config.cpu_limit.as_ref()),
-                ("memory", config.memory_limit.as_ref()),
-            ]),
+
+    fn container(&self, name: &str, args: &[&str]) -> Container {
+        let (spec, config, uses_azure) = (self.spec, self.config, self.uses_azure);
+        let env = self.env.clone();
+        let mut mounts = vec![VolumeMount {
+            name: self.volume.to_owned(),
+            mount_path: spec.mount_path.clone(),
             ..Default::default()
-        }),
-        security_context: Some(restricted_security_context(config)),
-        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
-        ..Default::default()
+        }];
+        if uses_azure {
+            mounts.push(VolumeMount {
+                name: AZURE_TOKEN_VOLUME_NAME.to_owned(),
+                mount_path: AZURE_TOKEN_DIR.to_owned(),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
+        let quantities = |pairs: [(&str, Option<&String>); 2]| {
+            let map: BTreeMap<String, Quantity> = pairs
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), Quantity(v.clone()))))
+                .collect();
+            (!map.is_empty()).then_some(map)
+        };
+        Container {
+            name: name.to_owned(),
+            image: Some(config.image.clone()),
+            image_pull_policy: Some(config.image_pull_policy.clone()),
+            command: Some(vec![config.command.clone()]),
+            args: Some(args.iter().map(|a| (*a).to_owned()).collect()),
+            env: Some(env),
+            volume_mounts: Some(mounts),
+            resources: Some(ResourceRequirements {
+                requests: quantities([
+                    ("cpu", Some(&config.cpu_request)),
+                    ("memory", Some(&config.memory_request)),
+                ]),
+                limits: quantities([
+                    ("cpu", config.cpu_limit.as_ref()),
+                    ("memory", config.memory_limit.as_ref()),
+                ]),
+                ..Default::default()
+            }),
+            security_context: Some(restricted_security_context(config)),
+            termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+            ..Default::default()
+        }
     }
 }
 
@@ -524,75 +725,6 @@ fn restricted_security_context(config: &InjectorConfig) -> SecurityContext {
     }
 }
 
-fn init_container(
-    spec: &InjectionSpec,
-    config: &InjectorConfig,
-    env: Vec<EnvVar>,
-    uses_azure: bool,
-) -> Container {
-    base_container(
-        INIT_CONTAINER_NAME,
-        FETCH_ONCE_ARGS,
-        spec,
-        config,
-        env,
-        uses_azure,
-    )
-}
-
-fn sidecar(
-    spec: &InjectionSpec,
-    config: &InjectorConfig,
-    env: Vec<EnvVar>,
-    uses_azure: bool,
-) -> Container {
-    base_container(
-        SIDECAR_CONTAINER_NAME,
-        RUN_ARGS,
-        spec,
-        config,
-        env,
-        uses_azure,
-    )
-}
-
-/// An init container with `restartPolicy: Always`: kubelet holds the next
-/// containers until its startup probe passes (the first complete write), keeps
-/// it running beside them, and stops it when they finish, so Jobs complete.
-fn native_sidecar(
-    spec: &InjectionSpec,
-    config: &InjectorConfig,
-    env: Vec<EnvVar>,
-    uses_azure: bool,
-) -> Container {
-    let mut container = base_container(
-        SIDECAR_CONTAINER_NAME,
-        RUN_ARGS,
-        spec,
-        config,
-        env,
-        uses_azure,
-    );
-    container.restart_policy = Some("Always".to_owned());
-    let mut probe_command = vec![config.command.clone()];
-    probe_command.extend(PROBE_ARGS.iter().map(|a| (*a).to_owned()));
-    let period = 1;
-    container.startup_probe = Some(Probe {
-        exec: Some(ExecAction {
-            command: Some(probe_command),
-        }),
-        period_seconds: Some(period),
-        failure_threshold: Some(
-            i32::try_from(config.startup_timeout.as_secs())
-                .unwrap_or(i32::MAX)
-                .max(1),
-        ),
-        timeout_seconds: Some(1),
-        ..Default::default()
-    });
-    container
-}
-
 fn to_value<T: serde::Serialize>(value: &T) -> Value {
     // k8s-openapi types serialise to JSON infallibly.
     serde_json::to_value(value).unwrap_or(Value::Null)
@@ -602,6 +734,13 @@ fn to_value<T: serde::Serialize>(value: &T) -> Value {
 struct Ops(Vec<PatchOperation>);
 
 impl Ops {
+    fn replace(&mut self, tokens: &[&str], value: Value) {
+        self.0.push(PatchOperation::Replace(ReplaceOperation {
+            path: PointerBuf::from_tokens(tokens.iter().copied()),
+            value,
+        }));
+    }
+
     fn add(&mut self, tokens: &[&str], value: Value) {
         self.0.push(PatchOperation::Add(AddOperation {
             path: PointerBuf::from_tokens(tokens.iter().copied()),

@@ -1,0 +1,173 @@
+//! SecretProviderClasses: the seed's CSI manifests converted unchanged, and
+//! the `secret-provider-class` annotation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::PodSpec};
+use secret_injector_webhook::{
+    InjectorConfig,
+    inject::{InjectOptions, inject_stream_with},
+};
+
+const CLASS_01: &str = include_str!("../../manifests/examples/seed/01-secretProviderClass.yml");
+const DEPLOYMENT_02: &str = include_str!("../../manifests/examples/seed/02-deployment.yml");
+const CLASS_10: &str =
+    include_str!("../../manifests/examples/seed/10-secretProviderClass_secretObjects.yml");
+const DEPLOYMENT_11: &str = include_str!("../../manifests/examples/seed/11-deployment.yml");
+
+const CSI: InjectOptions = InjectOptions { csi_compat: true };
+
+fn pod_spec(output: &str, document: usize) -> PodSpec {
+    let doc = output.split("---\n").nth(document).unwrap();
+    let deployment: Deployment = serde_yaml_ng::from_str(doc).unwrap();
+    deployment.spec.unwrap().template.spec.unwrap()
+}
+
+fn spec_env(pod: &PodSpec) -> shared::InjectionSpec {
+    let init = &pod.init_containers.as_ref().unwrap()[0];
+    let value = init
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == shared::SPEC_ENV)
+        .unwrap();
+    shared::InjectionSpec::from_env_value(value.value.as_deref().unwrap()).unwrap()
+}
+
+#[test]
+fn the_seed_csi_volume_becomes_a_memory_volume_under_the_same_name() {
+    let input = format!("{CLASS_01}---\n{DEPLOYMENT_02}");
+    let result = inject_stream_with(&input, &InjectorConfig::default(), CSI).unwrap();
+    assert_eq!(result.injected, 1);
+    // The class passes through as written.
+    assert_eq!(result.output.split("---\n").next().unwrap(), CLASS_01);
+
+    let pod = pod_spec(&result.output, 1);
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "secrets-mount")
+        .unwrap();
+    assert!(volume.csi.is_none(), "the CSI volume is gone");
+    assert_eq!(
+        volume.empty_dir.as_ref().unwrap().medium.as_deref(),
+        Some("Memory")
+    );
+    // The app's own mount is untouched: same name, same path, read-only.
+    let nginx = &pod.containers[0];
+    let mounts: Vec<_> = nginx
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+        .collect();
+    assert_eq!(mounts, [("secrets-mount", "/mnt/secrets-store")]);
+    // Our containers write into it.
+    let names: Vec<_> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["nginx", "secret-injector"]);
+    let init = &pod.init_containers.as_ref().unwrap()[0];
+    assert!(
+        init.volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == "secrets-mount")
+    );
+
+    let spec = spec_env(&pod);
+    let sources: Vec<String> = spec.objects.iter().map(|o| o.source.to_string()).collect();
+    assert_eq!(
+        sources,
+        [
+            "azure://kv-aks-csi-weu-01/secrets/db-pass",
+            "azure://kv-aks-csi-weu-01/secrets/db-user"
+        ]
+    );
+    assert!(spec.azure.use_managed_identity);
+    assert_eq!(
+        spec.azure.user_assigned_identity_id.as_deref(),
+        Some("00000000-0000-0000-0000-000000000001")
+    );
+    assert_eq!(
+        spec.azure.tenant_id.as_deref(),
+        Some("00000000-0000-0000-0000-00000000000a")
+    );
+}
+
+#[test]
+fn secret_objects_travel_as_sync_targets() {
+    let input = format!("{CLASS_10}---\n{DEPLOYMENT_11}");
+    let result = inject_stream_with(&input, &InjectorConfig::default(), CSI).unwrap();
+    let spec = spec_env(&pod_spec(&result.output, 1));
+    assert_eq!(spec.sync_targets.len(), 1);
+    let target = &spec.sync_targets[0];
+    assert_eq!(target.secret_name, "k8s-secret");
+    let data: Vec<(String, String)> = target
+        .data
+        .iter()
+        .map(|(k, f)| (k.clone(), f.to_string()))
+        .collect();
+    assert_eq!(
+        data,
+        [
+            ("password".into(), "db-pass".into()),
+            ("username".into(), "db-user".into())
+        ]
+    );
+}
+
+#[test]
+fn without_csi_compat_the_seed_passes_through() {
+    let input = format!("{CLASS_01}---\n{DEPLOYMENT_02}");
+    let result =
+        inject_stream_with(&input, &InjectorConfig::default(), InjectOptions::default()).unwrap();
+    assert_eq!(result.injected, 0);
+}
+
+#[test]
+fn a_missing_class_is_named() {
+    let err = inject_stream_with(DEPLOYMENT_02, &InjectorConfig::default(), CSI)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("SecretProviderClass \"kv-aks-csi-weu-01\" not found in namespace default"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_annotation_names_a_class_and_keeps_its_own_options() {
+    let pod = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: app
+  namespace: default
+  annotations:
+    secret-injector.io/inject: "true"
+    secret-injector.io/secret-provider-class: kv-aks-csi-weu-01
+    secret-injector.io/rotation-interval: 30s
+    secret-injector.io/mount-path: /etc/app/secrets
+spec:
+  containers:
+    - name: app
+      image: app:1
+"#;
+    let input = format!("{CLASS_01}---\n{pod}");
+    let result =
+        inject_stream_with(&input, &InjectorConfig::default(), InjectOptions::default()).unwrap();
+    let doc = result.output.split("---\n").nth(1).unwrap();
+    let pod: k8s_openapi::api::core::v1::Pod = serde_yaml_ng::from_str(doc).unwrap();
+    let spec = pod.spec.unwrap();
+    let app = &spec.containers[0];
+    let mount = app
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.name == "secret-injector-secrets")
+        .unwrap();
+    assert_eq!(mount.mount_path, "/etc/app/secrets");
+    let injected = spec_env(&spec);
+    assert_eq!(injected.rotation.to_string(), "30s");
+    assert_eq!(injected.objects.len(), 2);
+}

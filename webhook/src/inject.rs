@@ -27,7 +27,7 @@ pub enum InjectError {
     Denied {
         index: usize,
         what: String,
-        error: MutationError,
+        error: Box<MutationError>,
     },
     #[error("document {index} ({what}): its pod template is not a valid pod: {reason}")]
     BadTemplate {
@@ -212,7 +212,7 @@ fn inject_document(
             return Err(InjectError::Denied {
                 index,
                 what,
-                error: source,
+                error: Box::new(source),
             });
         }
     };

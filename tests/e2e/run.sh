@@ -28,6 +28,10 @@ kc_start "$workdir/cluster"
 # shellcheck disable=SC1091
 set -a; source "$workdir/cluster/env"; set +a
 
+# The CRDs first: the webhook's watch of SecretProviderClasses starts with them.
+kubectl apply -f manifests/crds/ >/dev/null
+kubectl wait --for condition=established --timeout=60s crd/secretproviderclasses.secrets-store.csi.x-k8s.io >/dev/null
+
 cargo build --quiet -p secret-injector-webhook --bin webhook
 port=$(kc_free_port)
 # auto: the webhook asks the apiserver its version (1.20: classic sidecars).

@@ -8,6 +8,7 @@ use kube::core::{
 };
 
 use crate::{
+    classes::{Context, NoClasses, ProviderClasses},
     config::InjectorConfig,
     mutate::{self, Decision, SkipReason},
 };
@@ -57,13 +58,29 @@ pub struct Reviewed {
 }
 
 pub fn review(body: &[u8], config: &InjectorConfig) -> Result<Reviewed, ReviewError> {
+    review_with(body, config, &NoClasses, false)
+}
+
+/// A review with SecretProviderClasses to read and, when the webhook was
+/// called for a CSI-compatible namespace, CSI volume conversion.
+pub fn review_with(
+    body: &[u8],
+    config: &InjectorConfig,
+    classes: &dyn ProviderClasses,
+    csi_compat: bool,
+) -> Result<Reviewed, ReviewError> {
     // Pods are what this webhook is registered for: decode the object straight
     // into a Pod. Anything else (or a pod that is not one) takes the slow path.
     if let Ok(review) = serde_json::from_slice::<AdmissionReview<Pod>>(body) {
         let request: AdmissionRequest<Pod> =
             review.try_into().map_err(|_| ReviewError::NoRequest)?;
         let subject = subject(&request, request.object.as_ref().map(|p| &p.metadata));
-        let (response, outcome) = respond_to_pod(&request, config);
+        let ctx = Context {
+            namespace: request.namespace.as_deref().unwrap_or("default"),
+            classes,
+            csi_compat,
+        };
+        let (response, outcome) = respond_to_pod(&request, config, &ctx);
         return Ok(Reviewed {
             review: response.into_review(),
             outcome,
@@ -118,13 +135,14 @@ fn is_pod_create<T: kube::Resource>(request: &AdmissionRequest<T>) -> bool {
 fn respond_to_pod(
     request: &AdmissionRequest<Pod>,
     config: &InjectorConfig,
+    ctx: &Context<'_>,
 ) -> (AdmissionResponse, Outcome) {
     let allowed = AdmissionResponse::from(request);
     let pod = match (&request.object, is_pod_create(request)) {
         (Some(pod), true) => pod,
         _ => return (allowed, Outcome::Ignored),
     };
-    match mutate::decide(pod, config) {
+    match mutate::decide_with(pod, config, ctx) {
         Ok(Decision::Skip { reason, warnings }) => {
             let outcome = match reason {
                 SkipReason::NotOptedIn | SkipReason::AlreadyInjected => Outcome::Skipped,

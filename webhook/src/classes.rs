@@ -44,3 +44,70 @@ impl Default for Context<'_> {
         }
     }
 }
+
+/// SecretProviderClasses kept current by a watch (kube's reflector): the
+/// admission path reads memory, never the API.
+pub struct WatchedClasses {
+    store: kube::runtime::reflector::Store<kube::core::DynamicObject>,
+    resource: kube::core::ApiResource,
+}
+
+impl WatchedClasses {
+    pub fn resource() -> kube::core::ApiResource {
+        kube::core::ApiResource {
+            group: shared::provider_class::CSI_GROUP.to_owned(),
+            version: "v1".to_owned(),
+            api_version: shared::provider_class::PROVIDER_CLASS_API_VERSION.to_owned(),
+            kind: shared::provider_class::PROVIDER_CLASS_KIND.to_owned(),
+            plural: "secretproviderclasses".to_owned(),
+        }
+    }
+
+    /// Starts the watch in the background; returns the cache at once.
+    pub fn start(client: kube::Client) -> Self {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, reflector, watcher};
+        let resource = Self::resource();
+        let api: kube::Api<kube::core::DynamicObject> = kube::Api::all_with(client, &resource);
+        let writer = reflector::store::Writer::new(resource.clone());
+        let store = writer.as_reader();
+        let stream = reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .applied_objects();
+        tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                if let Err(e) = event {
+                    // Typically the CRD is not installed yet; the watch retries.
+                    tracing::warn!(error = %e, "watching SecretProviderClasses");
+                }
+            }
+        });
+        Self { store, resource }
+    }
+
+    /// Waits (bounded) for the first complete list, so readiness means "knows the classes".
+    pub async fn wait_until_ready(&self, timeout: std::time::Duration) -> bool {
+        tokio::time::timeout(timeout, self.store.wait_until_ready())
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+impl ProviderClasses for WatchedClasses {
+    fn get(&self, namespace: &str, name: &str) -> Option<Value> {
+        let key = kube::runtime::reflector::ObjectRef::new_with(name, self.resource.clone())
+            .within(namespace);
+        let object = self.store.get(&key)?;
+        let mut value = serde_json::to_value(object.as_ref()).ok()?;
+        // Watch events may omit the type; the parser checks it.
+        if let Some(map) = value.as_object_mut() {
+            map.insert(
+                "apiVersion".into(),
+                Value::String(self.resource.api_version.clone()),
+            );
+            map.insert("kind".into(), Value::String(self.resource.kind.clone()));
+        }
+        Some(value)
+    }
+}

@@ -6,6 +6,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
+    classes::WatchedClasses,
     config::{self, InjectorArgs},
     inject, server, tls,
 };
@@ -81,6 +82,10 @@ pub struct ServeArgs {
     /// Write the generated CA (PEM) here, for a client or a caBundle.
     #[arg(long, requires = "self_signed")]
     pub self_signed_ca_out: Option<PathBuf>,
+    /// Convert Secrets Store CSI volumes on /mutate too (by default only
+    /// /mutate-csi does, for namespaces labelled secret-injector.io/csi-compat=enabled).
+    #[arg(long, env = "SECRET_INJECTOR_CSI_COMPAT_EVERYWHERE")]
+    pub csi_compat_everywhere: bool,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "SECRET_INJECTOR_SHUTDOWN_GRACE", default_value = "10s",
           value_parser = parse_grace)]
@@ -159,9 +164,18 @@ fn inject(args: InjectArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // In a cluster (or with a kubeconfig): the apiserver's version and the
+    // SecretProviderClasses. Local runs have neither, and need neither.
+    let client = match kube::Client::try_default().await {
+        Ok(client) => Some(client),
+        Err(e) => {
+            tracing::warn!(error = %e, "no Kubernetes API: SecretProviderClasses cannot be read");
+            None
+        }
+    };
     let native = match args.injector.native_sidecars_without_discovery() {
         Some(native) => native,
-        None => discover_native_sidecars().await,
+        None => discover_native_sidecars(client.clone()).await,
     };
     let config = args.injector.resolve(native);
     tracing::info!(native_sidecars = native, image = %config.image, "injection configured");
@@ -187,7 +201,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("binding {}", args.listen))?;
     let local = listener.local_addr()?;
-    let state = server::AppState::new(config);
+    let mut state = server::AppState::new(config);
+    state.csi_compat_everywhere = args.csi_compat_everywhere;
+    if let Some(client) = client {
+        let classes = WatchedClasses::start(client);
+        if !classes.wait_until_ready(Duration::from_secs(10)).await {
+            tracing::warn!(
+                "SecretProviderClasses not listed yet (is the CRD installed?); serving, the watch retries"
+            );
+        }
+        state.classes = std::sync::Arc::new(classes);
+    }
     let ready = state.ready.clone();
     let app = server::router(state);
     tracing::info!(address = %local, "serving /mutate over HTTPS");
@@ -206,12 +230,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Asks the apiserver its version; without one (local runs) or on error,
 /// classic sidecars, which work everywhere.
-async fn discover_native_sidecars() -> bool {
-    let attempt = async {
-        let client = kube::Client::try_default().await?;
-        let info = client.apiserver_version().await?;
-        Ok::<_, kube::Error>(info)
-    };
+async fn discover_native_sidecars(client: Option<kube::Client>) -> bool {
+    let Some(client) = client else { return false };
+    let attempt = async { client.apiserver_version().await };
     match tokio::time::timeout(Duration::from_secs(10), attempt).await {
         Ok(Ok(info)) => {
             let native = config::parse_kube_version(&info.major, &info.minor)

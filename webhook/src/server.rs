@@ -20,7 +20,12 @@ use axum::{
 use rustls::ServerConfig;
 use tracing::Instrument;
 
-use crate::{admission, config::InjectorConfig, metrics::Metrics};
+use crate::{
+    admission,
+    classes::{NoClasses, ProviderClasses},
+    config::InjectorConfig,
+    metrics::Metrics,
+};
 
 /// Pods are small; a body this large is a mistake or an attack.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -31,6 +36,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// False until the server can answer reviews (certificate loaded, mode decided).
     pub ready: Arc<AtomicBool>,
+    pub classes: Arc<dyn ProviderClasses>,
+    /// Convert Secrets Store CSI volumes on `/mutate` too, not only on `/mutate-csi`.
+    pub csi_compat_everywhere: bool,
 }
 
 impl AppState {
@@ -39,6 +47,8 @@ impl AppState {
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
             ready: Arc::new(AtomicBool::new(false)),
+            classes: Arc::new(NoClasses),
+            csi_compat_everywhere: false,
         }
     }
 }
@@ -46,6 +56,9 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/mutate", post(mutate))
+        // For the webhook entry that selects namespaces labelled
+        // secret-injector.io/csi-compat=enabled: CSI volumes are converted.
+        .route("/mutate-csi", post(mutate_csi))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -81,6 +94,15 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let csi = state.csi_compat_everywhere;
+    handle(state, headers, body, csi).await
+}
+
+async fn mutate_csi(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(state, headers, body, true).await
+}
+
+async fn handle(state: AppState, headers: HeaderMap, body: Bytes, csi_compat: bool) -> Response {
     let started = Instant::now();
     let span = tracing::info_span!(
         "admission",
@@ -97,7 +119,7 @@ async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             )
                 .into_response();
         }
-        match admission::review(&body, &state.config) {
+        match admission::review_with(&body, &state.config, state.classes.as_ref(), csi_compat) {
             Ok(reviewed) => {
                 let span = tracing::Span::current();
                 span.record("uid", reviewed.subject.uid.as_str());

@@ -177,6 +177,20 @@ async fn register_webhook(client: &Client) {
             "reinvocationPolicy": "IfNeeded",
             "failurePolicy": "Fail",
             "timeoutSeconds": 5
+        }, {
+            // Namespaces that opted in to running CSI-driver manifests unchanged.
+            "name": "csi.secret-injector.io",
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {
+                "url": env("E2E_WEBHOOK_URL").replace("/mutate", "/mutate-csi"),
+                "caBundle": base64::engine::general_purpose::STANDARD.encode(&ca),
+            },
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
+            "namespaceSelector": {"matchLabels": {"secret-injector.io/csi-compat": "enabled"}},
+            "sideEffects": "None",
+            "reinvocationPolicy": "IfNeeded",
+            "failurePolicy": "Fail",
+            "timeoutSeconds": 5
         }]
     }))
     .unwrap();
@@ -390,4 +404,144 @@ async fn server_side_dry_run_shows_the_injection_and_stores_nothing() {
     );
     assert!(cluster.pods().get_opt("preview").await.unwrap().is_none());
     cluster.cleanup().await;
+}
+
+const SEED_CLASS: &str =
+    include_str!("../../../manifests/examples/seed/01-secretProviderClass.yml");
+const SEED_DEPLOYMENT: &str = include_str!("../../../manifests/examples/seed/02-deployment.yml");
+
+/// Creates until the webhook's watch has seen the class (it answers "not
+/// found" until then).
+async fn create_when_class_known(pods: &Api<Pod>, pod: &Pod) -> Pod {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match pods.create(&PostParams::default(), pod).await {
+            Ok(stored) => return stored,
+            Err(kube::Error::Api(status))
+                if status.message.contains("not found in namespace")
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the apiserver harness: tests/e2e/run.sh"]
+async fn the_seed_class_and_csi_deployment_run_unchanged_in_an_opted_in_namespace() {
+    let cluster = Cluster::new("e2e-csi").await;
+    let client = cluster.client.clone();
+    // The seed's class, byte for byte (it names namespace default).
+    let mut apply = Command::new("kubectl")
+        .args(["--kubeconfig", &cluster.kubeconfig, "apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    apply
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(SEED_CLASS.as_bytes())
+        .unwrap();
+    let out = apply.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The namespace opts in.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let patch = json!({"metadata": {"labels": {"secret-injector.io/csi-compat": "enabled"}}});
+    namespaces
+        .patch(
+            "default",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+
+    // The seed Deployment's pod template, as the ReplicaSet controller creates it.
+    let deployment = yaml_to_json(SEED_DEPLOYMENT);
+    let mut template = deployment["spec"]["template"].clone();
+    template["metadata"]["generateName"] = json!("nginx-deployment-");
+    let pod: Pod = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": template["metadata"], "spec": template["spec"]}))
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let stored = create_when_class_known(&pods, &pod).await;
+    let spec = stored.spec.as_ref().unwrap();
+    let volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "secrets-mount")
+        .unwrap();
+    assert!(volume.csi.is_none());
+    assert_eq!(
+        volume.empty_dir.as_ref().unwrap().medium.as_deref(),
+        Some("Memory")
+    );
+    assert_eq!(
+        names(spec.init_containers.as_ref()),
+        ["secret-injector-init"]
+    );
+    assert_eq!(names(Some(&spec.containers)), ["nginx", "secret-injector"]);
+    let _ = pods
+        .delete(
+            stored.metadata.name.as_deref().unwrap(),
+            &DeleteParams::default(),
+        )
+        .await;
+    cluster.cleanup().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the apiserver harness: tests/e2e/run.sh"]
+async fn a_pod_naming_a_missing_class_is_refused_with_its_name() {
+    let cluster = Cluster::new("e2e-noclass").await;
+    let mut pod = seed_pod("classless");
+    let annotations = pod["metadata"]["annotations"].as_object_mut().unwrap();
+    annotations.remove("secret-injector.io/secret-db-user");
+    annotations.remove("secret-injector.io/secret-db-pass");
+    annotations.insert(
+        "secret-injector.io/secret-provider-class".into(),
+        json!("no-such-class"),
+    );
+    let message = cluster.rejects(pod).await;
+    assert!(
+        message.contains("SecretProviderClass \"no-such-class\" not found in namespace"),
+        "{message}"
+    );
+    cluster.cleanup().await;
+}
+
+fn yaml_to_json(text: &str) -> serde_json::Value {
+    // kubectl does this; the test has no YAML crate, so ask kubectl.
+    let mut child = Command::new("kubectl")
+        .args(["create", "--dry-run=client", "-o", "json", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -66,7 +66,13 @@ K() { tests/cluster/in-cluster-ns.sh "$W" kubectl "$@"; }
 in_ns() { tests/cluster/in-cluster-ns.sh "$W" "$@"; }
 
 echo "10.77.0.1 $VAULT.vault.azure.net login.microsoftonline.com" >"$W/dns-hosts"
-tests/cluster/cluster.sh start "$W" >/dev/null
+# One retry: once in CI (after the apiserver e2e) kubelet exited at start
+# with an empty log; a second start went through. Not yet explained.
+if ! tests/cluster/cluster.sh start "$W" >/dev/null; then
+  echo "pods: the cluster did not start; kubelet log:"; tail -20 "$W/kubelet/kubelet.log" || true
+  echo "pods: starting the cluster again"
+  tests/cluster/cluster.sh start "$W" >/dev/null
+fi
 set -a; . "$W/env"; set +a
 export KC_NETNS=$NETNS
 

@@ -152,26 +152,21 @@ impl Engine {
     /// Fetch everything once, write the set if it is complete and changed.
     pub async fn round(&mut self) -> Result<RoundReport, EngineError> {
         let (round, fetches) = self.fetch_round().await;
-        let Merged {
-            set,
-            known,
-            changed,
-            failures,
-        } = plan::merge(&self.spec, round, &self.known);
-        let merged_view = Merged {
-            set: None,
-            known: known.clone(),
-            changed: vec![],
-            failures: failures.clone(),
-        };
-        let complete = set.is_some();
-        let wrote = match &set {
+        let merged = plan::merge(&self.spec, round, &self.known);
+        let complete = merged.set.is_some();
+        let wrote = match &merged.set {
             Some(set) => self.writer.write(set)?,
             None => false,
         };
-        self.known = known;
         self.status
-            .record(&self.spec, &merged_view, wrote, SystemTime::now());
+            .record(&self.spec, &merged, wrote, SystemTime::now());
+        let Merged {
+            known,
+            changed,
+            failures,
+            ..
+        } = merged;
+        self.known = known;
         if let Err(e) = self.status.write(self.writer.dir()) {
             tracing::warn!(error = %e, "cannot write the status file");
         }

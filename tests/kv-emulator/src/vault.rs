@@ -1,7 +1,7 @@
 //! Key Vault data plane: secrets, certificates and keys (read-only; writes go
 //! through the admin API), with challenge auth, faults, denials and counters.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::State as AxState;
 use axum::http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -224,67 +224,39 @@ impl Ctx<'_> {
         let key = name.to_ascii_lowercase();
         self.state.with_vault(self.vault, |v| match (kind, route) {
             (ObjectKind::Secrets, Route::List) => {
-                let items = v
-                    .secrets
-                    .values()
-                    .filter_map(|l| l.last())
-                    .map(|s| self.secret_item(s, false))
-                    .collect();
-                self.page(items, "/secrets")
+                self.list(&v.secrets, None, |x| self.secret_item(x, false), "/secrets")
             }
             (ObjectKind::Secrets, Route::Versions(_)) => {
-                let items = v
-                    .secrets
-                    .get(&key)
-                    .into_iter()
-                    .flatten()
-                    .map(|s| self.secret_item(s, true))
-                    .collect();
-                self.page(items, &format!("/secrets/{name}/versions"))
+                let path = format!("/secrets/{name}/versions");
+                self.list(&v.secrets, Some(&key), |x| self.secret_item(x, true), &path)
             }
             (ObjectKind::Secrets, Route::Latest(_)) => self.secret(v, &key, name, None),
             (ObjectKind::Secrets, Route::Version(_, ver)) => self.secret(v, &key, name, Some(ver)),
-            (ObjectKind::Certificates, Route::List) => {
-                let items = v
-                    .certificates
-                    .values()
-                    .filter_map(|l| l.last())
-                    .map(|c| self.cert_item(c, false))
-                    .collect();
-                self.page(items, "/certificates")
-            }
+            (ObjectKind::Certificates, Route::List) => self.list(
+                &v.certificates,
+                None,
+                |x| self.cert_item(x, false),
+                "/certificates",
+            ),
             (ObjectKind::Certificates, Route::Versions(_)) => {
-                let items = v
-                    .certificates
-                    .get(&key)
-                    .into_iter()
-                    .flatten()
-                    .map(|c| self.cert_item(c, true))
-                    .collect();
-                self.page(items, &format!("/certificates/{name}/versions"))
+                let path = format!("/certificates/{name}/versions");
+                self.list(
+                    &v.certificates,
+                    Some(&key),
+                    |x| self.cert_item(x, true),
+                    &path,
+                )
             }
             (ObjectKind::Certificates, Route::Latest(_)) => self.certificate(v, &key, name, None),
             (ObjectKind::Certificates, Route::Version(_, ver)) => {
                 self.certificate(v, &key, name, Some(ver))
             }
             (ObjectKind::Keys, Route::List) => {
-                let items = v
-                    .keys
-                    .values()
-                    .filter_map(|l| l.last())
-                    .map(|k| self.key_item(k, false))
-                    .collect();
-                self.page(items, "/keys")
+                self.list(&v.keys, None, |x| self.key_item(x, false), "/keys")
             }
             (ObjectKind::Keys, Route::Versions(_)) => {
-                let items = v
-                    .keys
-                    .get(&key)
-                    .into_iter()
-                    .flatten()
-                    .map(|k| self.key_item(k, true))
-                    .collect();
-                self.page(items, &format!("/keys/{name}/versions"))
+                let path = format!("/keys/{name}/versions");
+                self.list(&v.keys, Some(&key), |x| self.key_item(x, true), &path)
             }
             (ObjectKind::Keys, Route::Latest(_)) => self.key(v, &key, name, None),
             (ObjectKind::Keys, Route::Version(_, ver)) => self.key(v, &key, name, Some(ver)),
@@ -489,6 +461,26 @@ impl Ctx<'_> {
 
     /// One page of a list: `maxresults` (1..=25, default 25) and an opaque
     /// `$skiptoken`; `nextLink` is absolute and keeps the page size.
+    /// A page of the latest version of every object (`name: None`), or of
+    /// every version of one object.
+    fn list<T>(
+        &self,
+        objects: &BTreeMap<String, Vec<T>>,
+        name: Option<&str>,
+        item: impl Fn(&T) -> Value,
+        path: &str,
+    ) -> Response {
+        let items = match name {
+            None => objects
+                .values()
+                .filter_map(|l| l.last())
+                .map(&item)
+                .collect(),
+            Some(name) => objects.get(name).into_iter().flatten().map(&item).collect(),
+        };
+        self.page(items, path)
+    }
+
     fn page(&self, items: Vec<Value>, path: &str) -> Response {
         let max = match self.query.get("maxresults").map(|m| m.parse::<usize>()) {
             None => PAGE_MAX,

@@ -7,8 +7,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     azure::AzureProvider,
+    cluster::PodIdentity,
     config::{self, EnvSource},
     engine::{Engine, EngineError},
+    kube_sink::KubeSink,
     plan,
     provider::Providers,
     writer::AtomicWriter,
@@ -161,6 +163,11 @@ pub async fn run(cli: Cli, env: &impl EnvSource) -> Result<(), anyhow::Error> {
                 tracing::warn!(%addr, error = %e, "cannot serve metrics");
             }
         });
+    }
+    let pod = PodIdentity::from_env(|k| env.get(k));
+    let in_cluster = env.get("KUBERNETES_SERVICE_HOST").is_some();
+    if let Some(sink) = KubeSink::connect(engine.spec(), pod, in_cluster)? {
+        engine = engine.with_publisher(Box::new(sink));
     }
     tracing::info!(dir = %dir.display(), objects = engine.spec().objects.len(), "starting");
 

@@ -2,7 +2,7 @@
 //! bounded concurrency), merge, write, record; the init run and the rotation loop.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -12,6 +12,7 @@ use shared::{FileName, InjectionSpec, ObjectFormat, SecretObject, SecretRef};
 use std::sync::Arc;
 
 use crate::{
+    cluster::RoundFacts,
     metrics::Metrics,
     plan::{self, Backoff, Known, Merged},
     provider::{FetchError, Fetched, Providers},
@@ -29,6 +30,18 @@ pub struct RoundReport {
     pub failures: Vec<(FileName, FetchError)>,
     /// Distinct store requests made this round.
     pub fetches: usize,
+    /// What could not be published (a synced Secret), in one line.
+    pub publish_error: Option<String>,
+}
+
+/// Where a round's outcome goes beyond the files: the Kubernetes API (synced
+/// Secrets, SecretProviderClassPodStatus, Events). Tests pass a recorder.
+#[async_trait::async_trait]
+pub trait Publish: Send {
+    /// Err: what the app depends on and could not be published; the init run
+    /// retries it until its deadline, the sidecar next round.
+    async fn publish(&mut self, spec: &InjectionSpec, round: &RoundFacts<'_>)
+    -> Result<(), String>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +63,12 @@ pub struct Engine {
     status: Status,
     failed_rounds: u32,
     metrics: Option<Arc<Metrics>>,
+    publisher: Option<Box<dyn Publish>>,
+    /// Files failing after the last round (Events are sent on changes).
+    failing: BTreeSet<FileName>,
+    /// A complete set is in the volume (written by us or an earlier run).
+    has_set: bool,
+    failed_publishes: u32,
 }
 
 type FetchKey = (SecretRef, Option<ObjectFormat>);
@@ -66,7 +85,16 @@ impl Engine {
             status: Status::default(),
             failed_rounds: 0,
             metrics: None,
+            publisher: None,
+            failing: BTreeSet::new(),
+            has_set: false,
+            failed_publishes: 0,
         }
+    }
+
+    pub fn with_publisher(mut self, publisher: Box<dyn Publish>) -> Self {
+        self.publisher = Some(publisher);
+        self
     }
 
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
@@ -110,6 +138,7 @@ impl Engine {
                 },
             );
         }
+        self.has_set = true;
         Ok(true)
     }
 
@@ -192,12 +221,38 @@ impl Engine {
         } else {
             self.failed_rounds + 1
         };
+        let publish_error = match self.publisher.as_mut() {
+            Some(publisher) => {
+                let facts = RoundFacts {
+                    first_set: wrote && !self.has_set,
+                    wrote,
+                    complete,
+                    changed: &changed,
+                    failures: &failures,
+                    previously_failing: &self.failing,
+                    known: &self.known,
+                    mount_path: &self.spec.mount_path,
+                };
+                publisher.publish(&self.spec, &facts).await.err()
+            }
+            None => None,
+        };
+        if let Some(error) = &publish_error {
+            tracing::warn!("{error}");
+        }
+        self.has_set |= wrote;
+        self.failed_publishes = match publish_error {
+            Some(_) => self.failed_publishes + 1,
+            None => 0,
+        };
+        self.failing = failures.iter().map(|(f, _)| f.clone()).collect();
         Ok(RoundReport {
             wrote,
             complete,
             changed,
             failures,
             fetches,
+            publish_error,
         })
     }
 
@@ -244,27 +299,35 @@ impl Engine {
         let until = Instant::now() + deadline;
         loop {
             let report = self.round().await?;
-            if report.complete {
+            if report.complete && report.publish_error.is_none() {
                 return Ok(report);
             }
             let delay = self.next_delay(&report);
             if Instant::now() + delay >= until {
-                return Err(EngineError::Deadline(
-                    self.describe_failures(&report.failures),
-                ));
+                return Err(EngineError::Deadline(match &report.publish_error {
+                    Some(error) if report.complete => format!("secret-injector: {error}"),
+                    _ => self.describe_failures(&report.failures),
+                }));
             }
             tokio::time::sleep(delay).await;
         }
     }
 
     pub fn next_delay(&self, report: &RoundReport) -> Duration {
-        plan::next_delay(
+        let unit = rand::random::<f64>();
+        let delay = plan::next_delay(
             self.spec.rotation.interval(),
             &self.backoff,
             self.failed_rounds,
             &report.failures,
-            rand::random::<f64>(),
-        )
+            unit,
+        );
+        // A Secret the app waits for could not be synced: retry it soon.
+        if report.publish_error.is_some() {
+            delay.min(self.backoff.delay(self.failed_publishes, unit))
+        } else {
+            delay
+        }
     }
 
     /// Rotation: poll, write what changed, until `shutdown` resolves.

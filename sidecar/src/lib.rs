@@ -3,8 +3,10 @@
 
 pub mod azure;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod engine;
+pub mod kube_sink;
 pub mod metrics;
 pub mod pem;
 pub mod plan;

@@ -337,3 +337,114 @@ async fn metrics_are_served_over_http() {
         "{body}"
     );
 }
+
+/// (complete, first set, changed files, failing files)
+type PublishedRound = (bool, bool, Vec<String>, Vec<String>);
+
+/// Records what the engine hands to the Kubernetes side; refuses the first
+/// `refusals` publishes, as an apiserver would without the Role.
+#[derive(Clone, Default)]
+struct RecordingPublisher {
+    rounds: Arc<Mutex<Vec<PublishedRound>>>,
+    notes: Arc<Mutex<Vec<&'static str>>>,
+    refusals: Arc<Mutex<usize>>,
+}
+
+#[async_trait]
+impl secret_injector_sidecar::engine::Publish for RecordingPublisher {
+    async fn publish(
+        &mut self,
+        _: &InjectionSpec,
+        round: &secret_injector_sidecar::cluster::RoundFacts<'_>,
+    ) -> Result<(), String> {
+        let names = |files: &[shared::FileName]| files.iter().map(|f| f.to_string()).collect();
+        self.rounds.lock().unwrap().push((
+            round.complete,
+            round.first_set,
+            names(round.changed),
+            round.failures.iter().map(|(f, _)| f.to_string()).collect(),
+        ));
+        self.notes.lock().unwrap().extend(
+            secret_injector_sidecar::cluster::notes_for(round)
+                .iter()
+                .map(|n| n.reason),
+        );
+        let mut refusals = self.refusals.lock().unwrap();
+        if *refusals > 0 {
+            *refusals -= 1;
+            return Err("cannot sync Secret default/k8s-secret: forbidden".into());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_init_run_waits_for_the_synced_secret_and_retries_it() {
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    store.set(PASS, "mysupersecretpassword", "p1");
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = RecordingPublisher::default();
+    *publisher.refusals.lock().unwrap() = 2;
+    let mut engine =
+        engine(&store, dir.path(), spec("")).with_publisher(Box::new(publisher.clone()));
+    let report = engine.init(Duration::from_secs(5)).await.unwrap();
+    assert!(report.publish_error.is_none());
+    let rounds = publisher.rounds.lock().unwrap().clone();
+    assert_eq!(rounds.len(), 3, "two refusals, then success: {rounds:?}");
+    // The first set is announced once, by the round that wrote it.
+    assert!(rounds[0].1 && !rounds[1].1 && !rounds[2].1);
+    assert_eq!(*publisher.notes.lock().unwrap(), ["SecretsMounted"]);
+}
+
+#[tokio::test]
+async fn a_secret_that_never_syncs_fails_the_init_run_with_the_reason() {
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    store.set(PASS, "mysupersecretpassword", "p1");
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = RecordingPublisher::default();
+    *publisher.refusals.lock().unwrap() = usize::MAX;
+    let mut engine = engine(&store, dir.path(), spec("")).with_publisher(Box::new(publisher));
+    let err = engine
+        .init(Duration::from_millis(300))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot sync Secret default/k8s-secret: forbidden"),
+        "{err}"
+    );
+    // The files are there anyway: only the Secret is missing.
+    assert_eq!(read(dir.path(), "db-user"), "administrator");
+}
+
+#[tokio::test]
+async fn rotation_and_failure_events_follow_the_store() {
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    store.set(PASS, "mysupersecretpassword", "p1");
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = RecordingPublisher::default();
+    let mut engine =
+        engine(&store, dir.path(), spec("")).with_publisher(Box::new(publisher.clone()));
+    engine.init(Duration::from_secs(5)).await.unwrap();
+    store.set(PASS, "rotated", "p2");
+    engine.round().await.unwrap();
+    store.fail(PASS, FetchError::Unavailable("503".into()));
+    engine.round().await.unwrap();
+    engine.round().await.unwrap();
+    store.set(PASS, "rotated", "p2");
+    engine.round().await.unwrap();
+    assert_eq!(
+        *publisher.notes.lock().unwrap(),
+        [
+            "SecretsMounted",
+            "SecretRotationComplete",
+            "SecretRotationFailed",
+            "SecretRotationRecovered"
+        ]
+    );
+    let rounds = publisher.rounds.lock().unwrap().clone();
+    assert_eq!(rounds[1].2, ["db-pass"]);
+}

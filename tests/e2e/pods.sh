@@ -75,6 +75,15 @@ if ! tests/cluster/cluster.sh start "$W" >/dev/null; then
 fi
 set -a; . "$W/env"; set +a
 export KC_NETNS=$NETNS
+# The node's Instance Metadata Service address, as pods on an Azure VM reach
+# it: the seed's class uses the VM's user-assigned managed identity.
+in_ns ip addr add 169.254.169.254/32 dev lo
+
+# The CRDs before the webhook, whose SecretProviderClass cache lists them.
+K apply -f manifests/crds/ >/dev/null
+K wait --for condition=established --timeout=60s \
+  crd/secretproviderclasses.secrets-store.csi.x-k8s.io \
+  crd/secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io >/dev/null
 
 # The emulator at the real names on 10.77.0.1:443; it trusts the cluster's
 # service-account key for workload identity, for the pod's own account only.
@@ -83,7 +92,8 @@ kc_spawn emulator "$W" "$repo/target/debug/kv-emulator" --listen 10.77.0.1:443 \
   --authority-host https://login.microsoftonline.com \
   --federated-key "$SA_PUB" --federated-subject "$CLIENT=system:serviceaccount:default:default" \
   --extra-name "*.vault.azure.net" --extra-name login.microsoftonline.com --extra-name 10.77.0.1 \
-  --seed "$VAULT/db-user=administrator" --seed "$VAULT/db-pass=mysupersecretpassword"
+  --seed "$VAULT/db-user=administrator" --seed "$VAULT/db-pass=mysupersecretpassword" \
+  --imds-listen 169.254.169.254:80
 for _ in $(seq 1 100); do [ -s "$W/emulator-ca.pem" ] && break; sleep 0.1; done
 admin() { in_ns curl -fsS --cacert "$W/emulator-ca.pem" -H 'Content-Type: application/json' "$@"; }
 
@@ -97,7 +107,7 @@ port=$(kc_free_port)
 kc_spawn webhook "$W" "$repo/target/debug/webhook" serve --listen "127.0.0.1:$port" \
   --self-signed --self-signed-names 127.0.0.1 --self-signed-ca-out "$W/webhook-ca.pem" \
   --sidecar-image secret-injector-sidecar:e2e --sidecar-image-pull-policy Never \
-  --native-sidecar auto
+  --native-sidecar auto --default-rotation-interval "${INTERVAL}s"
 for _ in $(seq 1 100); do
   in_ns curl -fsS --cacert "$W/webhook-ca.pem" "https://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
   sleep 0.1
@@ -115,6 +125,18 @@ webhooks:
   rules: [{apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["pods"]}]
   namespaceSelector:
     matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system]}]
+  sideEffects: None
+  reinvocationPolicy: IfNeeded
+  failurePolicy: Fail
+  timeoutSeconds: 5
+- name: csi.secret-injector.io
+  admissionReviewVersions: ["v1"]
+  clientConfig:
+    url: https://127.0.0.1:$port/mutate-csi
+    caBundle: $(base64 -w0 "$W/webhook-ca.pem")
+  rules: [{apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["pods"]}]
+  namespaceSelector:
+    matchLabels: {secret-injector.io/csi-compat: enabled}
   sideEffects: None
   reinvocationPolicy: IfNeeded
   failurePolicy: Fail
@@ -163,3 +185,96 @@ check "with the store down the app reads the last good db-pass" test "$(app_read
 check "with the store down the app reads the last good db-user" test "$(app_reads db-user)" = administrator
 check "the status file names the outage" sh -c "tests/cluster/in-cluster-ns.sh '$W' kubectl exec '$pod' -c nginx -- cat /mnt/secrets-store/..secret-injector-status.json | grep -q '\"errorKind\": \"unavailable\"'"
 admin -X DELETE https://10.77.0.1/admin/faults >/dev/null
+
+# ---------------------------------------------------------------- the seed
+# The seed's four manifests byte for byte, in a namespace opted in to CSI
+# conversion; the controller manager turns the Deployments into pods.
+K delete deployment nginx-deployment --wait=true >/dev/null
+K wait --for=delete pod -l app=nginx --timeout=60s >/dev/null 2>&1 || true
+K label namespace default secret-injector.io/csi-compat=enabled --overwrite >/dev/null
+K apply -f manifests/examples/rbac/pod-role.yaml >/dev/null
+# Known values and versions (a new version each, same values as the seed's).
+version_of() { admin -d "{\"value\":\"$2\"}" "https://10.77.0.1/admin/vaults/$VAULT/secrets/$1" | jq -r .version; }
+user_version=$(version_of db-user administrator)
+pass_version=$(version_of db-pass mysupersecretpassword)
+
+seed_pod() { K get pods -l app=nginx --field-selector=status.phase=Running -o jsonpath='{.items[0].metadata.name}'; }
+rolled_out() { K rollout status deployment/nginx-deployment --timeout=180s >/dev/null; }
+K apply -f manifests/examples/seed/01-secretProviderClass.yml -f manifests/examples/seed/02-deployment.yml >/dev/null
+check "seed 01+02: the CSI Deployment rolls out" rolled_out
+pod=$(seed_pod)
+check "seed 01+02: the CSI volume became a memory volume" \
+  test "$(K get pod "$pod" -o jsonpath='{.spec.volumes[?(@.name=="secrets-mount")].emptyDir.medium}')" = Memory
+check "seed 01+02: the app reads db-user via the VM's managed identity" test "$(app_reads db-user)" = administrator
+check "seed 01+02: the app reads db-pass" test "$(app_reads db-pass)" = mysupersecretpassword
+check "seed 01+02: the token came from IMDS for the class's user-assigned identity" \
+  sh -c "tests/cluster/in-cluster-ns.sh '$W' kubectl logs '$pod' -c secret-injector-init | grep -q 'managed identity (client $CLIENT)'"
+
+K apply -f manifests/examples/seed/10-secretProviderClass_secretObjects.yml -f manifests/examples/seed/11-deployment.yml >/dev/null
+check "seed 10+11: the Deployment with secretKeyRef env rolls out" rolled_out
+# The old pod may still be terminating: take the one started from 11.
+pod=$(K get pods -l app=nginx -o json | jq -r '[.items[] | select(.metadata.deletionTimestamp == null) | select(.spec.containers[0].env != null)][0].metadata.name')
+uid=$(K get pod "$pod" -o jsonpath='{.metadata.uid}')
+secret_value() { K get secret k8s-secret -o jsonpath="{.data.$1}" | base64 -d; }
+check "seed 10+11: files db-user and db-pass" sh -c "[ \"\$(tests/cluster/in-cluster-ns.sh '$W' kubectl exec '$pod' -c nginx -- cat /mnt/secrets-store/db-user)\" = administrator ] && [ \"\$(tests/cluster/in-cluster-ns.sh '$W' kubectl exec '$pod' -c nginx -- cat /mnt/secrets-store/db-pass)\" = mysupersecretpassword ]"
+check "seed 10+11: Secret k8s-secret has username" test "$(secret_value username)" = administrator
+check "seed 10+11: Secret k8s-secret has password" test "$(secret_value password)" = mysupersecretpassword
+check "seed 10+11: Secret k8s-secret is Opaque" test "$(K get secret k8s-secret -o jsonpath='{.type}')" = Opaque
+check "seed 10+11: kubelet resolved DB_USER from the synced Secret" \
+  sh -c "tests/cluster/in-cluster-ns.sh '$W' kubectl logs '$pod' -c nginx --tail 20 | grep -q 'env DB_USER=administrator'"
+check "seed 10+11: kubelet resolved DB_PASS from the synced Secret" \
+  sh -c "tests/cluster/in-cluster-ns.sh '$W' kubectl logs '$pod' -c nginx --tail 20 | grep -q 'env DB_PASS=mysupersecretpassword'"
+status_name="$pod-default-kv-aks-csi-weu-01"
+status_version() { K get secretproviderclasspodstatus "$status_name" -o json | jq -r --arg id "secret/$1" '.status.objects[] | select(.id == $id) | .version'; }
+check "seed 10+11: the PodStatus names the pod and the class" \
+  test "$(K get secretproviderclasspodstatus "$status_name" -o jsonpath='{.status.podName} {.status.secretProviderClassName} {.status.mounted}')" = "$pod kv-aks-csi-weu-01 true"
+check "seed 10+11: the PodStatus has db-user's version" test "$(status_version db-user)" = "$user_version"
+check "seed 10+11: the PodStatus has db-pass's version" test "$(status_version db-pass)" = "$pass_version"
+owner_uids() { K get "$1" -o jsonpath='{.metadata.ownerReferences[*].uid}'; }
+check "seed 10+11: the Secret is owned by the pod" sh -c "echo '$(owner_uids secret/k8s-secret)' | grep -qw '$uid'"
+check "seed 10+11: the PodStatus is owned by the pod" test "$(owner_uids "secretproviderclasspodstatus/$status_name")" = "$uid"
+
+# Rotation: file, Secret and PodStatus follow within interval (+10% jitter) + 1 s.
+new_version=$(version_of db-pass rotated-for-the-seed)
+rotated_at=$(date +%s.%N)
+follows() { # <what> <command printing the current value> <expected>
+  local limit what=$1 probe=$2 want=$3
+  limit=$(python3 -c "print($INTERVAL * 1.1 + 1 + 2)") # + 2 s for kubectl's own round trip
+  while python3 -c "import sys,time; sys.exit(0 if time.time() - $rotated_at < $limit else 1)"; do
+    if [ "$($probe 2>/dev/null)" = "$want" ]; then
+      echo "pods: the rotation reached the $what after $(python3 -c "import time; print(round(time.time() - $rotated_at, 1))") s"
+      return 0
+    fi
+    sleep 0.2
+  done
+  return 1
+}
+file_pass() { K exec "$pod" -c nginx -- cat /mnt/secrets-store/db-pass; }
+secret_pass() { secret_value password; }
+status_pass() { status_version db-pass; }
+check "seed rotation: the file follows" follows file file_pass rotated-for-the-seed
+check "seed rotation: the Secret follows" follows Secret secret_pass rotated-for-the-seed
+check "seed rotation: the PodStatus follows" follows PodStatus status_pass "$new_version"
+rotation_event() {
+  K get events --field-selector "involvedObject.name=$pod,reason=SecretRotationComplete" -o jsonpath='{.items[*].message}' | grep -q 'db-pass'
+}
+check "seed rotation: an Event on the pod names db-pass" rotation_event
+check "seed rotation: no Event carries the value" \
+  sh -c "! tests/cluster/in-cluster-ns.sh '$W' kubectl get events -o yaml | grep -q rotated-for-the-seed"
+
+# The garbage collector removes the Secret and the PodStatus with the last pod.
+K delete deployment nginx-deployment --wait=true >/dev/null
+gone() { ! K get secret k8s-secret >/dev/null 2>&1 && ! K get secretproviderclasspodstatus "$status_name" >/dev/null 2>&1; }
+collected() {
+  local t0=$SECONDS
+  for _ in $(seq 1 90); do
+    gone && { echo "pods: collected $((SECONDS - t0)) s after the Deployment was deleted"; return 0; }
+    sleep 1
+  done
+  K get pods -l app=nginx -o wide || true
+  K get secret k8s-secret -o jsonpath='{.metadata.ownerReferences}{"\n"}' || true
+  K get secretproviderclasspodstatus -o jsonpath='{.items[*].metadata.ownerReferences}{"\n"}' || true
+  grep -i "garbage" "$W/controller-manager.log" | tail -20 || true
+  return 1
+}
+check "seed: the Secret and the PodStatus go with their last pod" collected

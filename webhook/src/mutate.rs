@@ -347,12 +347,14 @@ pub fn mutate_with(
 
     // Our containers: one native sidecar, or an init container plus (when the
     // pod may run forever and rotation is on) a classic sidecar.
+    let api_access = service_account_mount(pod_spec);
     let injected = Injected {
         spec,
         config,
         env: env(spec, config, uses_azure),
         uses_azure,
         volume: volume_name,
+        api_access: api_access.clone(),
     };
     let first_init = if config.native_sidecars && spec.rotation.interval().is_some() {
         injected.native_sidecar()
@@ -413,11 +415,21 @@ pub fn mutate_with(
         ops.add(&["metadata", "annotations"], Value::Object(map));
     }
 
-    let warnings = no_sidecar_reason
+    let mut warnings: Vec<String> = no_sidecar_reason
         .iter()
         .filter(|_| spec.rotation.interval().is_some())
         .map(|reason| format!("secret-injector: {reason}"))
         .collect();
+    if api_access.is_none() && !spec.sync_targets.is_empty() {
+        warnings.push(format!(
+            "secret-injector: no container of this pod mounts its ServiceAccount token at {SERVICE_ACCOUNT_DIR} (automountServiceAccountToken: false?), so the Secrets of secretObjects ({}) cannot be synced",
+            spec.sync_targets
+                .iter()
+                .map(|t| t.secret_name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     Ok(Mutation {
         patch: Patch(ops.0),
         warnings,
@@ -532,6 +544,27 @@ fn no_sidecar_reason(pod: &Pod, spec: &InjectionSpec, config: &InjectorConfig) -
     ))
 }
 
+/// Where kubelet mounts a pod's ServiceAccount token (kube clients look there).
+const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The ServiceAccount token mount the ServiceAccount admission plugin gave the
+/// app's containers, which ran before us; ours get the same, read-only. None
+/// when the pod opted out of the token (`automountServiceAccountToken: false`).
+fn service_account_mount(pod_spec: &PodSpec) -> Option<VolumeMount> {
+    pod_spec
+        .containers
+        .iter()
+        .chain(pod_spec.init_containers.iter().flatten())
+        .flat_map(|c| c.volume_mounts.iter().flatten())
+        .find(|m| m.mount_path.trim_end_matches('/') == SERVICE_ACCOUNT_DIR)
+        .map(|m| VolumeMount {
+            name: m.name.clone(),
+            mount_path: SERVICE_ACCOUNT_DIR.to_owned(),
+            read_only: Some(true),
+            ..Default::default()
+        })
+}
+
 fn secrets_volume(config: &InjectorConfig, name: &str) -> Volume {
     Volume {
         name: name.to_owned(),
@@ -618,6 +651,9 @@ struct Injected<'a> {
     uses_azure: bool,
     /// Ours, or the converted CSI volume's own name.
     volume: &'a str,
+    /// The app's ServiceAccount token mount, for the Kubernetes API (Secret
+    /// sync, SecretProviderClassPodStatus, Events).
+    api_access: Option<VolumeMount>,
 }
 
 impl Injected<'_> {
@@ -670,6 +706,9 @@ impl Injected<'_> {
                 read_only: Some(true),
                 ..Default::default()
             });
+        }
+        if let Some(api) = &self.api_access {
+            mounts.push(api.clone());
         }
         let quantities = |pairs: [(&str, Option<&String>); 2]| {
             let map: BTreeMap<String, Quantity> = pairs

@@ -681,3 +681,62 @@ fn the_token_projection_gets_the_service_account_it_needs() {
             .any(|op| op.path().as_str() == "/spec/serviceAccountName")
     );
 }
+
+#[test]
+fn our_containers_reach_the_api_with_the_pods_own_service_account_token() {
+    // The ServiceAccount admission plugin mounted the token in the app's
+    // containers before the webhook ran; ours need it for Secret sync,
+    // SecretProviderClassPodStatus and Events.
+    let (stored, _) = inject(&seed_pod(), &config());
+    for name in ["secret-injector-init", "secret-injector"] {
+        assert!(
+            mounts_of(container(&stored, name)).contains(&(
+                "default-token-abcde".into(),
+                "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+                true
+            )),
+            "{name}"
+        );
+    }
+
+    // automountServiceAccountToken: false leaves no token to share.
+    let mut pod = seed_pod();
+    pod["spec"]["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("volumeMounts");
+    let (stored, _) = inject(&pod, &config());
+    assert!(
+        !mounts_of(container(&stored, "secret-injector"))
+            .iter()
+            .any(|(_, path, _)| path.starts_with("/var/run/secrets/kubernetes.io"))
+    );
+}
+
+#[test]
+fn secret_objects_without_a_service_account_token_are_warned_about() {
+    let spec = shared::InjectionSpec::from_env_value(&format!(
+        r#"{{"objects":[{{"file":"db-user","source":"{SEED_USER}"}}],"mountPath":"/mnt/secrets-store",
+            "rotation":"1m","filePermission":"0644","providerClass":"kv-aks-csi-weu-01",
+            "syncTargets":[{{"secretName":"k8s-secret","type":"Opaque","data":{{"username":"db-user"}}}}]}}"#
+    ))
+    .unwrap();
+    let mut pod = seed_pod();
+    let typed: Pod = serde_json::from_value(pod.clone()).unwrap();
+    let mutation = mutate::mutate(&typed, &spec, &config()).unwrap();
+    assert!(mutation.warnings.is_empty(), "{:?}", mutation.warnings);
+
+    pod["spec"]["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("volumeMounts");
+    let typed: Pod = serde_json::from_value(pod).unwrap();
+    let mutation = mutate::mutate(&typed, &spec, &config()).unwrap();
+    assert_eq!(mutation.warnings.len(), 1);
+    assert!(
+        mutation.warnings[0].contains("automountServiceAccountToken: false")
+            && mutation.warnings[0].contains("k8s-secret"),
+        "{}",
+        mutation.warnings[0]
+    );
+}

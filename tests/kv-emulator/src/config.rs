@@ -36,6 +36,10 @@ pub struct EmulatorConfig {
     pub federated_subjects: BTreeMap<String, Vec<String>>,
     /// Expected `X-IDENTITY-HEADER` of `/msi/token`; `None` disables managed identity.
     pub identity_header: Option<String>,
+    /// Serve the Azure Instance Metadata Service token endpoint
+    /// (`/metadata/identity/oauth2/token`, plain HTTP, as on a VM) on this
+    /// address too; `None`: no IMDS.
+    pub imds_listen: Option<SocketAddr>,
     /// Lifetime of issued access tokens (changeable later through [`crate::State`]).
     pub token_lifetime: Duration,
     /// Secrets created at start: (vault, name, value).
@@ -54,6 +58,7 @@ impl Default for EmulatorConfig {
             federated_keys: Vec::new(),
             federated_subjects: BTreeMap::new(),
             identity_header: None,
+            imds_listen: None,
             token_lifetime: Duration::from_secs(3600),
             seeds: Vec::new(),
         }

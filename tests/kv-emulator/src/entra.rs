@@ -358,6 +358,103 @@ pub(crate) struct MsiQuery {
     principal_id: Option<String>,
 }
 
+/// `GET /metadata/identity/oauth2/token?api-version=...&resource=...[&client_id=...]`
+/// with `Metadata: true`: the Instance Metadata Service a VM (and an AKS
+/// node's pods) reach at 169.254.169.254.
+pub(crate) async fn imds_token(
+    AxState(state): AxState<State>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let q: Option<MsiQuery> = axum::extract::Query::try_from_uri(&uri).ok().map(|q| q.0);
+    let identity = q
+        .as_ref()
+        .and_then(|q| {
+            q.client_id
+                .clone()
+                .or_else(|| q.mi_res_id.clone())
+                .or_else(|| q.object_id.clone())
+        })
+        .unwrap_or_else(|| SYSTEM_ASSIGNED.to_owned());
+    let resp = match imds_issue(&state, q, &headers, &identity).await {
+        Ok(r) | Err(r) => r,
+    };
+    tracing::info!(identity = %identity, status = resp.status().as_u16(), "IMDS token request");
+    state.record(
+        IDENTITY,
+        "GET",
+        uri.path(),
+        Some(&identity),
+        resp.status().as_u16(),
+    );
+    resp
+}
+
+async fn imds_issue(
+    state: &State,
+    q: Option<MsiQuery>,
+    headers: &HeaderMap,
+    identity: &str,
+) -> Result<Response, Response> {
+    let bad = |status: StatusCode, error: &str, description: &str| {
+        http::json(
+            status,
+            &json!({"error": error, "error_description": description}),
+        )
+    };
+    if !state.shared().imds {
+        return Err(bad(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "IMDS is not enabled on this emulator.",
+        ));
+    }
+    identity_faults(state).await?;
+    if headers.get("metadata").and_then(|v| v.to_str().ok()) != Some("true") {
+        return Err(bad(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Required metadata header not specified",
+        ));
+    }
+    let q = q.ok_or_else(|| {
+        bad(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The query string is malformed.",
+        )
+    })?;
+    if q.api_version.is_none() {
+        return Err(bad(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Required query variable 'api-version' is missing",
+        ));
+    }
+    let resource = q.resource.filter(|r| !r.is_empty()).ok_or_else(|| {
+        bad(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Required query variable 'resource' is missing",
+        )
+    })?;
+    let audience = resource.strip_suffix("/.default").unwrap_or(&resource);
+    let (token, expires_in, expires_on) = state.issue_token(identity, audience);
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({
+            "access_token": token,
+            "client_id": identity,
+            "expires_in": expires_in.to_string(),
+            "expires_on": expires_on.to_string(),
+            "ext_expires_in": expires_in.to_string(),
+            "not_before": (expires_on - i64::try_from(expires_in).unwrap_or(0)).to_string(),
+            "resource": resource,
+            "token_type": "Bearer",
+        }),
+    ))
+}
+
 /// `GET /msi/token?api-version=2019-08-01&resource=...[&client_id=...]` with `X-IDENTITY-HEADER`.
 pub(crate) async fn msi_token(
     AxState(state): AxState<State>,

@@ -21,6 +21,10 @@ pub(crate) fn router(state: State) -> Router {
             get(crate::entra::openid_configuration),
         )
         .route("/msi/token", get(crate::entra::msi_token))
+        .route(
+            "/metadata/identity/oauth2/token",
+            get(crate::entra::imds_token),
+        )
         .nest("/admin", crate::admin::router())
         .fallback(crate::vault::data_plane)
         .with_state(state)

@@ -53,6 +53,11 @@ pub struct RunningEmulator {
     state: State,
     handle: axum_server::Handle<SocketAddr>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    imds_addr: Option<SocketAddr>,
+    imds: Option<(
+        axum_server::Handle<SocketAddr>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )>,
 }
 
 impl Emulator {
@@ -91,12 +96,39 @@ impl Emulator {
                 .await
         });
         tracing::info!(%url, "kv-emulator listening");
+        let (imds_addr, imds) = match config.imds_listen {
+            Some(imds) => {
+                let listener = std::net::TcpListener::bind(imds)
+                    .map_err(|e| Error::Io(format!("bind {imds}"), e))?;
+                listener
+                    .set_nonblocking(true)
+                    .map_err(|e| Error::Io("set_nonblocking".into(), e))?;
+                let imds_addr = listener
+                    .local_addr()
+                    .map_err(|e| Error::Io("local_addr".into(), e))?;
+                let server =
+                    axum_server::from_tcp(listener).map_err(|e| Error::Io("serve".into(), e))?;
+                let imds_handle = axum_server::Handle::new();
+                let server = server.handle(imds_handle.clone());
+                let app = http::router(state.clone());
+                let task = tokio::spawn(async move {
+                    server
+                        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                        .await
+                });
+                tracing::info!(addr = %imds_addr, "IMDS token endpoint listening (plain HTTP)");
+                (Some(imds_addr), Some((imds_handle, task)))
+            }
+            None => (None, None),
+        };
         Ok(RunningEmulator {
             addr,
             ca_pem: pki.ca_pem,
             state,
             handle,
             task: Some(task),
+            imds_addr,
+            imds,
         })
     }
 }
@@ -111,6 +143,11 @@ impl RunningEmulator {
     /// host, and (with `/msi/token`) the managed-identity endpoint.
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
+    }
+
+    /// Where the IMDS token endpoint listens (plain HTTP), if asked for.
+    pub fn imds_addr(&self) -> Option<SocketAddr> {
+        self.imds_addr
     }
 
     /// PEM of the test CA that signed the serving certificate.
@@ -143,6 +180,10 @@ impl RunningEmulator {
     /// Stops accepting, closes connections (1 s grace) and waits for the server task.
     pub async fn shutdown(mut self) {
         self.handle.graceful_shutdown(Some(Duration::from_secs(1)));
+        if let Some((handle, task)) = self.imds.take() {
+            handle.graceful_shutdown(Some(Duration::from_secs(1)));
+            let _ = task.await;
+        }
         if let Some(task) = self.task.take() {
             match task.await {
                 Ok(Ok(())) => {}
@@ -157,6 +198,9 @@ impl Drop for RunningEmulator {
     fn drop(&mut self) {
         if self.task.is_some() {
             self.handle.shutdown();
+        }
+        if let Some((handle, _)) = &self.imds {
+            handle.shutdown();
         }
     }
 }

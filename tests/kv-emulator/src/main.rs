@@ -44,6 +44,9 @@ struct Args {
     /// Expected X-IDENTITY-HEADER of /msi/token (managed identity off without it).
     #[arg(long)]
     identity_header: Option<String>,
+    /// Also serve the IMDS token endpoint (plain HTTP, as at 169.254.169.254) here.
+    #[arg(long)]
+    imds_listen: Option<SocketAddr>,
     /// VAULT/NAME=VALUE secret to create at start (repeatable).
     #[arg(long = "seed", value_name = "VAULT/NAME=VALUE")]
     seeds: Vec<String>,
@@ -70,6 +73,7 @@ fn config(args: &Args) -> Result<EmulatorConfig, String> {
         authority_host: args.authority_host.clone(),
         extra_names: args.extra_names.clone(),
         identity_header: args.identity_header.clone(),
+        imds_listen: args.imds_listen,
         token_lifetime: Duration::from_secs(args.token_lifetime),
         ..EmulatorConfig::default()
     };

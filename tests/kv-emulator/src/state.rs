@@ -39,6 +39,7 @@ pub(crate) struct Shared {
     pub federated_keys: Vec<FederatedKey>,
     pub federated_subjects: BTreeMap<String, Vec<String>>,
     pub identity_header: Option<String>,
+    pub imds: bool,
     data: Mutex<Data>,
 }
 
@@ -402,6 +403,7 @@ impl State {
                 federated_keys,
                 federated_subjects: config.federated_subjects.clone(),
                 identity_header: config.identity_header.clone(),
+                imds: config.imds_listen.is_some(),
                 data: Mutex::new(Data {
                     vaults: BTreeMap::new(),
                     tokens: HashMap::new(),

@@ -712,6 +712,53 @@ async fn managed_identity_endpoint() {
 }
 
 #[tokio::test]
+async fn imds_endpoint_over_plain_http_as_on_a_vm() {
+    let mut c = config();
+    c.imds_listen = Some("127.0.0.1:0".parse().unwrap());
+    let emu = start(c).await;
+    let imds = emu.imds_addr().unwrap();
+    let http = reqwest::Client::new();
+    let url = format!(
+        "http://{imds}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net&client_id=uai-1"
+    );
+    let r = http
+        .get(&url)
+        .header("Metadata", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["client_id"], "uai-1");
+    assert!(body["expires_on"].as_str().unwrap().parse::<i64>().unwrap() > 1_700_000_000);
+    emu.state()
+        .set_secret(emu.default_vault(), "s", "x")
+        .unwrap();
+    let r = get(
+        &client(&emu, &[]),
+        &format!("{}/secrets/s?{API}", emu.url()),
+        body["access_token"].as_str(),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    // Without the Metadata header IMDS refuses, as the real one does.
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    // Not enabled: not served.
+    let emu = start(config()).await;
+    let r = client(&emu, &[])
+        .get(format!(
+            "{}/metadata/identity/oauth2/token?api-version=1&resource=r",
+            emu.url()
+        ))
+        .header("Metadata", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
 async fn admin_http_api_mirrors_the_state_handle() {
     let emu = start(config()).await;
     let http = client(&emu, &[]);

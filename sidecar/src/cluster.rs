@@ -1,0 +1,529 @@
+//! What the sidecar tells Kubernetes, decided without a network: the Secrets
+//! a SecretProviderClass's `secretObjects` asks for, the per-pod
+//! SecretProviderClassPodStatus, and the Events on the pod. `kube_sink` sends
+//! them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::{ObjectReference, Secret},
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
+};
+use serde_json::{Value, json};
+use shared::{
+    AzureObjectKind, FileName, InjectionSpec, SecretObject, SecretRef, SyncTarget,
+    provider_class::PROVIDER_CLASS_API_VERSION,
+};
+
+use crate::{plan::Known, provider::FetchError};
+
+/// The label the CSI driver puts on the Secrets it syncs; kept so selectors
+/// written for the driver still find them.
+pub const MANAGED_LABEL: &str = "secrets-store.csi.k8s.io/managed";
+pub const POD_STATUS_KIND: &str = "SecretProviderClassPodStatus";
+pub const POD_STATUS_PLURAL: &str = "secretproviderclasspodstatuses";
+
+/// The pod the sidecar runs in, from the downward API env the webhook sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodIdentity {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub service_account: String,
+}
+
+impl PodIdentity {
+    /// None outside a pod (no `POD_NAME`/`POD_NAMESPACE`/`POD_UID`).
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        let get = |k: &str| env(k).filter(|v| !v.is_empty());
+        Some(Self {
+            name: get("POD_NAME")?,
+            namespace: get("POD_NAMESPACE")?,
+            uid: get("POD_UID")?,
+            service_account: get("POD_SERVICE_ACCOUNT").unwrap_or_else(|| "default".to_owned()),
+        })
+    }
+
+    /// Not a controller reference: every pod syncing a Secret owns it, so the
+    /// garbage collector deletes it with the last of them.
+    pub fn owner_reference(&self) -> OwnerReference {
+        OwnerReference {
+            api_version: "v1".to_owned(),
+            kind: "Pod".to_owned(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            ..Default::default()
+        }
+    }
+
+    pub fn object_reference(&self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some("v1".to_owned()),
+            kind: Some("Pod".to_owned()),
+            name: Some(self.name.clone()),
+            namespace: Some(self.namespace.clone()),
+            uid: Some(self.uid.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// Server-side-apply field manager: one per pod, so one pod's apply never
+    /// drops another pod's owner reference from a shared Secret.
+    pub fn field_manager(&self) -> String {
+        // Field managers are limited to 128 characters.
+        format!("secret-injector/{}", self.uid)
+            .chars()
+            .take(128)
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    #[error("Secret {secret:?} key {key:?} names object {file:?}, which has no value yet")]
+    NoValue {
+        secret: String,
+        key: String,
+        file: String,
+    },
+}
+
+/// The Secret a sync target asks for, filled from the current values. The
+/// whole desired state: applied server-side, it replaces what this pod set.
+pub fn synced_secret(
+    target: &SyncTarget,
+    known: &BTreeMap<FileName, Known>,
+    pod: &PodIdentity,
+) -> Result<Secret, SyncError> {
+    let mut data = BTreeMap::new();
+    for (key, file) in &target.data {
+        let value = known.get(file).ok_or_else(|| SyncError::NoValue {
+            secret: target.secret_name.clone(),
+            key: key.clone(),
+            file: file.to_string(),
+        })?;
+        data.insert(key.clone(), ByteString(value.bytes.expose().to_vec()));
+    }
+    let mut labels = target.labels.clone();
+    labels.insert(MANAGED_LABEL.to_owned(), "true".to_owned());
+    Ok(Secret {
+        metadata: ObjectMeta {
+            name: Some(target.secret_name.clone()),
+            namespace: Some(pod.namespace.clone()),
+            labels: Some(labels),
+            annotations: (!target.annotations.is_empty()).then(|| target.annotations.clone()),
+            owner_references: Some(vec![pod.owner_reference()]),
+            ..Default::default()
+        },
+        type_: Some(target.secret_type.clone()),
+        data: Some(data),
+        ..Default::default()
+    })
+}
+
+/// The versions a sync target's Secret was built from: when they have not
+/// changed since the last successful apply, there is nothing to send.
+pub fn target_versions(
+    target: &SyncTarget,
+    known: &BTreeMap<FileName, Known>,
+) -> BTreeMap<String, String> {
+    target
+        .data
+        .iter()
+        .map(|(key, file)| {
+            let version = known
+                .get(file)
+                .map(|k| k.version.clone())
+                .unwrap_or_default();
+            (key.clone(), version)
+        })
+        .collect()
+}
+
+/// `<pod>-<namespace>-<class>`, as the CSI driver names it.
+pub fn pod_status_name(pod: &PodIdentity, class: &str) -> String {
+    format!("{}-{}-{}", pod.name, pod.namespace, class)
+}
+
+/// How the CSI driver's Azure provider names an object in the status:
+/// `<objectType>/<objectName>`.
+pub fn object_id(object: &SecretObject) -> String {
+    match &object.source {
+        SecretRef::Azure(r) => {
+            let kind = match r.kind {
+                AzureObjectKind::Secret => "secret",
+                AzureObjectKind::Key => "key",
+                AzureObjectKind::Certificate => "cert",
+            };
+            format!("{kind}/{}", r.name)
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `(id, version)` per object with a value, in the spec's order.
+pub fn object_versions(
+    spec: &InjectionSpec,
+    known: &BTreeMap<FileName, Known>,
+) -> Vec<(String, String)> {
+    spec.objects
+        .iter()
+        .filter_map(|o| {
+            known
+                .get(&o.file)
+                .map(|k| (object_id(o), k.version.clone()))
+        })
+        .collect()
+}
+
+/// The SecretProviderClassPodStatus for this pod, owned by it. `mounted` is
+/// true once a complete set is in the volume.
+pub fn pod_status(
+    pod: &PodIdentity,
+    class: &str,
+    target_path: &str,
+    objects: &[(String, String)],
+) -> Value {
+    let objects: Vec<Value> = objects
+        .iter()
+        .map(|(id, version)| json!({"id": id, "version": version}))
+        .collect();
+    json!({
+        "apiVersion": PROVIDER_CLASS_API_VERSION,
+        "kind": POD_STATUS_KIND,
+        "metadata": {
+            "name": pod_status_name(pod, class),
+            "namespace": pod.namespace,
+            "labels": {"app.kubernetes.io/managed-by": "secret-injector"},
+            "ownerReferences": [pod.owner_reference()],
+        },
+        "status": {
+            "podName": pod.name,
+            "secretProviderClassName": class,
+            "mounted": true,
+            "targetPath": target_path,
+            "objects": objects,
+        },
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoteType {
+    Normal,
+    Warning,
+}
+
+/// An Event to record on the pod. Names objects and versions, never values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub type_: NoteType,
+    pub reason: &'static str,
+    pub action: &'static str,
+    pub message: String,
+}
+
+pub const REASON_MOUNTED: &str = "SecretsMounted";
+pub const REASON_ROTATED: &str = "SecretRotationComplete";
+pub const REASON_FAILED: &str = "SecretRotationFailed";
+pub const REASON_RECOVERED: &str = "SecretRotationRecovered";
+
+/// One round, as the Event decision sees it.
+pub struct RoundFacts<'a> {
+    /// This process wrote the pod's first set (no earlier run had).
+    pub first_set: bool,
+    pub wrote: bool,
+    /// Every object has a value (now or from before).
+    pub complete: bool,
+    pub changed: &'a [FileName],
+    pub failures: &'a [(FileName, FetchError)],
+    /// Files that were failing after the previous round.
+    pub previously_failing: &'a BTreeSet<FileName>,
+    pub known: &'a BTreeMap<FileName, Known>,
+    pub mount_path: &'a str,
+}
+
+/// Which Events a round deserves: the first set, each rotation, and a
+/// failure when the set of failing objects changes (not every retry), then
+/// its recovery.
+pub fn notes_for(round: &RoundFacts<'_>) -> Vec<Note> {
+    let mut notes = Vec::new();
+    let with_versions = |files: &[FileName]| -> String {
+        files
+            .iter()
+            .map(|f| match round.known.get(f).map(|k| k.version.as_str()) {
+                Some(v) if !v.is_empty() => format!("{f} (version {v})"),
+                _ => f.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if round.wrote && round.first_set {
+        let files: Vec<FileName> = round.known.keys().cloned().collect();
+        notes.push(Note {
+            type_: NoteType::Normal,
+            reason: REASON_MOUNTED,
+            action: "Mount",
+            message: format!("wrote {} to {}", with_versions(&files), round.mount_path),
+        });
+    } else if round.wrote && !round.changed.is_empty() {
+        notes.push(Note {
+            type_: NoteType::Normal,
+            reason: REASON_ROTATED,
+            action: "Rotate",
+            message: format!("rotated {}", with_versions(round.changed)),
+        });
+    }
+    let failing: BTreeSet<FileName> = round.failures.iter().map(|(f, _)| f.clone()).collect();
+    if !failing.is_empty() && &failing != round.previously_failing {
+        let parts: Vec<String> = round
+            .failures
+            .iter()
+            .map(|(f, e)| format!("{f}: {e}"))
+            .collect();
+        notes.push(Note {
+            type_: NoteType::Warning,
+            reason: REASON_FAILED,
+            action: "Rotate",
+            message: format!(
+                "cannot fetch {}; the files keep their last good values",
+                parts.join("; ")
+            ),
+        });
+    } else if failing.is_empty() && !round.previously_failing.is_empty() {
+        let names: Vec<String> = round
+            .previously_failing
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        notes.push(Note {
+            type_: NoteType::Normal,
+            reason: REASON_RECOVERED,
+            action: "Rotate",
+            message: format!("fetching {} works again", names.join(", ")),
+        });
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::secret::SecretBytes;
+
+    fn pod() -> PodIdentity {
+        PodIdentity {
+            name: "nginx-deployment-5d59d67564-x2x7q".into(),
+            namespace: "default".into(),
+            uid: "0b1e7c9a-0000-4000-8000-000000000001".into(),
+            service_account: "default".into(),
+        }
+    }
+
+    fn file(name: &str) -> FileName {
+        FileName::new(name).unwrap()
+    }
+
+    fn known(pairs: &[(&str, &str, &str)]) -> BTreeMap<FileName, Known> {
+        pairs
+            .iter()
+            .map(|(f, value, version)| {
+                (
+                    file(f),
+                    Known {
+                        bytes: SecretBytes::from(value.to_string()),
+                        version: version.to_string(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn seed_target() -> SyncTarget {
+        SyncTarget {
+            secret_name: "k8s-secret".into(),
+            secret_type: "Opaque".into(),
+            labels: BTreeMap::from([("environment".into(), "test".into())]),
+            annotations: BTreeMap::new(),
+            data: BTreeMap::from([
+                ("username".into(), file("db-user")),
+                ("password".into(), file("db-pass")),
+            ]),
+        }
+    }
+
+    #[test]
+    fn the_synced_secret_carries_the_values_type_labels_and_this_pod_as_an_owner() {
+        let values = known(&[
+            ("db-user", "administrator", "v1"),
+            ("db-pass", "mysupersecretpassword", "v2"),
+        ]);
+        let secret = synced_secret(&seed_target(), &values, &pod()).unwrap();
+        let data = secret.data.unwrap();
+        assert_eq!(data["username"].0, b"administrator");
+        assert_eq!(data["password"].0, b"mysupersecretpassword");
+        assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+        let labels = secret.metadata.labels.unwrap();
+        assert_eq!(labels["environment"], "test");
+        assert_eq!(labels[MANAGED_LABEL], "true");
+        assert_eq!(secret.metadata.namespace.as_deref(), Some("default"));
+        let owners = secret.metadata.owner_references.unwrap();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].kind, "Pod");
+        assert_eq!(owners[0].uid, pod().uid);
+        // Not a controller: several pods may own one Secret.
+        assert_eq!(owners[0].controller, None);
+    }
+
+    #[test]
+    fn a_secret_is_not_built_from_a_missing_value() {
+        let values = known(&[("db-user", "administrator", "v1")]);
+        let err = synced_secret(&seed_target(), &values, &pod()).unwrap_err();
+        assert!(err.to_string().contains("\"db-pass\""), "{err}");
+        assert!(!err.to_string().contains("administrator"));
+    }
+
+    #[test]
+    fn the_pod_status_is_named_and_shaped_as_the_csi_drivers() {
+        let status = pod_status(
+            &pod(),
+            "kv-aks-csi-weu-01",
+            "/mnt/secrets-store",
+            &[("secret/db-user".into(), "v1".into())],
+        );
+        assert_eq!(
+            status["metadata"]["name"],
+            "nginx-deployment-5d59d67564-x2x7q-default-kv-aks-csi-weu-01"
+        );
+        assert_eq!(status["apiVersion"], "secrets-store.csi.x-k8s.io/v1");
+        assert_eq!(status["status"]["mounted"], true);
+        assert_eq!(
+            status["status"]["secretProviderClassName"],
+            "kv-aks-csi-weu-01"
+        );
+        assert_eq!(status["status"]["podName"], pod().name);
+        assert_eq!(status["status"]["objects"][0]["id"], "secret/db-user");
+        assert_eq!(status["status"]["objects"][0]["version"], "v1");
+        assert_eq!(status["metadata"]["ownerReferences"][0]["uid"], pod().uid);
+    }
+
+    #[test]
+    fn object_ids_follow_the_azure_provider() {
+        let object = |uri: &str| SecretObject {
+            file: file("f"),
+            source: uri.parse().unwrap(),
+            encoding: None,
+            format: None,
+            json_key: None,
+            file_permission: None,
+        };
+        assert_eq!(
+            object_id(&object("azure://kv-1/secrets/db-pass")),
+            "secret/db-pass"
+        );
+        assert_eq!(object_id(&object("azure://kv-1/keys/k/abc")), "key/k");
+        assert_eq!(object_id(&object("azure://kv-1/certificates/c")), "cert/c");
+    }
+
+    #[test]
+    fn field_managers_differ_per_pod() {
+        let mut other = pod();
+        other.uid = "another".into();
+        assert_ne!(pod().field_manager(), other.field_manager());
+    }
+
+    #[test]
+    fn pod_identity_needs_name_namespace_and_uid() {
+        let env = |k: &str| match k {
+            "POD_NAME" => Some("p".to_owned()),
+            "POD_NAMESPACE" => Some("ns".to_owned()),
+            "POD_UID" => Some("u".to_owned()),
+            _ => None,
+        };
+        let id = PodIdentity::from_env(env).unwrap();
+        assert_eq!(id.service_account, "default");
+        assert!(PodIdentity::from_env(|k| (k != "POD_UID").then(|| "x".to_owned())).is_none());
+    }
+
+    fn facts<'a>(
+        first_set: bool,
+        wrote: bool,
+        changed: &'a [FileName],
+        failures: &'a [(FileName, FetchError)],
+        previously_failing: &'a BTreeSet<FileName>,
+        known: &'a BTreeMap<FileName, Known>,
+    ) -> RoundFacts<'a> {
+        RoundFacts {
+            first_set,
+            wrote,
+            complete: true,
+            changed,
+            failures,
+            previously_failing,
+            known,
+            mount_path: "/mnt/secrets-store",
+        }
+    }
+
+    #[test]
+    fn events_for_the_first_set_a_rotation_a_failure_and_its_recovery() {
+        let values = known(&[
+            ("db-user", "administrator", "u1"),
+            ("db-pass", "s3cret-value", "p2"),
+        ]);
+        let none = BTreeSet::new();
+
+        let first = notes_for(&facts(true, true, &[], &[], &none, &values));
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].reason, REASON_MOUNTED);
+        assert!(
+            first[0].message.contains("db-pass (version p2)"),
+            "{}",
+            first[0].message
+        );
+
+        let changed = [file("db-pass")];
+        let rotated = notes_for(&facts(false, true, &changed, &[], &none, &values));
+        assert_eq!(rotated.len(), 1);
+        assert_eq!(rotated[0].reason, REASON_ROTATED);
+        assert_eq!(rotated[0].message, "rotated db-pass (version p2)");
+
+        // Nothing changed, nothing failing: no Event.
+        assert!(notes_for(&facts(false, false, &[], &[], &none, &values)).is_empty());
+
+        let failures = [(
+            file("db-pass"),
+            FetchError::Unavailable("503 from the vault".into()),
+        )];
+        let failed = notes_for(&facts(false, false, &[], &failures, &none, &values));
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].type_, NoteType::Warning);
+        assert_eq!(failed[0].reason, REASON_FAILED);
+        assert!(
+            failed[0].message.contains("db-pass: store unavailable"),
+            "{}",
+            failed[0].message
+        );
+
+        // The same failure again: no new Event each retry.
+        let failing = BTreeSet::from([file("db-pass")]);
+        assert!(notes_for(&facts(false, false, &[], &failures, &failing, &values)).is_empty());
+
+        let recovered = notes_for(&facts(false, false, &[], &[], &failing, &values));
+        assert_eq!(recovered[0].reason, REASON_RECOVERED);
+
+        // No Event ever carries a value.
+        for note in first
+            .iter()
+            .chain(&rotated)
+            .chain(&failed)
+            .chain(&recovered)
+        {
+            assert!(
+                !note.message.contains("s3cret-value") && !note.message.contains("administrator")
+            );
+        }
+    }
+}

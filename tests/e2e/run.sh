@@ -47,6 +47,8 @@ curl -fsS --cacert "$workdir/webhook-ca.pem" "https://127.0.0.1:$port/readyz" >/
 
 export E2E_WEBHOOK_URL="https://127.0.0.1:$port/mutate"
 export E2E_WEBHOOK_CA="$workdir/webhook-ca.pem"
+# For the self-managed TLS test, which starts its own replicas.
+export E2E_WEBHOOK_BIN="$repo/target/debug/webhook"
 status=0
 cargo test -p e2e -- --ignored --test-threads 2 || status=$?
 if [ $status -ne 0 ]; then

@@ -9,6 +9,7 @@ use crate::{
     classes::WatchedClasses,
     config::{self, InjectorArgs},
     inject, server, tls,
+    tls_keeper::{KeeperConfig, TlsKeeper},
 };
 
 #[derive(Debug, Parser)]
@@ -27,9 +28,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve AdmissionReviews over HTTPS on /mutate.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Inject offline: read YAML (Pods and workload templates), print it mutated.
-    Inject(InjectArgs),
+    Inject(Box<InjectArgs>),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -67,15 +68,54 @@ pub struct ServeArgs {
         long,
         env = "SECRET_INJECTOR_TLS_CERT_FILE",
         requires = "tls_key_file",
-        required_unless_present = "self_signed"
+        required_unless_present_any = ["self_signed", "tls_managed"]
     )]
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key; reloaded when it changes.
     #[arg(long, env = "SECRET_INJECTOR_TLS_KEY_FILE", requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
     /// Generate a throwaway CA and serving certificate (local runs).
-    #[arg(long, conflicts_with_all = ["tls_cert_file", "tls_key_file"])]
+    #[arg(long, conflicts_with_all = ["tls_cert_file", "tls_key_file", "tls_managed"])]
     pub self_signed: bool,
+    /// Self-managed TLS: keep a CA and serving certificate in a Secret shared by
+    /// all replicas, write the CA into the webhook configuration, renew them.
+    #[arg(long, env = "SECRET_INJECTOR_TLS_MANAGED", conflicts_with_all = ["tls_cert_file", "tls_key_file"])]
+    pub tls_managed: bool,
+    /// The Secret holding the self-managed certificate.
+    #[arg(
+        long,
+        env = "SECRET_INJECTOR_TLS_SECRET",
+        default_value = "secret-injector-tls"
+    )]
+    pub tls_secret: String,
+    /// The webhook's namespace (default: the pod's own, from its ServiceAccount).
+    #[arg(long, env = "SECRET_INJECTOR_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// DNS names of the self-managed certificate (default: <service>.<namespace>.svc[.cluster.local]).
+    #[arg(long, env = "SECRET_INJECTOR_TLS_NAMES", value_delimiter = ',')]
+    pub tls_names: Vec<String>,
+    /// The Service in front of the webhook, for the default certificate names.
+    #[arg(
+        long,
+        env = "SECRET_INJECTOR_SERVICE",
+        default_value = "secret-injector"
+    )]
+    pub service: String,
+    /// The MutatingWebhookConfiguration that gets the self-managed CA bundle.
+    #[arg(
+        long,
+        env = "SECRET_INJECTOR_WEBHOOK_CONFIGURATION",
+        default_value = "secret-injector"
+    )]
+    pub webhook_configuration: String,
+    /// How often the self-managed certificate's Secret is checked.
+    #[arg(long, env = "SECRET_INJECTOR_TLS_CHECK_INTERVAL", default_value = "30s",
+          value_parser = parse_grace)]
+    pub tls_check_interval: Duration,
+    /// Renew the self-managed serving certificate this long before it expires.
+    #[arg(long, env = "SECRET_INJECTOR_TLS_RENEW_BEFORE", default_value = "720h",
+          value_parser = parse_grace)]
+    pub tls_renew_before: Duration,
     /// DNS names and IPs of the generated certificate.
     #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
     pub self_signed_names: Vec<String>,
@@ -128,8 +168,8 @@ pub fn init_logging(log: &LogArgs) {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
-        Command::Inject(args) => inject(args),
+        Command::Serve(args) => serve(*args).await,
+        Command::Inject(args) => inject(*args),
     }
 }
 
@@ -181,6 +221,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(native_sidecars = native, image = %config.image, "injection configured");
 
     let (resolver, _watcher) = match (&args.tls_cert_file, &args.tls_key_file, args.self_signed) {
+        _ if args.tls_managed => {
+            let Some(client) = client.clone() else {
+                bail!("--tls-managed needs the Kubernetes API (in a pod, or a kubeconfig)");
+            };
+            let keeper = TlsKeeper::new(client, keeper_config(&args)?);
+            (keeper.start().await?, None)
+        }
         (Some(cert), Some(key), false) => {
             let resolver = tls::CertResolver::new(tls::load_files(cert, key)?);
             let watcher = tls::watch(resolver.clone(), cert.clone(), key.clone())?;
@@ -194,7 +241,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
             (tls::CertResolver::new(generated.key), None)
         }
-        _ => bail!("give --tls-cert-file with --tls-key-file, or --self-signed"),
+        _ => bail!("give --tls-cert-file with --tls-key-file, --tls-managed, or --self-signed"),
     };
     let tls_config = tls::server_config(resolver)?;
 
@@ -226,6 +273,40 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn keeper_config(args: &ServeArgs) -> anyhow::Result<KeeperConfig> {
+    const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+    let namespace = match &args.namespace {
+        Some(namespace) => namespace.clone(),
+        None => std::fs::read_to_string(NAMESPACE_FILE)
+            .map(|s| s.trim().to_owned())
+            .with_context(|| {
+                format!("--tls-managed: give --namespace (cannot read {NAMESPACE_FILE})")
+            })?,
+    };
+    let names = if args.tls_names.is_empty() {
+        let service = &args.service;
+        vec![
+            format!("{service}.{namespace}.svc"),
+            format!("{service}.{namespace}.svc.cluster.local"),
+            format!("{service}.{namespace}"),
+            service.clone(),
+        ]
+    } else {
+        args.tls_names.clone()
+    };
+    Ok(KeeperConfig {
+        namespace,
+        secret_name: args.tls_secret.clone(),
+        webhook_configuration: Some(args.webhook_configuration.clone()).filter(|n| !n.is_empty()),
+        names,
+        lifetimes: crate::managed_tls::Lifetimes {
+            renew_before: args.tls_renew_before,
+            ..Default::default()
+        },
+        check_every: args.tls_check_interval,
+    })
 }
 
 /// Asks the apiserver its version; without one (local runs) or on error,

@@ -6,9 +6,11 @@ pub mod classes;
 pub mod cli;
 pub mod config;
 pub mod inject;
+pub mod managed_tls;
 pub mod metrics;
 pub mod mutate;
 pub mod server;
 pub mod tls;
+pub mod tls_keeper;
 
 pub use config::InjectorConfig;

@@ -104,7 +104,17 @@ pub fn load_files(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, Tls
     };
     let cert_pem = read(cert_path)?;
     let key_pem = read(key_path)?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+    certified_key(&cert_pem, &key_pem, cert_path, key_path)
+}
+
+/// A certificate chain and its key, PEM; the paths only name them in errors.
+pub fn certified_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<CertifiedKey, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .filter_map(Result::ok)
         .collect();
     if chain.is_empty() {
@@ -112,7 +122,7 @@ pub fn load_files(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, Tls
             path: cert_path.to_owned(),
         });
     }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::BadKey {
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| TlsError::BadKey {
         path: key_path.to_owned(),
     })?;
     CertifiedKey::from_der(chain, key, &*provider()?).map_err(|e| TlsError::Mismatch {

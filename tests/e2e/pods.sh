@@ -80,7 +80,7 @@ export KC_NETNS=$NETNS
 in_ns ip addr add 169.254.169.254/32 dev lo
 
 # The CRDs before the webhook, whose SecretProviderClass cache lists them.
-K apply -f manifests/crds/ >/dev/null
+K apply -k manifests/crds >/dev/null
 K wait --for condition=established --timeout=60s \
   crd/secretproviderclasses.secrets-store.csi.x-k8s.io \
   crd/secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io >/dev/null

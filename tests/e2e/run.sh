@@ -29,7 +29,7 @@ kc_start "$workdir/cluster"
 set -a; source "$workdir/cluster/env"; set +a
 
 # The CRDs first: the webhook's watch of SecretProviderClasses starts with them.
-kubectl apply -f manifests/crds/ >/dev/null
+kubectl apply -k manifests/crds >/dev/null
 kubectl wait --for condition=established --timeout=60s crd/secretproviderclasses.secrets-store.csi.x-k8s.io >/dev/null
 
 cargo build --quiet -p secret-injector-webhook --bin webhook
@@ -51,6 +51,23 @@ export E2E_WEBHOOK_CA="$workdir/webhook-ca.pem"
 export E2E_WEBHOOK_BIN="$repo/target/debug/webhook"
 status=0
 cargo test -p e2e -- --ignored --test-threads 2 || status=$?
+
+# The kustomize base, applied as an operator would, after the tests (its
+# webhook configuration would otherwise see their pods). The apiserver
+# validates every object; nothing runs here (no nodes). 1.20 predates
+# policy/v1, which current clusters require.
+echo "e2e: kubectl apply -k manifests/base"
+if kubectl kustomize manifests/base | sed 's|^apiVersion: policy/v1$|apiVersion: policy/v1beta1|' |
+  kubectl apply -f - >"$workdir/base-apply.log" 2>&1 &&
+  kubectl -n secret-injector get deployment/secret-injector service/secret-injector \
+    poddisruptionbudget/secret-injector serviceaccount/secret-injector >/dev/null &&
+  kubectl get mutatingwebhookconfiguration secret-injector >/dev/null; then
+  echo "e2e: ok   the kustomize base applies to a real apiserver ($(grep -c . "$workdir/base-apply.log") objects)"
+else
+  echo "e2e: FAIL the kustomize base does not apply:" >&2
+  cat "$workdir/base-apply.log" >&2
+  status=1
+fi
 if [ $status -ne 0 ]; then
   echo "--- webhook log ($workdir/webhook.log)" >&2
   tail -n 50 "$workdir/webhook.log" >&2

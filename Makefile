@@ -26,6 +26,7 @@ sdk:
 e2e:
 	tests/e2e/run.sh
 	tests/e2e/pods.sh
+	tests/e2e/install.sh
 
 bench:
 	cargo bench -p secret-injector-webhook --bench mutate

@@ -16,20 +16,16 @@ cd "$repo"
 # shellcheck source=tests/cluster/lib.sh
 source tests/cluster/lib.sh
 
-VAULT=kv-aks-csi-weu-01
-TENANT=00000000-0000-0000-0000-00000000000a
-CLIENT=00000000-0000-0000-0000-000000000001
+# shellcheck source=tests/e2e/pods-lib.sh
+source tests/e2e/pods-lib.sh
 INTERVAL=10
 
 tests/cluster/install-deps.sh
 KUBE_BIN_DIR=$(tests/cluster/build-kube.sh | tail -n1)
 export KUBE_BIN_DIR
 
-# The sidecar's image holds a static binary (the image has no libc).
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release \
-  --target x86_64-unknown-linux-gnu -p secret-injector-sidecar
+e2e_static_build -p secret-injector-sidecar
 cargo build --quiet -p secret-injector-webhook -p kv-emulator
-static_sidecar=$repo/target/x86_64-unknown-linux-gnu/release/secret-injector-sidecar
 
 W=${E2E_WORKDIR:-$(mktemp -d /tmp/secret-injector-pods.XXXXXX)}
 mkdir -p "$W"
@@ -62,22 +58,7 @@ cleanup() {
   [ "$failed" -eq 0 ] && [ "$rc" -eq 0 ]
 }
 trap cleanup EXIT
-K() { tests/cluster/in-cluster-ns.sh "$W" kubectl "$@"; }
-in_ns() { tests/cluster/in-cluster-ns.sh "$W" "$@"; }
-
-echo "10.77.0.1 $VAULT.vault.azure.net login.microsoftonline.com" >"$W/dns-hosts"
-# One retry: once in CI (after the apiserver e2e) kubelet exited at start
-# with an empty log; a second start went through. Not yet explained.
-if ! tests/cluster/cluster.sh start "$W" >/dev/null; then
-  echo "pods: the cluster did not start; kubelet log:"; tail -20 "$W/kubelet/kubelet.log" || true
-  echo "pods: starting the cluster again"
-  tests/cluster/cluster.sh start "$W" >/dev/null
-fi
-set -a; . "$W/env"; set +a
-export KC_NETNS=$NETNS
-# The node's Instance Metadata Service address, as pods on an Azure VM reach
-# it: the seed's class uses the VM's user-assigned managed identity.
-in_ns ip addr add 169.254.169.254/32 dev lo
+e2e_cluster_up "$W"
 
 # The CRDs before the webhook, whose SecretProviderClass cache lists them.
 K apply -k manifests/crds >/dev/null
@@ -85,22 +66,8 @@ K wait --for condition=established --timeout=60s \
   crd/secretproviderclasses.secrets-store.csi.x-k8s.io \
   crd/secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io >/dev/null
 
-# The emulator at the real names on 10.77.0.1:443; it trusts the cluster's
-# service-account key for workload identity, for the pod's own account only.
-kc_spawn emulator "$W" "$repo/target/debug/kv-emulator" --listen 10.77.0.1:443 \
-  --ca-out "$W/emulator-ca.pem" --default-vault "$VAULT" --tenant "$TENANT" \
-  --authority-host https://login.microsoftonline.com \
-  --federated-key "$SA_PUB" --federated-subject "$CLIENT=system:serviceaccount:default:default" \
-  --extra-name "*.vault.azure.net" --extra-name login.microsoftonline.com --extra-name 10.77.0.1 \
-  --seed "$VAULT/db-user=administrator" --seed "$VAULT/db-pass=mysupersecretpassword" \
-  --imds-listen 169.254.169.254:80
-for _ in $(seq 1 100); do [ -s "$W/emulator-ca.pem" ] && break; sleep 0.1; done
-admin() { in_ns curl -fsS --cacert "$W/emulator-ca.pem" -H 'Content-Type: application/json' "$@"; }
-
-# Images: the sidecar (trusting the emulator's CA, as an operator adds a
-# private CA), the stand-in app tagged nginx:1.23.1, pause.
-tests/images/build.sh --sidecar "$static_sidecar" --extra-ca "$W/emulator-ca.pem" "$W/images" >/dev/null
-tests/cluster/cluster.sh import "$W" "$W"/images/*.tar >/dev/null
+e2e_emulator "$W"
+e2e_images "$W"
 
 # The webhook, registered with the apiserver; `auto` asks the apiserver (1.20: classic sidecars).
 port=$(kc_free_port)

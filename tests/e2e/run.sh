@@ -56,6 +56,27 @@ cargo test -p e2e -- --ignored --test-threads 2 || status=$?
 # webhook configuration would otherwise see their pods). The apiserver
 # validates every object; nothing runs here (no nodes). 1.20 predates
 # policy/v1, which current clusters require.
+# The Helm chart: lint, a render per TLS mode, each validated by the
+# apiserver (server-side dry run; cert-manager's own kinds need cert-manager).
+if tests/helm/run.sh "$workdir/helm" >"$workdir/helm.log" 2>&1; then
+  grep -c "^helm: ok" "$workdir/helm.log" | xargs -I{} echo "e2e: ok   helm lint and renders ({} checks)"
+  kubectl create namespace secret-injector >/dev/null
+  for mode in selfManaged provided certManager; do
+    if sed 's|^apiVersion: policy/v1$|apiVersion: policy/v1beta1|' "$workdir/helm/$mode.yaml" |
+      kubectl apply --dry-run=server -f - >"$workdir/helm-$mode.log" 2>&1; then
+      echo "e2e: ok   the Helm chart ($mode TLS) validates on a real apiserver"
+    else
+      echo "e2e: FAIL the Helm chart ($mode TLS) does not validate:" >&2
+      cat "$workdir/helm-$mode.log" >&2
+      status=1
+    fi
+  done
+else
+  echo "e2e: FAIL helm lint or render:" >&2
+  cat "$workdir/helm.log" >&2
+  status=1
+fi
+
 echo "e2e: kubectl apply -k manifests/base"
 if kubectl kustomize manifests/base | sed 's|^apiVersion: policy/v1$|apiVersion: policy/v1beta1|' |
   kubectl apply -f - >"$workdir/base-apply.log" 2>&1 &&

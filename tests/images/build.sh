@@ -11,6 +11,7 @@
 #   app.tar      nginx:1.23.1                stand-in app (busybox + app.sh):
 #                prints /mnt/secrets-store files and DB_USER/DB_PASS every second
 #   sidecar.tar  secret-injector-sidecar:e2e only with --sidecar BIN
+#   webhook.tar  secret-injector-webhook:e2e only with --webhook BIN
 #
 # Options:
 #   --sidecar BIN     build sidecar.tar from this static binary
@@ -19,6 +20,9 @@
 #                     (and kept as /etc/ssl/certs/extra-ca.pem), e.g. the test CA
 #                     that signed the Key Vault emulator's certificate
 #   --sidecar-tag T   default secret-injector-sidecar:e2e
+#   --webhook BIN     build webhook.tar from this static binary
+#                     (/usr/local/bin/webhook, user 65532, no shell: as images/Dockerfile.webhook)
+#   --webhook-tag T   default secret-injector-webhook:e2e
 #   --only LIST       comma-separated subset of pause,app,sidecar
 #
 # The sidecar must be a static binary (the image has no libc):
@@ -38,12 +42,15 @@ die() { log "ERROR: $*"; exit 1; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 sidecar_bin="" extra_ca="" sidecar_tag="secret-injector-sidecar:e2e" only="pause,app"
+webhook_bin="" webhook_tag="secret-injector-webhook:e2e"
 only_given=0
 while [ $# -gt 0 ]; do
   case $1 in
     --sidecar) sidecar_bin=$2; shift 2 ;;
     --extra-ca) extra_ca=$2; shift 2 ;;
     --sidecar-tag) sidecar_tag=$2; shift 2 ;;
+    --webhook) webhook_bin=$2; shift 2 ;;
+    --webhook-tag) webhook_tag=$2; shift 2 ;;
     --only) only=$2; only_given=1; shift 2 ;;
     -h|--help) usage ;;
     --) shift; break ;;
@@ -54,6 +61,7 @@ done
 [ $# -eq 1 ] || usage
 out=$1
 [ -n "$sidecar_bin" ] && [ "$only_given" = 0 ] && only="$only,sidecar"
+[ -n "$webhook_bin" ] && [ "$only_given" = 0 ] && only="$only,webhook"
 want() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 for t in umoci skopeo; do command -v $t >/dev/null || die "$t missing (tests/cluster/install-deps.sh)"; done
@@ -139,6 +147,14 @@ sidecar_rootfs() {
   chmod 0644 "$r/etc/ssl/certs/ca-certificates.crt"
 }
 
+# ---------------------------------------------------------------- webhook
+webhook_rootfs() {
+  local r=$1
+  base_etc "$r"
+  mkdir -p "$r/usr/local/bin"
+  install -m 0755 "$webhook_bin" "$r/usr/local/bin/webhook"
+}
+
 start=$(date +%s.%N)
 
 if want pause; then
@@ -172,6 +188,19 @@ if want sidecar; then
     --config.env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     --config.env SSL_CERT_DIR=/etc/ssl/certs \
     --config.workingdir /home/nonroot
+fi
+
+if want webhook; then
+  [ -n "$webhook_bin" ] || die "--only webhook needs --webhook BIN"
+  [ -f "$webhook_bin" ] || die "no such file: $webhook_bin"
+  if ldd "$webhook_bin" 2>&1 | grep -q '=>'; then
+    die "$webhook_bin is dynamically linked; the image has no libc"
+  fi
+  build_image webhook "$webhook_tag" webhook_rootfs \
+    --config.entrypoint /usr/local/bin/webhook \
+    --config.cmd serve --config.cmd --tls-managed \
+    --config.user 65532:65532 \
+    --config.workingdir /
 fi
 
 log "done in $(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}') s"

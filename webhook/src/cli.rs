@@ -126,6 +126,12 @@ pub struct ServeArgs {
     /// /mutate-csi does, for namespaces labelled secret-injector.io/csi-compat=enabled).
     #[arg(long, env = "SECRET_INJECTOR_CSI_COMPAT_EVERYWHERE")]
     pub csi_compat_everywhere: bool,
+    /// After SIGTERM, keep answering this long (not ready, closing each
+    /// connection after its answer) so the Service's endpoints drop this
+    /// replica before it stops accepting.
+    #[arg(long, env = "SECRET_INJECTOR_SHUTDOWN_DELAY", default_value = "0s",
+          value_parser = parse_grace)]
+    pub shutdown_delay: Duration,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "SECRET_INJECTOR_SHUTDOWN_GRACE", default_value = "10s",
           value_parser = parse_grace)]
@@ -260,17 +266,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         state.classes = std::sync::Arc::new(classes);
     }
     let ready = state.ready.clone();
+    let draining = state.draining.clone();
+    let delay = args.shutdown_delay;
+    let not_ready = ready.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        not_ready.store(false, Ordering::Release);
+        draining.store(true, Ordering::Release);
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_seconds = delay.as_secs(),
+                "not ready; answering until the endpoints drop this replica"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    };
     let app = server::router(state);
     tracing::info!(address = %local, "serving /mutate over HTTPS");
     ready.store(true, Ordering::Release);
-    server::serve_tls(
-        app,
-        listener,
-        tls_config,
-        shutdown_signal(),
-        args.shutdown_grace,
-    )
-    .await?;
+    server::serve_tls(app, listener, tls_config, shutdown, args.shutdown_grace).await?;
     tracing::info!("stopped");
     Ok(())
 }

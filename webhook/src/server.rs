@@ -39,6 +39,9 @@ pub struct AppState {
     pub classes: Arc<dyn ProviderClasses>,
     /// Convert Secrets Store CSI volumes on `/mutate` too, not only on `/mutate-csi`.
     pub csi_compat_everywhere: bool,
+    /// Set on SIGTERM: answers close their connection, so clients stop
+    /// reusing one to a replica about to go.
+    pub draining: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -49,6 +52,7 @@ impl AppState {
             ready: Arc::new(AtomicBool::new(false)),
             classes: Arc::new(NoClasses),
             csi_compat_everywhere: false,
+            draining: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -103,6 +107,18 @@ async fn mutate_csi(State(state): State<AppState>, headers: HeaderMap, body: Byt
 }
 
 async fn handle(state: AppState, headers: HeaderMap, body: Bytes, csi_compat: bool) -> Response {
+    let draining = state.draining.clone();
+    let mut response = review(state, headers, body, csi_compat).await;
+    if draining.load(Ordering::Acquire) {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
+async fn review(state: AppState, headers: HeaderMap, body: Bytes, csi_compat: bool) -> Response {
     let started = Instant::now();
     let span = tracing::info_span!(
         "admission",

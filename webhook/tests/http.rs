@@ -221,3 +221,28 @@ async fn a_pod_that_is_not_a_pod_is_denied_with_the_reason() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn while_draining_answers_close_their_connection() {
+    // After SIGTERM the replica still answers, but tells the apiserver not to
+    // reuse the connection, so new requests go to replicas that stay.
+    let state = state();
+    let connection = |response: &axum::response::Response| {
+        response
+            .headers()
+            .get(header::CONNECTION)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let response = server::router(state.clone())
+        .oneshot(post(SEED_POD, "application/json"))
+        .await
+        .unwrap();
+    assert_eq!(connection(&response), None);
+    state.draining.store(true, Ordering::Release);
+    let response = server::router(state.clone())
+        .oneshot(post(SEED_POD, "application/json"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(connection(&response).as_deref(), Some("close"));
+}

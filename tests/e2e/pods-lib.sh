@@ -1,0 +1,67 @@
+# shellcheck shell=bash
+# What the real-pod e2e scripts (pods.sh, install.sh) share: the one-node
+# cluster with the Key Vault emulator at the real names, and the images.
+# Sourced after tests/cluster/lib.sh, from the repository root; uses $repo.
+#
+#   e2e_cluster_up <workdir>        start (one retry), load env, IMDS address
+#   e2e_emulator <workdir>          the emulator on 10.77.0.1:443 (+ IMDS on :80)
+#   e2e_images <workdir> [args...]  pause, app, sidecar (+ build.sh args), imported
+#   K ..., in_ns ..., admin ...     kubectl / a command / the emulator's admin API, in the netns
+
+: "${repo:?set repo to the repository root before sourcing}"
+VAULT=kv-aks-csi-weu-01
+TENANT=00000000-0000-0000-0000-00000000000a
+CLIENT=00000000-0000-0000-0000-000000000001
+
+K() { tests/cluster/in-cluster-ns.sh "$W" kubectl "$@"; }
+in_ns() { tests/cluster/in-cluster-ns.sh "$W" "$@"; }
+admin() { in_ns curl -fsS --cacert "$W/emulator-ca.pem" -H 'Content-Type: application/json' "$@"; }
+
+e2e_cluster_up() {
+  echo "10.77.0.1 $VAULT.vault.azure.net login.microsoftonline.com" >"$1/dns-hosts"
+  # One retry: once in CI (after the apiserver e2e) kubelet exited at start
+  # with an empty log; a second start went through. Not yet explained.
+  if ! tests/cluster/cluster.sh start "$1" >/dev/null; then
+    echo "e2e: the cluster did not start; kubelet log:"; tail -20 "$1/kubelet/kubelet.log" || true
+    echo "e2e: starting the cluster again"
+    tests/cluster/cluster.sh start "$1" >/dev/null
+  fi
+  set -a
+  # shellcheck disable=SC1091
+  . "$1/env"
+  set +a
+  export KC_NETNS=$NETNS
+  # The node's Instance Metadata Service address, as pods on an Azure VM
+  # reach it: the seed's class uses the VM's user-assigned managed identity.
+  in_ns ip addr add 169.254.169.254/32 dev lo
+}
+
+# The emulator at the real names on 10.77.0.1:443; it trusts the cluster's
+# service-account key for workload identity, for the pod's own account only.
+e2e_emulator() {
+  kc_spawn emulator "$1" "$repo/target/debug/kv-emulator" --listen 10.77.0.1:443 \
+    --ca-out "$1/emulator-ca.pem" --default-vault "$VAULT" --tenant "$TENANT" \
+    --authority-host https://login.microsoftonline.com \
+    --federated-key "$SA_PUB" --federated-subject "$CLIENT=system:serviceaccount:default:default" \
+    --extra-name "*.vault.azure.net" --extra-name login.microsoftonline.com --extra-name 10.77.0.1 \
+    --seed "$VAULT/db-user=administrator" --seed "$VAULT/db-pass=mysupersecretpassword" \
+    --imds-listen 169.254.169.254:80
+  for _ in $(seq 1 100); do [ -s "$1/emulator-ca.pem" ] && break; sleep 0.1; done
+}
+
+# Images: the sidecar (trusting the emulator's CA, as an operator adds a
+# private CA), the stand-in app tagged nginx:1.23.1, pause; imported.
+e2e_images() {
+  local dir=$1
+  shift
+  tests/images/build.sh --sidecar "$repo/target/x86_64-unknown-linux-gnu/release/secret-injector-sidecar" \
+    --extra-ca "$dir/emulator-ca.pem" "$@" "$dir/images" >/dev/null
+  tests/cluster/cluster.sh import "$dir" "$dir"/images/*.tar >/dev/null
+}
+
+# Static binaries for the images (they have no libc); --target keeps
+# crt-static off build scripts and proc macros.
+e2e_static_build() {
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release \
+    --target x86_64-unknown-linux-gnu "$@"
+}

@@ -14,7 +14,12 @@ stamp="$venv/.requirements.sha256"
 want="$(sha256sum "$here/requirements.txt" | cut -d' ' -f1)"
 if [[ ! -x "$venv/bin/python" || ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   mkdir -p "$cache"
-  [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+  if [[ ! -x "$venv/bin/python" ]] && ! python3 -m venv "$venv" 2>/dev/null; then
+    # Debian's python3 ships venv separately.
+    rm -rf "$venv"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+    python3 -m venv "$venv"
+  fi
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$here/requirements.txt"
   echo "$want" >"$stamp"
 fi

@@ -8,6 +8,7 @@ use kube::core::{
 };
 
 use crate::{
+    accounts::{NoAccounts, ServiceAccounts},
     classes::{Context, NoClasses, ProviderClasses},
     config::InjectorConfig,
     mutate::{self, Decision, SkipReason},
@@ -58,7 +59,7 @@ pub struct Reviewed {
 }
 
 pub fn review(body: &[u8], config: &InjectorConfig) -> Result<Reviewed, ReviewError> {
-    review_with(body, config, &NoClasses, false)
+    review_with(body, config, &NoClasses, &NoAccounts, false)
 }
 
 /// A review with SecretProviderClasses to read and, when the webhook was
@@ -67,6 +68,7 @@ pub fn review_with(
     body: &[u8],
     config: &InjectorConfig,
     classes: &dyn ProviderClasses,
+    accounts: &dyn ServiceAccounts,
     csi_compat: bool,
 ) -> Result<Reviewed, ReviewError> {
     // Pods are what this webhook is registered for: decode the object straight
@@ -78,6 +80,7 @@ pub fn review_with(
         let ctx = Context {
             namespace: request.namespace.as_deref().unwrap_or("default"),
             classes,
+            accounts,
             csi_compat,
         };
         let (response, outcome) = respond_to_pod(&request, config, &ctx);

@@ -31,6 +31,8 @@ pub struct Context<'a> {
     /// The request's namespace (a pod being created may not carry it yet).
     pub namespace: &'a str,
     pub classes: &'a dyn ProviderClasses,
+    /// ServiceAccounts' Azure workload identity annotations.
+    pub accounts: &'a dyn crate::accounts::ServiceAccounts,
     /// Convert Secrets Store CSI volumes (the namespace opted in, or the operator everywhere).
     pub csi_compat: bool,
 }
@@ -40,6 +42,7 @@ impl Default for Context<'_> {
         Self {
             namespace: "default",
             classes: &NoClasses,
+            accounts: &crate::accounts::NoAccounts,
             csi_compat: false,
         }
     }

@@ -6,6 +6,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
+    accounts::WatchedAccounts,
     classes::WatchedClasses,
     config::{self, InjectorArgs},
     inject, server, tls,
@@ -257,13 +258,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut state = server::AppState::new(config);
     state.csi_compat_everywhere = args.csi_compat_everywhere;
     if let Some(client) = client {
-        let classes = WatchedClasses::start(client);
+        let classes = WatchedClasses::start(client.clone());
         if !classes.wait_until_ready(Duration::from_secs(10)).await {
             tracing::warn!(
                 "SecretProviderClasses not listed yet (is the CRD installed?); serving, the watch retries"
             );
         }
         state.classes = std::sync::Arc::new(classes);
+        let accounts = WatchedAccounts::start(client);
+        if !accounts.wait_until_ready(Duration::from_secs(10)).await {
+            tracing::warn!("ServiceAccounts not listed yet; serving, the watch retries");
+        }
+        state.accounts = std::sync::Arc::new(accounts);
     }
     let ready = state.ready.clone();
     let draining = state.draining.clone();

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 use crate::{
+    accounts::AccountIdentity,
     classes::Context,
     config::InjectorConfig,
     mutate::{self, Decision, MutationError},
@@ -80,15 +81,16 @@ pub fn inject_stream_with(
     let mut result = Injected::default();
     let mut documents = Vec::new();
     let texts = split_documents(input);
+    // What the pods may refer to: SecretProviderClasses and ServiceAccounts
+    // in the same input.
     let mut classes: BTreeMap<(String, String), Value> = BTreeMap::new();
+    let mut accounts: BTreeMap<(String, String), AccountIdentity> = BTreeMap::new();
     for (i, text) in texts.iter().enumerate() {
         let doc: Value = serde_yaml_ng::from_str(text).map_err(|source| InjectError::Yaml {
             index: i + 1,
             error: source,
         })?;
-        if doc.get("kind").and_then(Value::as_str)
-            == Some(shared::provider_class::PROVIDER_CLASS_KIND)
-        {
+        let key = || {
             let namespace = doc
                 .pointer("/metadata/namespace")
                 .and_then(Value::as_str)
@@ -97,12 +99,31 @@ pub fn inject_stream_with(
                 .pointer("/metadata/name")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            classes.insert((namespace.to_owned(), name.to_owned()), doc);
+            (namespace.to_owned(), name.to_owned())
+        };
+        match doc.get("kind").and_then(Value::as_str) {
+            Some(shared::provider_class::PROVIDER_CLASS_KIND) => {
+                classes.insert(key(), doc.clone());
+            }
+            Some("ServiceAccount") => {
+                let annotations: Option<BTreeMap<String, String>> = doc
+                    .pointer("/metadata/annotations")
+                    .and_then(|a| serde_json::from_value(a.clone()).ok());
+                accounts.insert(
+                    key(),
+                    AccountIdentity::from_annotations(annotations.as_ref()),
+                );
+            }
+            _ => {}
         }
     }
+    let known = Known {
+        classes: &classes,
+        accounts: &accounts,
+    };
     for (i, text) in texts.into_iter().enumerate() {
         let index = i + 1;
-        match inject_document(text, index, config, &classes, options)? {
+        match inject_document(text, index, config, &known, options)? {
             Some((yaml, warnings)) => {
                 result.injected += 1;
                 result.warnings.extend(
@@ -152,12 +173,18 @@ fn split_documents(input: &str) -> Vec<&str> {
         .collect()
 }
 
+/// What the input's other documents provide.
+struct Known<'a> {
+    classes: &'a BTreeMap<(String, String), Value>,
+    accounts: &'a BTreeMap<(String, String), AccountIdentity>,
+}
+
 /// `Ok(None)`: pass the document through untouched.
 fn inject_document(
     text: &str,
     index: usize,
     config: &InjectorConfig,
-    classes: &BTreeMap<(String, String), Value>,
+    known: &Known<'_>,
     options: InjectOptions,
 ) -> Result<Option<(String, Vec<String>)>, InjectError> {
     let mut doc: Value = serde_yaml_ng::from_str(text).map_err(|source| InjectError::Yaml {
@@ -202,7 +229,8 @@ fn inject_document(
         })?;
     let ctx = Context {
         namespace: &namespace,
-        classes,
+        classes: known.classes,
+        accounts: known.accounts,
         csi_compat: options.csi_compat,
     };
     let mutation = match mutate::decide_with(&pod, config, &ctx) {

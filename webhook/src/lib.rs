@@ -1,6 +1,7 @@
 //! secret-injector's admission webhook: the mutation (pure), the admission
 //! review around it, the HTTPS server, and the offline `inject` command.
 
+pub mod accounts;
 pub mod admission;
 pub mod classes;
 pub mod cli;

@@ -129,7 +129,10 @@ pub fn decide_with(
     }
     let csi = csi_volume(pod)?;
     match annotations::parse(pod_annotations, &config.defaults)? {
-        Request::OptedIn(spec) => mutate(pod, &spec, config).map(Decision::Inject),
+        Request::OptedIn(mut spec) => {
+            identity_from_service_account(&mut spec, pod, ctx);
+            mutate(pod, &spec, config).map(Decision::Inject)
+        }
         Request::FromClass(request) => {
             // The pod's own CSI volume for this class becomes our volume.
             let plan = match csi {
@@ -209,6 +212,7 @@ fn from_class(
     if let Some(id) = &request.azure.tenant_id {
         spec.azure.tenant_id = Some(id.clone());
     }
+    identity_from_service_account(&mut spec, pod, ctx);
     let mut mutation = mutate_with(pod, &spec, config, plan)?;
     mutation.warnings.extend(
         class_warnings
@@ -216,6 +220,38 @@ fn from_class(
             .map(|w| format!("secret-injector: {w}")),
     );
     Ok(mutation)
+}
+
+/// Azure workload identity: what the pod (or its class) did not name comes
+/// from its ServiceAccount's `azure.workload.identity/client-id` and
+/// `/tenant-id`, as Azure's own workload identity webhook reads them.
+fn identity_from_service_account(spec: &mut InjectionSpec, pod: &Pod, ctx: &Context<'_>) {
+    let azure = &mut spec.azure;
+    if azure.use_managed_identity || (azure.client_id.is_some() && azure.tenant_id.is_some()) {
+        return;
+    }
+    let pod_spec = pod.spec.as_ref();
+    let account = pod_spec
+        .and_then(|s| {
+            s.service_account_name
+                .as_deref()
+                .or(s.service_account.as_deref())
+        })
+        .filter(|a| !a.is_empty())
+        .unwrap_or("default");
+    let namespace = pod
+        .metadata
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(ctx.namespace);
+    let found = ctx.accounts.identity(namespace, account);
+    if azure.client_id.is_none() {
+        azure.client_id = found.client_id;
+    }
+    if azure.tenant_id.is_none() {
+        azure.tenant_id = found.tenant_id;
+    }
 }
 
 fn pod_annotations_contain(pod: &Pod, key: &str) -> bool {

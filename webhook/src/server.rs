@@ -21,6 +21,7 @@ use rustls::ServerConfig;
 use tracing::Instrument;
 
 use crate::{
+    accounts::{NoAccounts, ServiceAccounts},
     admission,
     classes::{NoClasses, ProviderClasses},
     config::InjectorConfig,
@@ -37,6 +38,7 @@ pub struct AppState {
     /// False until the server can answer reviews (certificate loaded, mode decided).
     pub ready: Arc<AtomicBool>,
     pub classes: Arc<dyn ProviderClasses>,
+    pub accounts: Arc<dyn ServiceAccounts>,
     /// Convert Secrets Store CSI volumes on `/mutate` too, not only on `/mutate-csi`.
     pub csi_compat_everywhere: bool,
     /// Set on SIGTERM: answers close their connection, so clients stop
@@ -51,6 +53,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             ready: Arc::new(AtomicBool::new(false)),
             classes: Arc::new(NoClasses),
+            accounts: Arc::new(NoAccounts),
             csi_compat_everywhere: false,
             draining: Arc::new(AtomicBool::new(false)),
         }
@@ -135,7 +138,13 @@ async fn review(state: AppState, headers: HeaderMap, body: Bytes, csi_compat: bo
             )
                 .into_response();
         }
-        match admission::review_with(&body, &state.config, state.classes.as_ref(), csi_compat) {
+        match admission::review_with(
+            &body,
+            &state.config,
+            state.classes.as_ref(),
+            state.accounts.as_ref(),
+            csi_compat,
+        ) {
             Ok(reviewed) => {
                 let span = tracing::Span::current();
                 span.record("uid", reviewed.subject.uid.as_str());

@@ -168,3 +168,42 @@ fn the_binary_fails_with_the_message_on_a_bad_document() {
     assert!(stderr.contains("document 1 (Pod typo)"), "{stderr}");
     assert!(out.stdout.is_empty(), "nothing half-written on stdout");
 }
+
+#[test]
+fn a_service_account_in_the_same_input_gives_the_client_id() {
+    let input = r#"apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: app-sa
+  namespace: default
+  annotations:
+    azure.workload.identity/client-id: 11111111-2222-3333-4444-555555555555
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: app
+  namespace: default
+  annotations:
+    secret-injector.io/inject: "true"
+    secret-injector.io/secret-db-user: azure://kv-aks-csi-weu-01/secrets/db-user
+spec:
+  serviceAccountName: app-sa
+  containers:
+    - name: app
+      image: app:1
+"#;
+    let result = secret_injector_webhook::inject::inject_stream(
+        input,
+        &secret_injector_webhook::InjectorConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(result.injected, 1);
+    assert!(
+        result
+            .output
+            .contains("value: 11111111-2222-3333-4444-555555555555"),
+        "{}",
+        result.output
+    );
+}

@@ -740,3 +740,61 @@ fn secret_objects_without_a_service_account_token_are_warned_about() {
         mutation.warnings[0]
     );
 }
+
+#[test]
+fn workload_identity_comes_from_the_service_account_unless_the_pod_names_one() {
+    use secret_injector_webhook::{
+        accounts::AccountIdentity,
+        classes::{Context, NoClasses},
+    };
+    use std::collections::BTreeMap;
+    let accounts: BTreeMap<(String, String), AccountIdentity> = BTreeMap::from([(
+        ("default".to_owned(), "app-sa".to_owned()),
+        AccountIdentity {
+            client_id: Some("11111111-2222-3333-4444-555555555555".into()),
+            tenant_id: Some("tenant-from-sa".into()),
+        },
+    )]);
+    let ctx = Context {
+        namespace: "default",
+        classes: &NoClasses,
+        accounts: &accounts,
+        csi_compat: false,
+    };
+    let inject_with = |pod: &Value| {
+        let typed: Pod = serde_json::from_value(pod.clone()).unwrap();
+        let Decision::Inject(mutation) = mutate::decide_with(&typed, &config(), &ctx).unwrap()
+        else {
+            panic!("expected an injection")
+        };
+        let mut value = pod.clone();
+        json_patch::patch(&mut value, &mutation.patch).unwrap();
+        serde_json::from_value::<Pod>(value).unwrap()
+    };
+
+    let mut pod = seed_pod();
+    pod["spec"]["serviceAccountName"] = json!("app-sa");
+    let stored = inject_with(&pod);
+    let sidecar = container(&stored, "secret-injector");
+    assert_eq!(
+        env(sidecar, "AZURE_CLIENT_ID"),
+        Some("11111111-2222-3333-4444-555555555555")
+    );
+    assert_eq!(env(sidecar, "AZURE_TENANT_ID"), Some("tenant-from-sa"));
+
+    // The pod's own annotation wins.
+    pod["metadata"]["annotations"]["secret-injector.io/client-id"] =
+        json!("99999999-8888-7777-6666-555555555555");
+    let stored = inject_with(&pod);
+    assert_eq!(
+        env(container(&stored, "secret-injector"), "AZURE_CLIENT_ID"),
+        Some("99999999-8888-7777-6666-555555555555")
+    );
+
+    // Another account without the annotation: nothing invented.
+    let stored = inject_with(&seed_pod());
+    assert_eq!(
+        env(container(&stored, "secret-injector"), "AZURE_CLIENT_ID"),
+        None
+    );
+}

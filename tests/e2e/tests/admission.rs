@@ -545,3 +545,57 @@ fn yaml_to_json(text: &str) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+#[tokio::test]
+#[ignore = "needs the apiserver harness: tests/e2e/run.sh"]
+async fn the_service_accounts_client_id_reaches_the_sidecar() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let cluster = Cluster::new("e2e-account").await;
+    let accounts: Api<ServiceAccount> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "app-sa",
+        "annotations": {"azure.workload.identity/client-id": "11111111-2222-3333-4444-555555555555"}}}))
+    .unwrap();
+    accounts
+        .create(&PostParams::default(), &account)
+        .await
+        .unwrap();
+
+    let mut pod = seed_pod("with-account");
+    pod["spec"]["serviceAccountName"] = json!("app-sa");
+    pod["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("secret-injector.io/client-id");
+    // The webhook's watch sees the new account within moments: dry runs until then.
+    let params = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let typed: Pod = serde_json::from_value(pod).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stored = cluster.pods().create(&params, &typed).await.unwrap();
+        let sidecar = stored
+            .spec
+            .unwrap()
+            .containers
+            .into_iter()
+            .find(|c| c.name == "secret-injector")
+            .unwrap();
+        let client_id = sidecar
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .find(|e| e.name == "AZURE_CLIENT_ID")
+            .and_then(|e| e.value);
+        if client_id.as_deref() == Some("11111111-2222-3333-4444-555555555555") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "AZURE_CLIENT_ID is {client_id:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster.cleanup().await;
+}

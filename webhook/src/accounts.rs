@@ -1,0 +1,100 @@
+//! The Azure workload identity a pod's ServiceAccount names
+//! (`azure.workload.identity/client-id`, `/tenant-id`), so pods need not
+//! repeat it: a metadata-only watch when serving, or the documents of an
+//! `inject` stream.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::core::PartialObjectMeta;
+
+pub const CLIENT_ID_ANNOTATION: &str = "azure.workload.identity/client-id";
+pub const TENANT_ID_ANNOTATION: &str = "azure.workload.identity/tenant-id";
+
+/// What a ServiceAccount's annotations say about its Azure identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountIdentity {
+    pub client_id: Option<String>,
+    pub tenant_id: Option<String>,
+}
+
+impl AccountIdentity {
+    pub fn from_annotations(annotations: Option<&BTreeMap<String, String>>) -> Self {
+        let get = |key: &str| {
+            annotations
+                .and_then(|a| a.get(key))
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        Self {
+            client_id: get(CLIENT_ID_ANNOTATION),
+            tenant_id: get(TENANT_ID_ANNOTATION),
+        }
+    }
+}
+
+pub trait ServiceAccounts: Send + Sync {
+    fn identity(&self, namespace: &str, name: &str) -> AccountIdentity;
+}
+
+/// Nothing known (local runs without an apiserver).
+pub struct NoAccounts;
+
+impl ServiceAccounts for NoAccounts {
+    fn identity(&self, _: &str, _: &str) -> AccountIdentity {
+        AccountIdentity::default()
+    }
+}
+
+/// Accounts keyed by (namespace, name).
+impl ServiceAccounts for BTreeMap<(String, String), AccountIdentity> {
+    fn identity(&self, namespace: &str, name: &str) -> AccountIdentity {
+        self.get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// ServiceAccounts' metadata kept current by a watch (kube's metadata
+/// watcher: no token Secrets or other fields travel).
+pub struct WatchedAccounts {
+    store: kube::runtime::reflector::Store<PartialObjectMeta<ServiceAccount>>,
+}
+
+impl WatchedAccounts {
+    pub fn start(client: kube::Client) -> Self {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, reflector, watcher};
+        // PartialObjectMeta: the API sends metadata only.
+        let api: kube::Api<PartialObjectMeta<ServiceAccount>> = kube::Api::all(client);
+        let (store, writer) = reflector::store();
+        let stream = reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .applied_objects();
+        tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                if let Err(e) = event {
+                    tracing::warn!(error = %e, "watching ServiceAccounts");
+                }
+            }
+        });
+        Self { store }
+    }
+
+    pub async fn wait_until_ready(&self, timeout: std::time::Duration) -> bool {
+        tokio::time::timeout(timeout, self.store.wait_until_ready())
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+impl ServiceAccounts for WatchedAccounts {
+    fn identity(&self, namespace: &str, name: &str) -> AccountIdentity {
+        let key = kube::runtime::reflector::ObjectRef::new(name).within(namespace);
+        self.store
+            .get(&key)
+            .map(|account| AccountIdentity::from_annotations(account.metadata.annotations.as_ref()))
+            .unwrap_or_default()
+    }
+}

@@ -23,19 +23,8 @@ export KUBE_BIN_DIR
 e2e_static_build -p secret-injector-sidecar -p secret-injector-webhook
 cargo build --quiet -p kv-emulator
 
-W=${E2E_WORKDIR:-$(mktemp -d /tmp/secret-injector-install.XXXXXX)}
-mkdir -p "$W"
-W=$(cd "$W" && pwd)
-passed=0 failed=0
-check() { # check <name> <command...>
-  local name=$1
-  shift
-  if "$@"; then
-    passed=$((passed + 1)); echo "install: ok   $name"
-  else
-    failed=$((failed + 1)); echo "install: FAIL $name"
-  fi
-}
+E2E_NAME=install
+e2e_workdir
 cleanup() {
   local rc=$?
   if [ "$failed" -gt 0 ] || [ "$rc" -ne 0 ]; then

@@ -3,6 +3,7 @@
 # cluster with the Key Vault emulator at the real names, and the images.
 # Sourced after tests/cluster/lib.sh, from the repository root; uses $repo.
 #
+#   e2e_workdir, check <name> <cmd...>   $W and pass/fail counting ($E2E_NAME: ok/FAIL)
 #   e2e_cluster_up <workdir>        start (one retry), load env, IMDS address
 #   e2e_emulator <workdir>          the emulator on 10.77.0.1:443 (+ IMDS on :80)
 #   e2e_images <workdir> [args...]  pause, app, sidecar (+ build.sh args), imported
@@ -16,6 +17,24 @@ CLIENT=00000000-0000-0000-0000-000000000001
 K() { tests/cluster/in-cluster-ns.sh "$W" kubectl "$@"; }
 in_ns() { tests/cluster/in-cluster-ns.sh "$W" "$@"; }
 admin() { in_ns curl -fsS --cacert "$W/emulator-ca.pem" -H 'Content-Type: application/json' "$@"; }
+
+# W: $E2E_WORKDIR or a fresh temp dir; check counts in passed/failed and
+# prints "$E2E_NAME: ok|FAIL <name>".
+e2e_workdir() {
+  W=${E2E_WORKDIR:-$(mktemp -d "/tmp/secret-injector-$E2E_NAME.XXXXXX")}
+  mkdir -p "$W"
+  W=$(cd "$W" && pwd)
+  passed=0 failed=0
+}
+check() { # check <name> <command...>
+  local name=$1
+  shift
+  if "$@"; then
+    passed=$((passed + 1)); echo "$E2E_NAME: ok   $name"
+  else
+    failed=$((failed + 1)); echo "$E2E_NAME: FAIL $name"
+  fi
+}
 
 e2e_cluster_up() {
   echo "10.77.0.1 $VAULT.vault.azure.net login.microsoftonline.com" >"$1/dns-hosts"

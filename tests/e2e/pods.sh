@@ -27,19 +27,8 @@ export KUBE_BIN_DIR
 e2e_static_build -p secret-injector-sidecar
 cargo build --quiet -p secret-injector-webhook -p kv-emulator
 
-W=${E2E_WORKDIR:-$(mktemp -d /tmp/secret-injector-pods.XXXXXX)}
-mkdir -p "$W"
-W=$(cd "$W" && pwd)
-passed=0 failed=0
-check() { # check <name> <command...>
-  local name=$1
-  shift
-  if "$@"; then
-    passed=$((passed + 1)); echo "pods: ok   $name"
-  else
-    failed=$((failed + 1)); echo "pods: FAIL $name"
-  fi
-}
+E2E_NAME=pods
+e2e_workdir
 cleanup() {
   local rc=$?
   if [ "$failed" -gt 0 ] || [ "$rc" -ne 0 ]; then

@@ -63,22 +63,14 @@ pub struct WatchedAccounts {
 
 impl WatchedAccounts {
     pub fn start(client: kube::Client) -> Self {
-        use futures::StreamExt;
-        use kube::runtime::{WatchStreamExt, reflector, watcher};
+        use kube::runtime::{reflector, watcher};
         // PartialObjectMeta: the API sends metadata only.
         let api: kube::Api<PartialObjectMeta<ServiceAccount>> = kube::Api::all(client);
         let (store, writer) = reflector::store();
-        let stream = reflector(writer, watcher(api, watcher::Config::default()))
-            .default_backoff()
-            .applied_objects();
-        tokio::spawn(async move {
-            futures::pin_mut!(stream);
-            while let Some(event) = stream.next().await {
-                if let Err(e) = event {
-                    tracing::warn!(error = %e, "watching ServiceAccounts");
-                }
-            }
-        });
+        crate::classes::drive(
+            reflector(writer, watcher(api, watcher::Config::default())),
+            "watching ServiceAccounts",
+        );
         Self { store }
     }
 

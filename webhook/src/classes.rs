@@ -48,6 +48,29 @@ impl Default for Context<'_> {
     }
 }
 
+/// Runs a reflector's stream in the background, with backoff, logging what
+/// goes wrong (the watch retries by itself).
+pub(crate) fn drive<K, S>(stream: S, what: &'static str)
+where
+    S: futures::Stream<
+            Item = Result<kube::runtime::watcher::Event<K>, kube::runtime::watcher::Error>,
+        > + Send
+        + 'static,
+    K: Send + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::WatchStreamExt;
+    let stream = stream.default_backoff();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, "{what}");
+            }
+        }
+    });
+}
+
 /// SecretProviderClasses kept current by a watch (kube's reflector): the
 /// admission path reads memory, never the API.
 pub struct WatchedClasses {
@@ -68,24 +91,16 @@ impl WatchedClasses {
 
     /// Starts the watch in the background; returns the cache at once.
     pub fn start(client: kube::Client) -> Self {
-        use futures::StreamExt;
-        use kube::runtime::{WatchStreamExt, reflector, watcher};
+        use kube::runtime::{reflector, watcher};
         let resource = Self::resource();
         let api: kube::Api<kube::core::DynamicObject> = kube::Api::all_with(client, &resource);
         let writer = reflector::store::Writer::new(resource.clone());
         let store = writer.as_reader();
-        let stream = reflector(writer, watcher(api, watcher::Config::default()))
-            .default_backoff()
-            .applied_objects();
-        tokio::spawn(async move {
-            futures::pin_mut!(stream);
-            while let Some(event) = stream.next().await {
-                if let Err(e) = event {
-                    // Typically the CRD is not installed yet; the watch retries.
-                    tracing::warn!(error = %e, "watching SecretProviderClasses");
-                }
-            }
-        });
+        // Errors are typically a CRD not installed yet; the watch retries.
+        drive(
+            reflector(writer, watcher(api, watcher::Config::default())),
+            "watching SecretProviderClasses",
+        );
         Self { store, resource }
     }
 

@@ -191,12 +191,7 @@ fn from_class(
     request: &ClassRequest,
     plan: VolumePlan<'_>,
 ) -> Result<Mutation, MutationError> {
-    let namespace = pod
-        .metadata
-        .namespace
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .unwrap_or(ctx.namespace);
+    let namespace = pod_namespace(pod, ctx);
     let class =
         ctx.classes
             .get(namespace, &request.class)
@@ -239,12 +234,7 @@ fn identity_from_service_account(spec: &mut InjectionSpec, pod: &Pod, ctx: &Cont
         })
         .filter(|a| !a.is_empty())
         .unwrap_or("default");
-    let namespace = pod
-        .metadata
-        .namespace
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .unwrap_or(ctx.namespace);
+    let namespace = pod_namespace(pod, ctx);
     let found = ctx.accounts.identity(namespace, account);
     if azure.client_id.is_none() {
         azure.client_id = found.client_id;
@@ -252,6 +242,15 @@ fn identity_from_service_account(spec: &mut InjectionSpec, pod: &Pod, ctx: &Cont
     if azure.tenant_id.is_none() {
         azure.tenant_id = found.tenant_id;
     }
+}
+
+/// A pod being created may not carry its namespace yet; the request does.
+fn pod_namespace<'a>(pod: &'a Pod, ctx: &'a Context<'_>) -> &'a str {
+    pod.metadata
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(ctx.namespace)
 }
 
 fn pod_annotations_contain(pod: &Pod, key: &str) -> bool {

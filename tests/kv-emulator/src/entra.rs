@@ -366,28 +366,7 @@ pub(crate) async fn imds_token(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let q: Option<MsiQuery> = axum::extract::Query::try_from_uri(&uri).ok().map(|q| q.0);
-    let identity = q
-        .as_ref()
-        .and_then(|q| {
-            q.client_id
-                .clone()
-                .or_else(|| q.mi_res_id.clone())
-                .or_else(|| q.object_id.clone())
-        })
-        .unwrap_or_else(|| SYSTEM_ASSIGNED.to_owned());
-    let resp = match imds_issue(&state, q, &headers, &identity).await {
-        Ok(r) | Err(r) => r,
-    };
-    tracing::info!(identity = %identity, status = resp.status().as_u16(), "IMDS token request");
-    state.record(
-        IDENTITY,
-        "GET",
-        uri.path(),
-        Some(&identity),
-        resp.status().as_u16(),
-    );
-    resp
+    managed_identity_request(state, uri, headers, "IMDS token request", false).await
 }
 
 async fn imds_issue(
@@ -461,19 +440,39 @@ pub(crate) async fn msi_token(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    managed_identity_request(state, uri, headers, "managed identity token request", true).await
+}
+
+/// Both managed-identity endpoints: which identity was asked for (else the
+/// system-assigned one), the answer, the log line and the counter.
+async fn managed_identity_request(
+    state: State,
+    uri: Uri,
+    headers: HeaderMap,
+    what: &'static str,
+    app_service: bool,
+) -> Response {
     let q: Option<MsiQuery> = axum::extract::Query::try_from_uri(&uri).ok().map(|q| q.0);
-    let identity = q.as_ref().and_then(|q| {
-        q.client_id
-            .clone()
-            .or_else(|| q.mi_res_id.clone())
-            .or_else(|| q.object_id.clone())
-            .or_else(|| q.principal_id.clone())
-    });
-    let identity = identity.unwrap_or_else(|| SYSTEM_ASSIGNED.to_owned());
-    let resp = match msi_issue(&state, q, &headers, &identity).await {
+    let identity = q
+        .as_ref()
+        .and_then(|q| {
+            q.client_id
+                .clone()
+                .or_else(|| q.mi_res_id.clone())
+                .or_else(|| q.object_id.clone())
+                // App Service also takes principal_id; IMDS does not.
+                .or_else(|| q.principal_id.clone().filter(|_| app_service))
+        })
+        .unwrap_or_else(|| SYSTEM_ASSIGNED.to_owned());
+    let issued = if app_service {
+        msi_issue(&state, q, &headers, &identity).await
+    } else {
+        imds_issue(&state, q, &headers, &identity).await
+    };
+    let resp = match issued {
         Ok(r) | Err(r) => r,
     };
-    tracing::info!(identity = %identity, status = resp.status().as_u16(), "managed identity token request");
+    tracing::info!(identity = %identity, status = resp.status().as_u16(), "{what}");
     state.record(
         IDENTITY,
         "GET",

@@ -1,7 +1,7 @@
 //! The status file: per object, the store's version and the last success and
-//! failure, so a person (and, later, the per-pod status object) can see what
-//! the files hold. It lives beside the files as `..secret-injector-status.json`:
-//! names starting with `..` belong to the writer, never to a secret.
+//! failure, so a person (and the app) can see what the files hold, cluster or
+//! not. It lives beside the files as `..secret-injector-status.json`: names
+//! starting with `..` belong to the writer, never to a secret.
 
 use std::{
     collections::BTreeMap,

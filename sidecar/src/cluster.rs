@@ -87,6 +87,57 @@ pub enum SyncError {
         key: String,
         file: String,
     },
+    #[error(
+        "Secret {secret:?} is of type kubernetes.io/tls, but object {file:?} holds no PEM {wanted} for key {key:?}; accepted: a PEM bundle with the certificate chain and its private key (a Key Vault certificate's secret, objectType secret)"
+    )]
+    NotTls {
+        secret: String,
+        key: String,
+        file: String,
+        wanted: &'static str,
+    },
+}
+
+pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
+
+/// For `kubernetes.io/tls` Secrets, as the CSI driver does: `tls.crt` gets
+/// the certificate chain and `tls.key` the private key out of the object's
+/// PEM bundle. Other keys and types get the object's bytes as they are.
+fn secret_value(
+    target: &SyncTarget,
+    key: &str,
+    file: &FileName,
+    bytes: &[u8],
+) -> Result<Vec<u8>, SyncError> {
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    if target.secret_type != TLS_SECRET_TYPE || !matches!(key, "tls.crt" | "tls.key") {
+        return Ok(bytes.to_vec());
+    }
+    let not_tls = |wanted| SyncError::NotTls {
+        secret: target.secret_name.clone(),
+        key: key.to_owned(),
+        file: file.to_string(),
+        wanted,
+    };
+    if key == "tls.crt" {
+        let chain: String = CertificateDer::pem_slice_iter(bytes)
+            .filter_map(Result::ok)
+            .map(|c| crate::pem::certificate_pem(c.as_ref()))
+            .collect();
+        return if chain.is_empty() {
+            Err(not_tls("CERTIFICATE"))
+        } else {
+            Ok(chain.into_bytes())
+        };
+    }
+    let label = |k: &PrivateKeyDer<'_>| match k {
+        PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
+        PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",
+        _ => "PRIVATE KEY",
+    };
+    PrivateKeyDer::from_pem_slice(bytes)
+        .map(|k| crate::pem::pem(label(&k), k.secret_der()).into_bytes())
+        .map_err(|_| not_tls("PRIVATE KEY"))
 }
 
 /// The Secret a sync target asks for, filled from the current values. The
@@ -103,7 +154,8 @@ pub fn synced_secret(
             key: key.clone(),
             file: file.to_string(),
         })?;
-        data.insert(key.clone(), ByteString(value.bytes.expose().to_vec()));
+        let bytes = secret_value(target, key, file, value.bytes.expose())?;
+        data.insert(key.clone(), ByteString(bytes));
     }
     let mut labels = target.labels.clone();
     labels.insert(MANAGED_LABEL.to_owned(), "true".to_owned());
@@ -375,6 +427,45 @@ mod tests {
         assert_eq!(owners[0].uid, pod().uid);
         // Not a controller: several pods may own one Secret.
         assert_eq!(owners[0].controller, None);
+    }
+
+    #[test]
+    fn a_tls_secret_splits_the_pem_bundle_into_chain_and_key() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["app.example".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        // What Key Vault keeps as a PEM certificate's secret: key, then cert.
+        let bundle = format!("{}{}", key.serialize_pem(), cert.pem());
+        let values = known(&[("ingress-cert", &bundle, "v1")]);
+        let target = SyncTarget {
+            secret_name: "ingress-tls".into(),
+            secret_type: TLS_SECRET_TYPE.into(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            data: BTreeMap::from([
+                ("tls.crt".into(), file("ingress-cert")),
+                ("tls.key".into(), file("ingress-cert")),
+            ]),
+        };
+        let secret = synced_secret(&target, &values, &pod()).unwrap();
+        let data = secret.data.unwrap();
+        let crt = String::from_utf8(data["tls.crt"].0.clone()).unwrap();
+        let tls_key = String::from_utf8(data["tls.key"].0.clone()).unwrap();
+        assert!(crt.starts_with("-----BEGIN CERTIFICATE-----") && !crt.contains("PRIVATE KEY"));
+        assert!(tls_key.contains("PRIVATE KEY-----") && !tls_key.contains("CERTIFICATE"));
+        assert_eq!(tls_key, key.serialize_pem());
+
+        // A value without a key cannot make a TLS Secret: said, not guessed.
+        let values = known(&[("ingress-cert", &cert.pem(), "v1")]);
+        let err = synced_secret(&target, &values, &pod())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no PEM PRIVATE KEY for key \"tls.key\""),
+            "{err}"
+        );
     }
 
     #[test]

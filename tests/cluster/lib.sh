@@ -81,15 +81,23 @@ kc_free_port() {
 # for ours. Pass the workdir with a trailing slash so /tmp/x never matches
 # /tmp/x2.
 kc_pid_alive() {
-  local pidfile=$1 marker=$2 pid state
+  local pidfile=$1 marker=$2 pid state cmd i
   [ -s "$pidfile" ] || return 1
   pid=$(cat "$pidfile")
-  [ -r "/proc/$pid/cmdline" ] || return 1
-  # Daemons outlive the shell that started them; if nothing reaps them they
-  # linger as zombies, which `kill -0` would still report as alive.
-  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
-  [ "$state" != Z ] || return 1
-  { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$marker"
+  for ((i = 0; i < 100; i++)); do
+    [ -r "/proc/$pid/cmdline" ] || return 1
+    # Daemons outlive the shell that started them; if nothing reaps them they
+    # linger as zombies, which `kill -0` would still report as alive.
+    state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
+    [ "$state" != Z ] || return 1
+    cmd=$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null || true)
+    # Empty while exec swaps in a big binary (kube-apiserver, kubelet): a
+    # live process, not a dead one; look again. Taking that for a death made
+    # a start fail now and then with an empty log.
+    [ -z "$cmd" ] || break
+    sleep 0.02
+  done
+  case $cmd in *"$marker"*) return 0 ;; *) return 1 ;; esac
 }
 
 # kc_spawn <name> <workdir> <cmd...>: start a daemon in the background, in its

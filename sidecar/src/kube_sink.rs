@@ -30,6 +30,26 @@ pub enum SinkError {
     Client(String),
 }
 
+/// What the sidecar writes, for saying which permission a refusal lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Secrets,
+    PodStatuses,
+    Events,
+}
+
+impl Target {
+    fn permission(self) -> &'static str {
+        match self {
+            Self::Secrets => "get, create and patch on secrets",
+            Self::PodStatuses => {
+                "get, create and patch on secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io"
+            }
+            Self::Events => "create and patch on events (core and events.k8s.io)",
+        }
+    }
+}
+
 pub struct KubeSink {
     pod: PodIdentity,
     class: Option<String>,
@@ -103,16 +123,16 @@ impl KubeSink {
     }
 
     /// Says what was refused and, for a permission, what to grant.
-    fn describe(&self, e: &kube::Error, verb_resource: &str) -> String {
+    fn describe(&self, e: &kube::Error, target: Target) -> String {
         match e {
             kube::Error::Api(status) if status.code == 403 => format!(
-                "forbidden: the pod's ServiceAccount {}/{} needs {verb_resource} in namespace {} (example Role: {ROLE_EXAMPLE})",
-                self.pod.namespace, self.pod.service_account, self.pod.namespace
+                "forbidden: the pod's ServiceAccount {}/{} needs {} in namespace {} (example Role: {ROLE_EXAMPLE})",
+                self.pod.namespace,
+                self.pod.service_account,
+                target.permission(),
+                self.pod.namespace
             ),
-            kube::Error::Api(status)
-                if status.code == 404
-                    && verb_resource.contains("secretproviderclasspodstatuses") =>
-            {
+            kube::Error::Api(status) if status.code == 404 && target == Target::PodStatuses => {
                 "the SecretProviderClassPodStatus CRD is not installed (manifests/crds/)".to_owned()
             }
             kube::Error::Api(status) => {
@@ -150,7 +170,7 @@ impl KubeSink {
                     "cannot sync Secret {}/{}: {}",
                     self.pod.namespace,
                     target.secret_name,
-                    self.describe(&e, "get, create and patch on secrets")
+                    self.describe(&e, Target::Secrets)
                 )),
             }
         }
@@ -169,16 +189,9 @@ impl KubeSink {
         }
         let name = cluster::pod_status_name(&self.pod, class);
         let status = cluster::pod_status(&self.pod, class, &self.mount_path, &objects);
-        let object: DynamicObject = match serde_json::from_value(status) {
-            Ok(object) => object,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot build the SecretProviderClassPodStatus");
-                return;
-            }
-        };
         match self
             .statuses
-            .patch(&name, &self.params(), &Patch::Apply(&object))
+            .patch(&name, &self.params(), &Patch::Apply(&status))
             .await
         {
             Ok(_) => {
@@ -189,7 +202,7 @@ impl KubeSink {
             Err(e) => {
                 // The app does not need it: say so, retry next round.
                 if !self.status_warned {
-                    let why = self.describe(&e, "get, create and patch on secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io");
+                    let why = self.describe(&e, Target::PodStatuses);
                     tracing::warn!(name = %name, "cannot update the SecretProviderClassPodStatus: {why}");
                     self.status_warned = true;
                 }
@@ -214,7 +227,7 @@ impl KubeSink {
                 secondary: None,
             };
             if let Err(e) = self.recorder.publish(&event, &reference).await {
-                let why = self.describe(&e, "create and patch on events (core and events.k8s.io)");
+                let why = self.describe(&e, Target::Events);
                 tracing::warn!("cannot record Events on the pod; no more will be tried: {why}");
                 self.events_on = false;
                 return;

@@ -221,26 +221,27 @@ pub fn plan(
     Plan::Keep
 }
 
-/// Carries a plan out. `previous` is the Secret's material for renewals.
+/// Carries a plan out: what to serve afterwards. `previous` is the Secret's
+/// material (kept by `Keep`, the base of a renewal).
 pub fn issue(
     plan: &Plan,
     previous: Option<&Material>,
     names: &[String],
     now: OffsetDateTime,
     lifetimes: &Lifetimes,
-) -> Result<Option<Material>, MaterialError> {
+) -> Result<Material, MaterialError> {
     match (plan, previous) {
-        (Plan::Keep, _) => Ok(None),
+        (Plan::Keep, Some(previous)) => Ok(previous.clone()),
         (Plan::RenewServing(_), Some(previous)) => {
             let ca_key = KeyPair::from_pem(&previous.ca_key_pem)?;
             let issuer = Issuer::from_ca_cert_pem(&previous.ca_pem()?, ca_key)?;
             let (cert_pem, key_pem) = serving(&issuer, names, now, lifetimes)?;
-            Ok(Some(Material {
+            Ok(Material {
                 cert_pem,
                 key_pem,
                 ca_bundle_pem: previous.ca_bundle_pem.clone(),
                 ca_key_pem: previous.ca_key_pem.clone(),
-            }))
+            })
         }
         (_, previous) => {
             let (ca_pem, ca_key_pem, issuer) = new_ca(now, lifetimes)?;
@@ -251,12 +252,12 @@ pub fn issue(
             if let Some(old) = previous.and_then(|p| p.ca_pem().ok()) {
                 ca_bundle_pem.push_str(&old);
             }
-            Ok(Some(Material {
+            Ok(Material {
                 cert_pem,
                 key_pem,
                 ca_bundle_pem,
                 ca_key_pem,
-            }))
+            })
         }
     }
 }
@@ -329,9 +330,7 @@ mod tests {
     }
 
     fn created() -> Material {
-        issue(&Plan::Create, None, &names(), now(), &Lifetimes::default())
-            .unwrap()
-            .unwrap()
+        issue(&Plan::Create, None, &names(), now(), &Lifetimes::default()).unwrap()
     }
 
     fn install_provider() {
@@ -360,7 +359,7 @@ mod tests {
         let later = now() + l.serving - l.renew_before + Duration::from_secs(60);
         let p = plan(Some(&m), &names(), later, &l, false);
         assert!(matches!(p, Plan::RenewServing(_)), "{p:?}");
-        let renewed = issue(&p, Some(&m), &names(), now(), &l).unwrap().unwrap();
+        let renewed = issue(&p, Some(&m), &names(), now(), &l).unwrap();
         assert_eq!(renewed.ca_bundle_pem, m.ca_bundle_pem);
         assert_eq!(renewed.ca_key_pem, m.ca_key_pem);
         assert_ne!(renewed.cert_pem, m.cert_pem);
@@ -384,9 +383,7 @@ mod tests {
         ));
         // IP names count too (local runs by address).
         let by_ip = vec!["127.0.0.1".to_owned()];
-        let m = issue(&Plan::Create, None, &by_ip, now(), &l)
-            .unwrap()
-            .unwrap();
+        let m = issue(&Plan::Create, None, &by_ip, now(), &l).unwrap();
         assert_eq!(plan(Some(&m), &by_ip, now(), &l, false), Plan::Keep);
     }
 
@@ -397,7 +394,7 @@ mod tests {
         let later = now() + l.ca - l.serving + Duration::from_secs(60);
         let p = plan(Some(&m), &names(), later, &l, false);
         assert!(matches!(p, Plan::RenewCa(_)), "{p:?}");
-        let renewed = issue(&p, Some(&m), &names(), now(), &l).unwrap().unwrap();
+        let renewed = issue(&p, Some(&m), &names(), now(), &l).unwrap();
         let bundle = certificates_in(&renewed.ca_bundle_pem);
         assert_eq!(bundle.len(), 2);
         assert_eq!(bundle[1], certificates_in(&m.ca_bundle_pem)[0]);

@@ -95,11 +95,8 @@ impl TlsKeeper {
             let now = OffsetDateTime::now_utc();
             let lifetimes = &self.config.lifetimes;
             let Some(mut secret) = existing else {
-                let Some(material) =
-                    managed_tls::issue(&Plan::Create, None, &self.config.names, now, lifetimes)?
-                else {
-                    continue;
-                };
+                let material =
+                    managed_tls::issue(&Plan::Create, None, &self.config.names, now, lifetimes)?;
                 let secret = self.new_secret(&material);
                 match self.secrets.create(&PostParams::default(), &secret).await {
                     Ok(_) => {
@@ -129,21 +126,19 @@ impl TlsKeeper {
                 lifetimes,
                 requested.is_some(),
             );
-            match managed_tls::issue(&plan, current.as_ref(), &self.config.names, now, lifetimes)? {
-                None => match current {
-                    Some(material) => return Ok(material),
-                    None => continue,
-                },
-                Some(renewed) => {
-                    match self
-                        .replace(&mut secret, renewed, requested.cloned(), &plan)
-                        .await?
-                    {
-                        Some(material) => return Ok(material),
-                        // Another replica changed it first: read it again.
-                        None => continue,
-                    }
+            let renewed = match (&plan, current) {
+                (Plan::Keep, Some(material)) => return Ok(material),
+                (_, current) => {
+                    managed_tls::issue(&plan, current.as_ref(), &self.config.names, now, lifetimes)?
                 }
+            };
+            match self
+                .replace(&mut secret, renewed, requested.cloned(), &plan)
+                .await?
+            {
+                Some(material) => return Ok(material),
+                // Another replica changed it first: read it again.
+                None => continue,
             }
         }
         Err(KeeperError::Contended(name.clone()))
@@ -157,13 +152,7 @@ impl TlsKeeper {
         answered: Option<String>,
         plan: &Plan,
     ) -> Result<Option<Material>, KeeperError> {
-        secret.data = Some(
-            material
-                .to_data()
-                .into_iter()
-                .map(|(k, v)| (k, ByteString(v)))
-                .collect(),
-        );
+        secret.data = Some(secret_data(&material));
         if let Some(answered) = answered {
             secret
                 .metadata
@@ -201,13 +190,7 @@ impl TlsKeeper {
                 ..Default::default()
             },
             type_: Some("kubernetes.io/tls".to_owned()),
-            data: Some(
-                material
-                    .to_data()
-                    .into_iter()
-                    .map(|(k, v)| (k, ByteString(v)))
-                    .collect(),
-            ),
+            data: Some(secret_data(material)),
             ..Default::default()
         }
     }
@@ -302,6 +285,14 @@ impl TlsKeeper {
         });
         Ok(resolver)
     }
+}
+
+fn secret_data(material: &Material) -> std::collections::BTreeMap<String, ByteString> {
+    material
+        .to_data()
+        .into_iter()
+        .map(|(k, v)| (k, ByteString(v)))
+        .collect()
 }
 
 fn certified_key(material: &Material) -> Result<rustls::sign::CertifiedKey, tls::TlsError> {

@@ -96,4 +96,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
     "${missing[@]}" </dev/null
 fi
 
+# kubectl comes with this machine's image (package `kubectl`, 1.32, from the
+# Google Cloud SDK repository, which the registries reachable here do not
+# serve). The e2e scripts need it, and kustomize `labels` needs 1.22+.
+if ! command -v kubectl >/dev/null; then
+  log "ERROR: no kubectl on PATH; the e2e scripts need kubectl 1.22 or newer (this machine kind ships 1.32)"
+  exit 1
+fi
+
 log "all dependencies present"

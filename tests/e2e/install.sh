@@ -35,8 +35,7 @@ cleanup() {
   [ -z "${stream_pid:-}" ] || kill "$stream_pid" 2>/dev/null || true
   KC_NETNS=${NETNS:-} kc_stop_pid "$W/emulator.pid" "$W/" 5 || true
   tests/cluster/cluster.sh stop "$W" >/dev/null 2>&1 || true
-  echo "install: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ] && [ "$rc" -eq 0 ]
+  e2e_finish "$rc"
 }
 trap cleanup EXIT
 

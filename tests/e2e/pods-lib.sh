@@ -4,6 +4,7 @@
 # Sourced after tests/cluster/lib.sh, from the repository root; uses $repo.
 #
 #   e2e_workdir, check <name> <cmd...>   $W and pass/fail counting ($E2E_NAME: ok/FAIL)
+#   e2e_finish <rc>                      the verdict; removes a passed run's temp dir
 #   e2e_cluster_up <workdir>        start (one retry), load env, IMDS address
 #   e2e_emulator <workdir>          the emulator on 10.77.0.1:443 (+ IMDS on :80)
 #   e2e_images <workdir> [args...]  pause, app, sidecar (+ build.sh args), imported
@@ -21,10 +22,24 @@ admin() { in_ns curl -fsS --cacert "$W/emulator-ca.pem" -H 'Content-Type: applic
 # W: $E2E_WORKDIR or a fresh temp dir; check counts in passed/failed and
 # prints "$E2E_NAME: ok|FAIL <name>".
 e2e_workdir() {
-  W=${E2E_WORKDIR:-$(mktemp -d "/tmp/secret-injector-$E2E_NAME.XXXXXX")}
+  W=${E2E_WORKDIR:-}
+  W_MADE=
+  [ -n "$W" ] || { W=$(mktemp -d "/tmp/secret-injector-$E2E_NAME.XXXXXX"); W_MADE=1; }
   mkdir -p "$W"
   W=$(cd "$W" && pwd)
   passed=0 failed=0
+}
+# e2e_finish <rc>: the verdict. A temp dir the run made goes when it passed
+# (each run leaves 100-200 MB; CI once ran out of disk on them) and stays,
+# named, for a look when it failed. A given $E2E_WORKDIR always stays.
+e2e_finish() {
+  echo "$E2E_NAME: $passed passed, $failed failed"
+  if [ "$failed" -eq 0 ] && [ "$1" -eq 0 ]; then
+    [ -z "$W_MADE" ] || rm -rf --one-file-system "$W"
+    return 0
+  fi
+  echo "$E2E_NAME: logs kept in $W"
+  return 1
 }
 check() { # check <name> <command...>
   local name=$1

@@ -43,8 +43,7 @@ cleanup() {
   KC_NETNS=${NETNS:-} kc_stop_pid "$W/webhook.pid" "$W/" 5 || true
   KC_NETNS=${NETNS:-} kc_stop_pid "$W/emulator.pid" "$W/" 5 || true
   tests/cluster/cluster.sh stop "$W" >/dev/null 2>&1 || true
-  echo "pods: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ] && [ "$rc" -eq 0 ]
+  e2e_finish "$rc"
 }
 trap cleanup EXIT
 e2e_cluster_up "$W"

@@ -19,8 +19,14 @@ export KUBE_BIN_DIR
 workdir=${E2E_WORKDIR:-$(mktemp -d /tmp/secret-injector-e2e.XXXXXX)}
 mkdir -p "$workdir"
 cleanup() {
+  local rc=$?
   kc_stop_pid "$workdir/webhook.pid" "$workdir/" 10 || true
   kc_stop "$workdir/cluster" || true
+  # A passed run's temp dir goes (disk is finite in CI); a failed one stays.
+  if [ -n "${E2E_WORKDIR:-}" ]; then :
+  elif [ "$rc" -eq 0 ]; then rm -rf --one-file-system "$workdir"
+  else echo "e2e: logs kept in $workdir" >&2
+  fi
 }
 trap cleanup EXIT
 

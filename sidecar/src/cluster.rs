@@ -279,6 +279,9 @@ pub const REASON_MOUNTED: &str = "SecretsMounted";
 pub const REASON_ROTATED: &str = "SecretRotationComplete";
 pub const REASON_FAILED: &str = "SecretRotationFailed";
 pub const REASON_RECOVERED: &str = "SecretRotationRecovered";
+/// kubelet's reason when the CSI driver cannot mount: users' alerts on a
+/// pod's first fetch watch for it.
+pub const REASON_MOUNT_FAILED: &str = "FailedMount";
 
 /// One round, as the Event decision sees it.
 pub struct RoundFacts<'a> {
@@ -333,16 +336,27 @@ pub fn notes_for(round: &RoundFacts<'_>) -> Vec<Note> {
             .iter()
             .map(|(f, e)| format!("{f}: {e}"))
             .collect();
-        notes.push(Note {
-            type_: NoteType::Warning,
-            reason: REASON_FAILED,
-            action: "Rotate",
-            message: format!(
-                "cannot fetch {}; the files keep their last good values",
-                parts.join("; ")
-            ),
+        let parts = parts.join("; ");
+        // Without a complete set nothing is written yet: the pod waits, as
+        // with a CSI volume that cannot mount.
+        notes.push(if round.complete {
+            Note {
+                type_: NoteType::Warning,
+                reason: REASON_FAILED,
+                action: "Rotate",
+                message: format!("cannot fetch {parts}; the files keep their last good values"),
+            }
+        } else {
+            Note {
+                type_: NoteType::Warning,
+                reason: REASON_MOUNT_FAILED,
+                action: "Mount",
+                message: format!(
+                    "cannot fetch {parts}; no file is written until every object is fetched (retrying)"
+                ),
+            }
         });
-    } else if failing.is_empty() && !round.previously_failing.is_empty() {
+    } else if failing.is_empty() && !round.previously_failing.is_empty() && !round.first_set {
         let names: Vec<String> = round
             .previously_failing
             .iter()
@@ -556,6 +570,36 @@ mod tests {
             known,
             mount_path: "/mnt/secrets-store",
         }
+    }
+
+    #[test]
+    fn a_first_fetch_that_fails_is_a_failed_mount_and_its_success_a_mount() {
+        let values = known(&[("db-user", "administrator", "u1")]);
+        let none = BTreeSet::new();
+        let failures = [(
+            file("db-pass"),
+            FetchError::NotFound("SecretNotFound from the vault".into()),
+        )];
+        let waiting = RoundFacts {
+            complete: false,
+            ..facts(false, false, &[], &failures, &none, &values)
+        };
+        let notes = notes_for(&waiting);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].type_, NoteType::Warning);
+        assert_eq!(notes[0].reason, REASON_MOUNT_FAILED);
+        assert!(
+            notes[0].message.starts_with("cannot fetch db-pass: ")
+                && notes[0].message.contains("no file is written"),
+            "{}",
+            notes[0].message
+        );
+
+        // The set arrives: mounted, not "recovered" from a rotation failure.
+        let failing = BTreeSet::from([file("db-pass")]);
+        let mounted = notes_for(&facts(true, true, &[], &[], &failing, &values));
+        let reasons: Vec<&str> = mounted.iter().map(|n| n.reason).collect();
+        assert_eq!(reasons, [REASON_MOUNTED]);
     }
 
     #[test]

@@ -233,3 +233,33 @@ collected() {
   return 1
 }
 check "seed: the Secret and the PodStatus go with their last pod" collected
+
+# A secret the vault does not have: the app never starts, and the pod says why
+# as a CSI volume that cannot mount would (Warning FailedMount).
+K apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: missing-secret
+  annotations:
+    secret-injector.io/inject: "true"
+    secret-injector.io/secret-db-user: azure://$VAULT/secrets/db-user
+    secret-injector.io/secret-api-key: azure://$VAULT/secrets/no-such-secret
+    secret-injector.io/tenant-id: $TENANT
+    secret-injector.io/client-id: $CLIENT
+spec:
+  containers: [{name: app, image: nginx:1.23.1}]
+YAML
+failed_mount_event() {
+  for _ in $(seq 1 60); do
+    K get events --field-selector "involvedObject.name=missing-secret,reason=FailedMount" \
+      -o jsonpath='{.items[*].message}' | grep -q 'cannot fetch api-key: 404' && return 0
+    sleep 1
+  done
+  K get events --field-selector involvedObject.name=missing-secret || true
+  return 1
+}
+check "a missing secret: a FailedMount Event on the pod names the file" failed_mount_event
+check "a missing secret: the app container has not started" \
+  test "$(K get pod missing-secret -o jsonpath='{.status.containerStatuses[0].started}')" != true
+K delete pod missing-secret --wait=false >/dev/null

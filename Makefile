@@ -30,7 +30,8 @@ e2e:
 
 bench:
 	cargo bench -p secret-injector-webhook --bench mutate
-	cargo build --release -p secret-injector-webhook -p secret-injector-sidecar -p load
+	cargo build --release -p secret-injector-webhook -p load
+	cargo build --profile sidecar -p secret-injector-sidecar
 	target/release/webhook-load
 	target/release/sidecar-bench
 

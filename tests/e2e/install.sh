@@ -20,7 +20,7 @@ source tests/e2e/pods-lib.sh
 tests/cluster/install-deps.sh
 KUBE_BIN_DIR=$(tests/cluster/build-kube.sh | tail -n1)
 export KUBE_BIN_DIR
-e2e_static_build -p secret-injector-sidecar -p secret-injector-webhook
+e2e_static_build --webhook
 cargo build --quiet -p kv-emulator
 
 E2E_NAME=install

@@ -7,6 +7,7 @@
 #   e2e_finish <rc>                      the verdict; removes a passed run's temp dir
 #   e2e_cluster_up <workdir>        start (one retry), load env, IMDS address
 #   e2e_emulator <workdir>          the emulator on 10.77.0.1:443 (+ IMDS on :80)
+#   e2e_static_build [--webhook]    the images' static binaries
 #   e2e_images <workdir> [args...]  pause, app, sidecar (+ build.sh args), imported
 #   K ..., in_ns ..., admin ...     kubectl / a command / the emulator's admin API, in the netns
 
@@ -88,14 +89,16 @@ e2e_emulator() {
 e2e_images() {
   local dir=$1
   shift
-  tests/images/build.sh --sidecar "$repo/target/x86_64-unknown-linux-gnu/release/secret-injector-sidecar" \
+  tests/images/build.sh --sidecar "$repo/target/x86_64-unknown-linux-gnu/sidecar/secret-injector-sidecar" \
     --extra-ca "$dir/emulator-ca.pem" "$@" "$dir/images" >/dev/null
   tests/cluster/cluster.sh import "$dir" "$dir"/images/*.tar >/dev/null
 }
 
 # Static binaries for the images (they have no libc); --target keeps
-# crt-static off build scripts and proc macros.
-e2e_static_build() {
-  RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release \
-    --target x86_64-unknown-linux-gnu "$@"
+# crt-static off build scripts and proc macros. The sidecar with its own
+# profile, as images/Dockerfile.sidecar builds it; --webhook adds the webhook.
+e2e_static_build() { # [--webhook]
+  static() { RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --target x86_64-unknown-linux-gnu "$@"; }
+  static --profile sidecar -p secret-injector-sidecar
+  [ "${1:-}" != --webhook ] || static --release -p secret-injector-webhook
 }

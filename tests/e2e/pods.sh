@@ -24,7 +24,7 @@ tests/cluster/install-deps.sh
 KUBE_BIN_DIR=$(tests/cluster/build-kube.sh | tail -n1)
 export KUBE_BIN_DIR
 
-e2e_static_build -p secret-injector-sidecar
+e2e_static_build
 cargo build --quiet -p secret-injector-webhook -p kv-emulator
 
 E2E_NAME=pods

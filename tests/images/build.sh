@@ -26,9 +26,9 @@
 #   --only LIST       comma-separated subset of pause,app,sidecar
 #
 # The sidecar must be a static binary (the image has no libc):
-#   RUSTFLAGS="-C target-feature=+crt-static" cargo build --release \
+#   RUSTFLAGS="-C target-feature=+crt-static" cargo build --profile sidecar \
 #     --target x86_64-unknown-linux-gnu -p secret-injector-sidecar
-#   -> target/x86_64-unknown-linux-gnu/release/secret-injector-sidecar
+#   -> target/x86_64-unknown-linux-gnu/sidecar/secret-injector-sidecar
 # (--target is what keeps crt-static off the build scripts and proc macros.)
 #
 # The last lines of stdout are the tar paths written, one per line.

@@ -1,8 +1,10 @@
 //! The sidecar, measured: time to the first complete write of 10 secrets,
 //! RSS while it rotates them, rotation propagation, binary size. Runs the
-//! release binary against the Key Vault emulator on loopback.
+//! binary the images carry (the `sidecar` profile) against the Key Vault
+//! emulator on loopback:
 //!
-//!   cargo build --release -p secret-injector-sidecar -p load && target/release/sidecar-bench
+//!   cargo build --release -p load && cargo build --profile sidecar -p secret-injector-sidecar
+//!   target/release/sidecar-bench
 
 use std::{
     collections::BTreeMap,
@@ -22,7 +24,7 @@ const SECRET: &str = "bench-client-secret";
 
 #[derive(Parser)]
 struct Args {
-    /// The sidecar binary (default: beside this one).
+    /// The sidecar binary (default: the `sidecar` profile's, target/sidecar/).
     #[arg(long)]
     sidecar_bin: Option<PathBuf>,
     #[arg(long, default_value_t = 10)]
@@ -101,7 +103,11 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin = match args.sidecar_bin {
         Some(b) => b,
-        None => std::env::current_exe()?.with_file_name("secret-injector-sidecar"),
+        // target/release/sidecar-bench -> target/sidecar/secret-injector-sidecar
+        None => std::env::current_exe()?
+            .with_file_name("..")
+            .join("sidecar")
+            .join("secret-injector-sidecar"),
     };
     let config = EmulatorConfig {
         default_vault: VAULT.into(),

@@ -336,25 +336,26 @@ pub fn notes_for(round: &RoundFacts<'_>) -> Vec<Note> {
             .iter()
             .map(|(f, e)| format!("{f}: {e}"))
             .collect();
-        let parts = parts.join("; ");
         // Without a complete set nothing is written yet: the pod waits, as
         // with a CSI volume that cannot mount.
-        notes.push(if round.complete {
-            Note {
-                type_: NoteType::Warning,
-                reason: REASON_FAILED,
-                action: "Rotate",
-                message: format!("cannot fetch {parts}; the files keep their last good values"),
-            }
+        let (reason, action, consequence) = if round.complete {
+            (
+                REASON_FAILED,
+                "Rotate",
+                "the files keep their last good values",
+            )
         } else {
-            Note {
-                type_: NoteType::Warning,
-                reason: REASON_MOUNT_FAILED,
-                action: "Mount",
-                message: format!(
-                    "cannot fetch {parts}; no file is written until every object is fetched (retrying)"
-                ),
-            }
+            (
+                REASON_MOUNT_FAILED,
+                "Mount",
+                "no file is written until every object is fetched (retrying)",
+            )
+        };
+        notes.push(Note {
+            type_: NoteType::Warning,
+            reason,
+            action,
+            message: format!("cannot fetch {}; {consequence}", parts.join("; ")),
         });
     } else if failing.is_empty() && !round.previously_failing.is_empty() && !round.first_set {
         let names: Vec<String> = round

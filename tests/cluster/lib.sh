@@ -37,6 +37,19 @@ KC_SERVICE_CIDR=10.0.0.0/24
 KC_SERVICE_IP=10.0.0.1
 
 kc_log() { echo "cluster: $*" >&2; }
+
+# kc_workdir_done <dir> <rc> <label>: a passed run's temp dir goes (each
+# holds 100-200 MB; CI once ran out of disk on them), a failed one stays and
+# is named. A dir the caller chose ($E2E_WORKDIR) always stays.
+kc_workdir_done() {
+  local dir=$1 rc=$2 label=$3
+  [ -z "${E2E_WORKDIR:-}" ] || return 0
+  if [ "$rc" -eq 0 ]; then
+    rm -rf --one-file-system "$dir"
+  else
+    echo "$label: logs kept in $dir" >&2
+  fi
+}
 kc_die() { kc_log "ERROR: $*"; exit 1; }
 
 # Run a command in the cluster's network namespace, or directly.

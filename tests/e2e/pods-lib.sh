@@ -23,24 +23,19 @@ admin() { in_ns curl -fsS --cacert "$W/emulator-ca.pem" -H 'Content-Type: applic
 # W: $E2E_WORKDIR or a fresh temp dir; check counts in passed/failed and
 # prints "$E2E_NAME: ok|FAIL <name>".
 e2e_workdir() {
-  W=${E2E_WORKDIR:-}
-  W_MADE=
-  [ -n "$W" ] || { W=$(mktemp -d "/tmp/secret-injector-$E2E_NAME.XXXXXX"); W_MADE=1; }
+  W=${E2E_WORKDIR:-$(mktemp -d "/tmp/secret-injector-$E2E_NAME.XXXXXX")}
   mkdir -p "$W"
   W=$(cd "$W" && pwd)
   passed=0 failed=0
 }
-# e2e_finish <rc>: the verdict. A temp dir the run made goes when it passed
-# (each run leaves 100-200 MB; CI once ran out of disk on them) and stays,
-# named, for a look when it failed. A given $E2E_WORKDIR always stays.
+# e2e_finish <rc>: the verdict, last in the EXIT trap (under set -e its
+# status is the script's); the temp dir goes if the run passed.
 e2e_finish() {
+  local rc=$1
   echo "$E2E_NAME: $passed passed, $failed failed"
-  if [ "$failed" -eq 0 ] && [ "$1" -eq 0 ]; then
-    [ -z "$W_MADE" ] || rm -rf --one-file-system "$W"
-    return 0
-  fi
-  echo "$E2E_NAME: logs kept in $W"
-  return 1
+  [ "$failed" -eq 0 ] || rc=1
+  kc_workdir_done "$W" "$rc" "$E2E_NAME"
+  return "$rc"
 }
 check() { # check <name> <command...>
   local name=$1

@@ -4,7 +4,8 @@
 #
 #   tests/e2e/run.sh            # installs what is missing, builds, runs
 #
-# Logs stay in $E2E_WORKDIR (default: a fresh temp dir) for a post-mortem.
+# Logs stay in $E2E_WORKDIR for a post-mortem (default: a fresh temp dir,
+# removed when the run passes).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -22,11 +23,7 @@ cleanup() {
   local rc=$?
   kc_stop_pid "$workdir/webhook.pid" "$workdir/" 10 || true
   kc_stop "$workdir/cluster" || true
-  # A passed run's temp dir goes (disk is finite in CI); a failed one stays.
-  if [ -n "${E2E_WORKDIR:-}" ]; then :
-  elif [ "$rc" -eq 0 ]; then rm -rf --one-file-system "$workdir"
-  else echo "e2e: logs kept in $workdir" >&2
-  fi
+  kc_workdir_done "$workdir" "$rc" e2e
 }
 trap cleanup EXIT
 

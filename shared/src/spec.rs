@@ -152,7 +152,37 @@ pub enum SpecError {
     },
     #[error("synced Secret {0:?} is named more than once")]
     DuplicateSyncTarget(String),
+    #[error(
+        "synced Secret {secret:?} has type {secret_type:?}, which secret-injector never writes; accepted: {}",
+        ALLOWED_SECRET_TYPES.join(", ")
+    )]
+    SyncType { secret: String, secret_type: String },
+    #[error("synced Secret {secret:?} {what} {key:?} is not accepted: {rule}")]
+    SyncMetadata {
+        secret: String,
+        what: &'static str,
+        key: String,
+        rule: &'static str,
+    },
 }
+
+/// The Secret types a sync may write: the CSI driver's, less the ones whose
+/// mere existence grants something (`kubernetes.io/service-account-token`
+/// makes the token controller mint a token for any ServiceAccount it names;
+/// `bootstrap.kubernetes.io/token` joins nodes).
+pub const ALLOWED_SECRET_TYPES: &[&str] = &[
+    "Opaque",
+    "kubernetes.io/tls",
+    "kubernetes.io/basic-auth",
+    "kubernetes.io/ssh-auth",
+    "kubernetes.io/dockerconfigjson",
+    "kubernetes.io/dockercfg",
+];
+
+/// Label and annotation domains a synced Secret may not carry: Kubernetes'
+/// own (`kubernetes.io/service-account.name` and the like steer controllers)
+/// and secret-injector's (which marks the Secrets it made).
+const RESERVED_DOMAINS: &[&str] = &["kubernetes.io", "k8s.io", "secret-injector.io"];
 
 impl InjectionSpec {
     /// Sorts objects by file name and refuses duplicates and emptiness.
@@ -233,6 +263,14 @@ fn check_sync_targets(objects: &[SecretObject], targets: &[SyncTarget]) -> Resul
         if !names.insert(target.secret_name.as_str()) {
             return Err(SpecError::DuplicateSyncTarget(target.secret_name.clone()));
         }
+        if !ALLOWED_SECRET_TYPES.contains(&target.secret_type.as_str()) {
+            return Err(SpecError::SyncType {
+                secret: target.secret_name.clone(),
+                secret_type: target.secret_type.clone(),
+            });
+        }
+        check_metadata(target, "label", target.labels.iter(), true)?;
+        check_metadata(target, "annotation", target.annotations.iter(), false)?;
         for (key, file) in &target.data {
             if !objects.iter().any(|o| o.file == *file) {
                 return Err(SpecError::SyncFile {
@@ -244,6 +282,68 @@ fn check_sync_targets(objects: &[SecretObject], targets: &[SyncTarget]) -> Resul
         }
     }
     Ok(())
+}
+
+fn check_metadata<'a>(
+    target: &SyncTarget,
+    what: &'static str,
+    entries: impl Iterator<Item = (&'a String, &'a String)>,
+    is_label: bool,
+) -> Result<(), SpecError> {
+    let fail = |key: &str, rule| SpecError::SyncMetadata {
+        secret: target.secret_name.clone(),
+        what,
+        key: key.to_owned(),
+        rule,
+    };
+    for (key, value) in entries {
+        let (prefix, name) = match key.rsplit_once('/') {
+            Some((prefix, name)) => (Some(prefix), name),
+            None => (None, key.as_str()),
+        };
+        if !is_qualified_name_part(name) || prefix.is_some_and(|p| !is_dns_subdomain(p)) {
+            return Err(fail(
+                key,
+                "a key is [prefix/]name: an optional DNS subdomain, and a name of at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+            ));
+        }
+        if prefix.is_some_and(|p| {
+            RESERVED_DOMAINS
+                .iter()
+                .any(|d| p == *d || p.ends_with(&format!(".{d}")))
+        }) {
+            return Err(fail(
+                key,
+                "the kubernetes.io, k8s.io and secret-injector.io domains are reserved (their keys steer controllers)",
+            ));
+        }
+        if is_label && !(value.is_empty() || is_qualified_name_part(value)) {
+            return Err(fail(
+                key,
+                "a label value is empty or at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_qualified_name_part(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    (1..=253).contains(&s.len())
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
 }
 
 /// A file mode of permission bits only (no setuid, setgid or sticky bit).
@@ -411,6 +511,61 @@ mod tests {
         assert!(matches!(
             InjectionSpec::from_env_value(&bad),
             Err(SpecError::SyncFile { file, .. }) if file == "db-password"
+        ));
+    }
+
+    // H2: a class must not make a token Secret, nor steer controllers.
+    #[test]
+    fn h2_sync_targets_write_only_plain_secret_types_and_metadata() {
+        let with = |f: &dyn Fn(&mut SyncTarget)| {
+            let mut t = target("password", "db-pass");
+            f(&mut t);
+            spec().with_sync_targets(vec![t])
+        };
+        let err = with(&|t| t.secret_type = "kubernetes.io/service-account-token".into())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("never writes; accepted: Opaque, kubernetes.io/tls"),
+            "{err}"
+        );
+        assert!(with(&|t| t.secret_type = "kubernetes.io/tls".into()).is_ok());
+        for key in [
+            "kubernetes.io/service-account.name",
+            "kubernetes.io/service-account.uid",
+            "foo.kubernetes.io/x",
+            "secret-injector.io/provider-class",
+        ] {
+            let err = with(&|t| {
+                t.annotations.insert(key.into(), "x".into());
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("reserved"), "{key}: {err}");
+        }
+        assert!(
+            with(&|t| {
+                t.annotations
+                    .insert("example.com/owner".into(), "team a".into());
+                t.labels.insert("app".into(), "web".into());
+            })
+            .is_ok()
+        );
+        let err = with(&|t| {
+            t.labels.insert("app".into(), "not a label value".into());
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("label \"app\""), "{err}");
+        // The sidecar reads the spec back through the same checks.
+        let good = spec()
+            .with_sync_targets(vec![target("password", "db-pass")])
+            .unwrap()
+            .to_env_value();
+        let bad = good.replace("\"Opaque\"", "\"kubernetes.io/service-account-token\"");
+        assert!(matches!(
+            InjectionSpec::from_env_value(&bad),
+            Err(SpecError::SyncType { .. })
         ));
     }
 

@@ -138,9 +138,17 @@ impl AzureProvider {
             return Ok(c.clone());
         }
         let credential = self.credential.lock().map_err(|_| poisoned())?.clone();
-        // A loopback or private vault URL cannot match the challenge's resource.
-        let verify =
-            vault_url.contains(".vault.azure.") || vault_url.contains(".vault.usgovcloudapi.");
+        // H1: a vault of the clouds' own domains must answer with its cloud's
+        // resource. A private endpoint the operator allowed cannot match
+        // it; there the credential alone keeps the scope to Key Vault's.
+        let verify = reqwest::Url::parse(vault_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .is_some_and(|host| {
+                KEY_VAULT_SUFFIXES
+                    .iter()
+                    .any(|suffix| host.ends_with(&format!(".{suffix}")))
+            });
         let setup = |e: azure_core::Error| FetchError::Invalid(format!("vault {vault_url}: {e}"));
         let built = Arc::new(Clients {
             secrets: SecretClient::new(
@@ -357,7 +365,82 @@ fn client_options(config: &AzureConfig, transport: &Transport) -> ClientOptions 
     }
 }
 
+/// The Key Vault DNS suffixes of Azure's clouds.
+const KEY_VAULT_SUFFIXES: &[&str] = &[
+    "vault.azure.net",
+    "vault.azure.cn",
+    "vault.usgovcloudapi.net",
+    "vault.microsoftazure.de",
+];
+
+/// H1: a credential that gets tokens for Key Vault's scope of the configured
+/// cloud only. The SDK takes the scope from the server's 401 challenge; a host
+/// that names `https://management.azure.com` or Graph there gets nothing.
+#[derive(Debug)]
+pub struct KeyVaultScopeOnly {
+    inner: Arc<dyn TokenCredential>,
+    scope: &'static str,
+}
+
+impl KeyVaultScopeOnly {
+    pub fn new(inner: Arc<dyn TokenCredential>, authority_host: &str) -> Self {
+        Self {
+            inner,
+            scope: Self::scope_for(authority_host),
+        }
+    }
+
+    /// The cloud is the authority's: China's and US Government's have their
+    /// own Key Vault resource; any other authority is the public cloud's
+    /// (emulators included).
+    pub fn scope_for(authority_host: &str) -> &'static str {
+        let host = reqwest::Url::parse(authority_host)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .unwrap_or_default();
+        if host == "login.chinacloudapi.cn" {
+            "https://vault.azure.cn/.default"
+        } else if host == "login.microsoftonline.us" {
+            "https://vault.usgovcloudapi.net/.default"
+        } else {
+            "https://vault.azure.net/.default"
+        }
+    }
+}
+
+#[async_trait]
+impl TokenCredential for KeyVaultScopeOnly {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        let wanted = |s: &&str| s.trim_end_matches('/') == self.scope;
+        if scopes.is_empty() || !scopes.iter().all(wanted) {
+            return Err(azure_core::Error::with_message(
+                ErrorKind::Credential,
+                format!(
+                    "the store asked for a token for {scopes:?}; only Key Vault's scope {} is ever requested",
+                    self.scope
+                ),
+            ));
+        }
+        self.inner.get_token(scopes, options).await
+    }
+}
+
 fn build_credential(
+    config: &AzureConfig,
+    transport: &Transport,
+) -> Result<Arc<dyn TokenCredential>, AzureSetupError> {
+    let inner = build_sdk_credential(config, transport)?;
+    Ok(Arc::new(KeyVaultScopeOnly::new(
+        inner,
+        &config.authority_host,
+    )))
+}
+
+fn build_sdk_credential(
     config: &AzureConfig,
     transport: &Transport,
 ) -> Result<Arc<dyn TokenCredential>, AzureSetupError> {
@@ -474,4 +557,57 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use azure_core::credentials::{AccessToken, TokenRequestOptions};
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl TokenCredential for Counting {
+        async fn get_token(
+            &self,
+            _: &[&str],
+            _: Option<TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<AccessToken> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(azure_core::Error::with_message(ErrorKind::Other, "asked"))
+        }
+    }
+
+    // H1: a server's challenge cannot pick the token's audience.
+    #[tokio::test]
+    async fn h1_only_key_vaults_scope_is_ever_requested() {
+        let inner = Arc::new(Counting(Default::default()));
+        let public = KeyVaultScopeOnly::new(inner.clone(), "https://login.microsoftonline.com/");
+        for scope in [
+            "https://management.azure.com/.default",
+            "https://graph.microsoft.com/.default",
+            "https://vault.azure.cn/.default",
+            "https://vault.azure.net.attacker.example/.default",
+        ] {
+            let err = public.get_token(&[scope], None).await.unwrap_err();
+            assert!(err.to_string().contains("only Key Vault's scope"), "{err}");
+        }
+        assert_eq!(inner.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let _ = public
+            .get_token(&["https://vault.azure.net/.default"], None)
+            .await;
+        assert_eq!(inner.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(
+            KeyVaultScopeOnly::scope_for("https://login.chinacloudapi.cn/"),
+            "https://vault.azure.cn/.default"
+        );
+        assert_eq!(
+            KeyVaultScopeOnly::scope_for("https://login.microsoftonline.us/"),
+            "https://vault.usgovcloudapi.net/.default"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::{
 };
 
 use futures::{StreamExt, stream};
-use shared::{FileName, InjectionSpec, ObjectFormat, SecretObject, SecretRef};
+use shared::{FileName, InjectionSpec, ObjectFormat, SecretObject, SecretRef, StoreHosts};
 
 use std::sync::Arc;
 
@@ -69,6 +69,8 @@ pub struct Engine {
     /// A complete set is in the volume (written by us or an earlier run).
     has_set: bool,
     failed_publishes: u32,
+    /// The operator's allowlist: checked again here before anything is sent.
+    store_hosts: StoreHosts,
 }
 
 type FetchKey = (SecretRef, Option<ObjectFormat>);
@@ -89,7 +91,13 @@ impl Engine {
             failing: BTreeSet::new(),
             has_set: false,
             failed_publishes: 0,
+            store_hosts: StoreHosts::default(),
         }
+    }
+
+    pub fn with_store_hosts(mut self, hosts: StoreHosts) -> Self {
+        self.store_hosts = hosts;
+        self
     }
 
     pub fn with_publisher(mut self, publisher: Box<dyn Publish>) -> Self {
@@ -149,9 +157,13 @@ impl Engine {
         unique.dedup();
         let fetches = unique.len();
         let providers = &self.providers;
+        let hosts = &self.store_hosts;
         let results: HashMap<FetchKey, Result<Fetched, FetchError>> = stream::iter(unique)
             .map(|k| async move {
-                let result = providers.fetch(&k.0, k.1).await;
+                let result = match allowed(hosts, &k.0) {
+                    Ok(()) => providers.fetch(&k.0, k.1).await,
+                    Err(e) => Err(e),
+                };
                 (k, result)
             })
             .buffer_unordered(self.concurrency)
@@ -357,6 +369,17 @@ impl Engine {
             .map(|(file, e)| format!("cannot fetch {file} from {}: {e}", self.source_of(file)))
             .collect();
         format!("secret-injector: {}", parts.join("; "))
+    }
+}
+
+/// H1, again in the sidecar: a host the operator's list does not name is
+/// never sent a request, whatever the spec says.
+fn allowed(hosts: &StoreHosts, source: &SecretRef) -> Result<(), FetchError> {
+    match source.named_host() {
+        Some((host, port)) => hosts
+            .check(&host, port)
+            .map_err(|refused| FetchError::Forbidden(format!("{source}: {refused}"))),
+        None => Ok(()),
     }
 }
 

@@ -71,6 +71,19 @@ pub enum MutationError {
     )]
     ContainerNameTaken(&'static str),
     #[error(
+        "container {container:?} mounts volume {volume:?}, which secret-injector adds and mounts itself; remove that volumeMount"
+    )]
+    VolumeMountTaken {
+        container: String,
+        volume: &'static str,
+    },
+    #[error(
+        "the pod reads Azure Key Vault but names no identity: set {client_id} (workload identity), annotate its ServiceAccount {account:?} with azure.workload.identity/client-id, or ask for the node's managed identity with {managed}: \"true\" (or useVMManagedIdentity in the SecretProviderClass)",
+        client_id = annotations::CLIENT_ID,
+        managed = annotations::USE_MANAGED_IDENTITY
+    )]
+    NoAzureIdentity { account: String },
+    #[error(
         "container {container:?} already mounts something at {mount_path}; set {annotation} to another path",
         annotation = annotations::MOUNT_PATH
     )]
@@ -131,6 +144,7 @@ pub fn decide_with(
     match annotations::parse(pod_annotations, &config.defaults)? {
         Request::OptedIn(mut spec) => {
             identity_from_service_account(&mut spec, pod, ctx);
+            check_identity(&spec, pod)?;
             mutate(pod, &spec, config).map(Decision::Inject)
         }
         Request::FromClass(request) => {
@@ -208,6 +222,7 @@ fn from_class(
         spec.azure.tenant_id = Some(id.clone());
     }
     identity_from_service_account(&mut spec, pod, ctx);
+    check_identity(&spec, pod)?;
     let mut mutation = mutate_with(pod, &spec, config, plan)?;
     mutation.warnings.extend(
         class_warnings
@@ -225,15 +240,7 @@ fn identity_from_service_account(spec: &mut InjectionSpec, pod: &Pod, ctx: &Cont
     if azure.use_managed_identity || (azure.client_id.is_some() && azure.tenant_id.is_some()) {
         return;
     }
-    let pod_spec = pod.spec.as_ref();
-    let account = pod_spec
-        .and_then(|s| {
-            s.service_account_name
-                .as_deref()
-                .or(s.service_account.as_deref())
-        })
-        .filter(|a| !a.is_empty())
-        .unwrap_or("default");
+    let account = service_account_name(pod);
     let namespace = pod_namespace(pod, ctx);
     let found = ctx.accounts.identity(namespace, account);
     if azure.client_id.is_none() {
@@ -242,6 +249,33 @@ fn identity_from_service_account(spec: &mut InjectionSpec, pod: &Pod, ctx: &Cont
     if azure.tenant_id.is_none() {
         azure.tenant_id = found.tenant_id;
     }
+}
+
+/// M1: Azure objects need an identity the pod, its class or its
+/// ServiceAccount named; the node's managed identity only when asked for.
+fn check_identity(spec: &InjectionSpec, pod: &Pod) -> Result<(), MutationError> {
+    let azure = &spec.azure;
+    if spec.providers().contains_key("azure")
+        && azure.client_id.is_none()
+        && !azure.use_managed_identity
+    {
+        return Err(MutationError::NoAzureIdentity {
+            account: service_account_name(pod).to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn service_account_name(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| {
+            s.service_account_name
+                .as_deref()
+                .or(s.service_account.as_deref())
+        })
+        .filter(|a| !a.is_empty())
+        .unwrap_or("default")
 }
 
 /// A pod being created may not carry its namespace yet; the request does.
@@ -357,6 +391,33 @@ pub fn mutate_with(
             pod_spec.volumes.is_some(),
             new_volumes.iter().map(to_value),
         );
+    }
+
+    // M4: a CSI volume is read-only for the app at the volume level; its
+    // memory replacement is writable unless every app mount says otherwise.
+    if let VolumePlan::ReplaceCsi { name, .. } = plan {
+        for (list, containers) in [
+            ("containers", pod_spec.containers.as_slice()),
+            ("initContainers", init_containers),
+        ] {
+            for (i, container) in containers.iter().enumerate() {
+                for (j, m) in container.volume_mounts.iter().flatten().enumerate() {
+                    if m.name == name && m.read_only != Some(true) {
+                        ops.add(
+                            &[
+                                "spec",
+                                list,
+                                &i.to_string(),
+                                "volumeMounts",
+                                &j.to_string(),
+                                "readOnly",
+                            ],
+                            Value::Bool(true),
+                        );
+                    }
+                }
+            }
+        }
     }
 
     // Read-only mounts in the targets, before our init container shifts the
@@ -533,9 +594,23 @@ fn check_names(
     if uses_azure {
         ours.push(AZURE_TOKEN_VOLUME_NAME);
     }
-    for name in ours {
-        if volumes.iter().any(|v| v.name == name) {
+    for name in &ours {
+        if volumes.iter().any(|v| v.name == *name) {
             return Err(MutationError::VolumeNameTaken(name));
+        }
+    }
+    // M4, L4: a mount declared before the volume exists would become valid
+    // (and writable) once we add it.
+    for container in containers.iter().chain(init_containers) {
+        let mounts = container.volume_mounts.iter().flatten();
+        if let Some(volume) = mounts
+            .filter_map(|m| ours.iter().find(|o| **o == m.name))
+            .next()
+        {
+            return Err(MutationError::VolumeMountTaken {
+                container: container.name.clone(),
+                volume,
+            });
         }
     }
     if containers
@@ -652,6 +727,11 @@ fn env(spec: &InjectionSpec, config: &InjectorConfig, uses_azure: bool) -> Vec<E
         field("POD_NAMESPACE", "metadata.namespace"),
         field("POD_UID", "metadata.uid"),
         field("POD_SERVICE_ACCOUNT", "spec.serviceAccountName"),
+        // The sidecar checks every store host again before it sends anything.
+        plain(
+            shared::store_hosts::ALLOWED_STORE_HOSTS_ENV,
+            config.defaults.limits.store_hosts.to_string(),
+        ),
     ];
     if uses_azure {
         env.push(plain(

@@ -205,7 +205,18 @@ pub fn parse(
     annotations: &BTreeMap<String, String>,
     defaults: &Defaults,
 ) -> Result<Request, AnnotationErrors> {
+    parse_opted_in(annotations, defaults, false)
+}
+
+/// [`parse`], for a pod that may have opted in by its label
+/// `secret-injector.io/inject: "true"` (`by_label`) rather than the annotation.
+pub fn parse_opted_in(
+    annotations: &BTreeMap<String, String>,
+    defaults: &Defaults,
+    by_label: bool,
+) -> Result<Request, AnnotationErrors> {
     match annotations.get(INJECT).map(String::as_str) {
+        _ if by_label => {}
         Some("true") => {}
         Some(other) => {
             return Ok(Request::NotOptedIn {
@@ -629,6 +640,19 @@ mod tests {
             panic!("opted in")
         };
         assert!(warnings.is_empty() || inject == Some("false"));
+    }
+
+    #[test]
+    fn the_label_opts_in_without_the_annotation() {
+        let a = annotations(&[("secret-injector.io/secret-a", "azure://kv-one/secrets/a")]);
+        assert!(matches!(
+            parse(&a, &Defaults::default()),
+            Ok(Request::NotOptedIn { .. })
+        ));
+        assert!(matches!(
+            parse_opted_in(&a, &Defaults::default(), true),
+            Ok(Request::OptedIn(_))
+        ));
     }
 
     #[test]

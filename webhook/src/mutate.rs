@@ -141,7 +141,10 @@ pub fn decide_with(
         });
     }
     let csi = csi_volume(pod)?;
-    match annotations::parse(pod_annotations, &config.defaults)? {
+    let by_label = opted_in_by_label(pod);
+    let by_annotation_only =
+        !by_label && pod_annotations.get(annotations::INJECT).map(String::as_str) == Some("true");
+    let decision = match annotations::parse_opted_in(pod_annotations, &config.defaults, by_label)? {
         Request::OptedIn(mut spec) => {
             identity_from_service_account(&mut spec, pod, ctx);
             check_identity(&spec, pod)?;
@@ -173,7 +176,27 @@ pub fn decide_with(
                 warnings,
             }),
         },
+    };
+    match decision {
+        Ok(Decision::Inject(mut mutation)) if by_annotation_only => {
+            mutation.warnings.push(format!(
+                "secret-injector: this pod opts in with the annotation {INJECT}, whose webhook is failurePolicy Ignore: while the webhook is unavailable such a pod starts without its files. Label the pod {INJECT}: \"true\" instead (its webhook refuses the pod rather than start it without them)",
+                INJECT = annotations::INJECT
+            ));
+            Ok(Decision::Inject(mutation))
+        }
+        other => other,
     }
+}
+
+/// The opt-in label `secret-injector.io/inject: "true"`, which the webhook
+/// configuration's objectSelector matches (failurePolicy Fail).
+pub fn opted_in_by_label(pod: &Pod) -> bool {
+    pod.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(annotations::INJECT))
+        .is_some_and(|v| v == "true")
 }
 
 /// The pod's Secrets Store CSI volume: (index, volume name, class name).

@@ -22,7 +22,7 @@ fn seed_pod() -> Value {
         "metadata": {
             "generateName": "nginx-deployment-5d59d67564-",
             "namespace": "default",
-            "labels": {"app": "nginx"},
+            "labels": {"app": "nginx", "secret-injector.io/inject": "true"},
             "annotations": {
                 "secret-injector.io/inject": "true",
                 "secret-injector.io/secret-db-user": SEED_USER,
@@ -349,6 +349,10 @@ fn pod_without_opt_in_is_left_alone() {
         .as_object_mut()
         .unwrap()
         .remove("secret-injector.io/inject");
+    pod["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("secret-injector.io/inject");
     assert_eq!(
         decide(&pod, &config()).unwrap(),
         Decision::Skip {
@@ -361,6 +365,10 @@ fn pod_without_opt_in_is_left_alone() {
         .as_object_mut()
         .unwrap()
         .remove("annotations");
+    bare["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("secret-injector.io/inject");
     assert!(matches!(
         decide(&bare, &config()).unwrap(),
         Decision::Skip {
@@ -861,4 +869,51 @@ fn h1_store_hosts_are_the_operators() {
             Some(shared::store_hosts::DEFAULT_ALLOWED_STORE_HOSTS)
         );
     }
+}
+
+// M6: the label opts in (objectSelector, failurePolicy Fail); the annotation
+// still does, with a warning that recommends the label.
+#[test]
+fn m6_the_label_opts_in_and_the_annotation_is_warned_about() {
+    let mut labelled = seed_pod();
+    labelled["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("secret-injector.io/inject");
+    labelled["metadata"]["labels"]["secret-injector.io/inject"] = json!("true");
+    let (pod, mutation) = inject(&labelled, &config());
+    assert!(containers(&pod).contains(&"secret-injector"));
+    assert!(
+        !mutation
+            .warnings
+            .iter()
+            .any(|w| w.contains("Label the pod")),
+        "{:?}",
+        mutation.warnings
+    );
+
+    let mut annotated = seed_pod();
+    annotated["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("secret-injector.io/inject");
+    let (_, mutation) = inject(&annotated, &config());
+    assert!(
+        mutation
+            .warnings
+            .iter()
+            .any(|w| w.contains("Label the pod secret-injector.io/inject: \"true\"")),
+        "{:?}",
+        mutation.warnings
+    );
+
+    let mut wrong = labelled.clone();
+    wrong["metadata"]["labels"]["secret-injector.io/inject"] = json!("yes");
+    assert!(matches!(
+        decide(&wrong, &config()).unwrap(),
+        Decision::Skip {
+            reason: SkipReason::NotOptedIn,
+            ..
+        }
+    ));
 }

@@ -296,14 +296,16 @@ impl Engine {
     /// The init container's job: rounds until every file has a value, backing
     /// off between them, or the deadline passes. Never writes a partial set.
     pub async fn init(&mut self, deadline: Duration) -> Result<RoundReport, EngineError> {
-        let until = Instant::now() + deadline;
+        // Elapsed time against the deadline: no `Instant` arithmetic, which
+        // panics on overflow for a huge `--deadline`.
+        let started = Instant::now();
         loop {
             let report = self.round().await?;
             if report.complete && report.publish_error.is_none() {
                 return Ok(report);
             }
             let delay = self.next_delay(&report);
-            if Instant::now() + delay >= until {
+            if started.elapsed().saturating_add(delay) >= deadline {
                 return Err(EngineError::Deadline(match &report.publish_error {
                     Some(error) if report.complete => format!("secret-injector: {error}"),
                     _ => self.describe_failures(&report.failures),

@@ -31,8 +31,9 @@ use shared::{AzureObjectKind, AzureRef, ObjectFormat, SecretRef};
 
 use crate::{
     pem,
-    provider::{FetchError, Fetched, Provider},
+    provider::{Detail, FetchError, Fetched, Provider},
     secret::SecretBytes,
+    text,
 };
 
 /// How the sidecar proves who it is to Entra ID.
@@ -141,7 +142,8 @@ impl AzureProvider {
         // A loopback or private vault URL cannot match the challenge's resource.
         let verify =
             vault_url.contains(".vault.azure.") || vault_url.contains(".vault.usgovcloudapi.");
-        let setup = |e: azure_core::Error| FetchError::Invalid(format!("vault {vault_url}: {e}"));
+        let setup =
+            |e: azure_core::Error| FetchError::Invalid(format!("vault {vault_url}: {e}").into());
         let built = Arc::new(Clients {
             secrets: SecretClient::new(
                 vault_url,
@@ -220,7 +222,7 @@ impl AzureProvider {
                         base64::engine::general_purpose::STANDARD
                             .decode(value.trim())
                             .map_err(|_| {
-                                FetchError::Invalid(format!("{what}: the PFX is not base64"))
+                                FetchError::Invalid(format!("{what}: the PFX is not base64").into())
                             })?
                     }
                     _ => value.into_bytes(),
@@ -243,7 +245,7 @@ impl AzureProvider {
                     .map_err(|e| classify(&e, &what))?;
                 let version = version_from_id(cert.id.as_deref());
                 let der = cert.cer.ok_or_else(|| {
-                    FetchError::Invalid(format!("{what} has no certificate body (cer)"))
+                    FetchError::Invalid(format!("{what} has no certificate body (cer)").into())
                 })?;
                 Ok(Fetched {
                     value: SecretBytes::from(pem::certificate_pem(&der)),
@@ -261,12 +263,12 @@ impl AzureProvider {
                     .await
                     .and_then(|resp| resp.into_model())
                     .map_err(|e| classify(&e, &what))?;
-                let jwk = key
-                    .key
-                    .ok_or_else(|| FetchError::Invalid(format!("{what} has no key material")))?;
+                let jwk = key.key.ok_or_else(|| {
+                    FetchError::Invalid(format!("{what} has no key material").into())
+                })?;
                 let version = version_from_id(jwk.kid.as_deref());
                 let public = public_key_pem(&jwk)
-                    .ok_or_else(|| FetchError::Invalid(format!("{what}: only RSA and EC (P-256, P-384, P-521, P-256K) public keys can be written")))?;
+                    .ok_or_else(|| FetchError::Invalid(format!("{what}: only RSA and EC (P-256, P-384, P-521, P-256K) public keys can be written").into()))?;
                 Ok(Fetched {
                     value: SecretBytes::from(public),
                     version,
@@ -285,9 +287,9 @@ impl Provider for AzureProvider {
     ) -> Result<Fetched, FetchError> {
         match source {
             SecretRef::Azure(r) => self.fetch_azure(r, format).await,
-            other => Err(FetchError::Unsupported(format!(
-                "{other} is not an Azure reference"
-            ))),
+            other => Err(FetchError::Unsupported(
+                format!("{other} is not an Azure reference").into(),
+            )),
         }
     }
 
@@ -404,7 +406,8 @@ fn build_credential(
 }
 
 /// Maps the SDK's error to what a person can act on. The SDK's messages name
-/// the object and the service's error code, never a secret value.
+/// the object and the service's error code, never a secret value; a body of
+/// any size is cut to one bounded line (`Detail`).
 fn classify(e: &azure_core::Error, what: &str) -> FetchError {
     // The SDK's messages carry newlines (troubleshooting links); a status
     // line and a termination message must stay one line.
@@ -412,11 +415,12 @@ fn classify(e: &azure_core::Error, what: &str) -> FetchError {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    let detail = match e.kind() {
+    let text = match e.kind() {
         // The service's message names the object; keep it as it is.
         ErrorKind::HttpResponse { .. } => chain,
         _ => format!("{what}: {chain}"),
     };
+    let detail = Detail::new(&text);
     match e.kind() {
         ErrorKind::HttpResponse {
             status,
@@ -442,7 +446,7 @@ fn classify(e: &azure_core::Error, what: &str) -> FetchError {
         },
         ErrorKind::Credential => FetchError::Credential(detail),
         _ => {
-            let chain = detail.to_ascii_lowercase();
+            let chain = text.to_ascii_lowercase();
             if chain.contains("dns")
                 || chain.contains("failed to lookup")
                 || chain.contains("name or service not known")
@@ -463,13 +467,15 @@ fn classify(e: &azure_core::Error, what: &str) -> FetchError {
 }
 
 /// The error and its causes, each once (wrappers often repeat their source).
+/// Each part is cut first, so a huge body is never copied whole.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = vec![e.to_string()];
+    const PART_LIMIT: usize = 4 * text::DETAIL_LIMIT;
+    let mut parts: Vec<String> = vec![text::truncate(&e.to_string(), PART_LIMIT)];
     let mut source = e.source();
     while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
+        let part = text::truncate(&s.to_string(), PART_LIMIT);
+        if !parts.iter().any(|p| p.contains(&part)) {
+            parts.push(part);
         }
         source = s.source();
     }

@@ -275,6 +275,15 @@ pub struct Note {
     pub message: String,
 }
 
+impl Note {
+    /// The note as published: the apiserver refuses one over its 1024-byte
+    /// `NoteLengthLimit`, so a long message (many failing objects) is cut on
+    /// a character boundary instead of losing the whole Event.
+    pub fn bounded_message(&self) -> String {
+        crate::text::truncate(&self.message, crate::text::EVENT_NOTE_LIMIT)
+    }
+}
+
 pub const REASON_MOUNTED: &str = "SecretsMounted";
 pub const REASON_ROTATED: &str = "SecretRotationComplete";
 pub const REASON_FAILED: &str = "SecretRotationFailed";
@@ -601,6 +610,27 @@ mod tests {
         let mounted = notes_for(&facts(true, true, &[], &[], &failing, &values));
         let reasons: Vec<&str> = mounted.iter().map(|n| n.reason).collect();
         assert_eq!(reasons, [REASON_MOUNTED]);
+    }
+
+    #[test]
+    fn l2_a_ten_kilobyte_error_gives_a_bounded_event_note() {
+        let values = known(&[("db-user", "administrator", "u1")]);
+        let none = BTreeSet::new();
+        let huge = "x".repeat(10 * 1024);
+        let failures: Vec<(FileName, FetchError)> = (0..20)
+            .map(|i| {
+                (
+                    file(&format!("f{i}")),
+                    FetchError::Unavailable(huge.as_str().into()),
+                )
+            })
+            .collect();
+        let notes = notes_for(&facts(false, false, &[], &failures, &none, &values));
+        assert_eq!(notes.len(), 1);
+        let note = notes[0].bounded_message();
+        assert!(note.len() <= 1024, "{}", note.len());
+        assert!(note.starts_with("cannot fetch f0: store unavailable: xxx"));
+        assert!(note.ends_with('…'));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::{
     plan::{self, Backoff, Known, Merged},
     provider::{FetchError, Fetched, Providers},
     status::Status,
-    transform,
+    text, transform,
     writer::{AtomicWriter, WriteError},
 };
 
@@ -306,10 +306,15 @@ impl Engine {
             }
             let delay = self.next_delay(&report);
             if started.elapsed().saturating_add(delay) >= deadline {
-                return Err(EngineError::Deadline(match &report.publish_error {
+                let message = match &report.publish_error {
                     Some(error) if report.complete => format!("secret-injector: {error}"),
                     _ => self.describe_failures(&report.failures),
-                }));
+                };
+                // The termination message: one line that kubelet keeps whole.
+                return Err(EngineError::Deadline(text::bounded(
+                    &message,
+                    text::TERMINATION_LIMIT,
+                )));
             }
             tokio::time::sleep(delay).await;
         }

@@ -15,6 +15,7 @@ use shared::{InjectionSpec, SyncTarget, provider_class::CSI_GROUP};
 use crate::{
     cluster::{self, NoteType, POD_STATUS_KIND, POD_STATUS_PLURAL, PodIdentity, RoundFacts},
     engine::Publish,
+    text,
 };
 
 /// Where the example Role for the pods' ServiceAccounts lives.
@@ -61,8 +62,8 @@ pub struct KubeSink {
     /// Secret name → the versions last applied successfully.
     applied_secrets: BTreeMap<String, BTreeMap<String, String>>,
     applied_status: Option<Vec<(String, String)>>,
-    /// Turned off after the first refusal, so a missing permission is said
-    /// once rather than every round.
+    /// Turned off after a 403, so a missing permission is said once rather
+    /// than every round; other failures leave it on.
     events_on: bool,
     status_warned: bool,
 }
@@ -135,10 +136,11 @@ impl KubeSink {
             kube::Error::Api(status) if status.code == 404 && target == Target::PodStatuses => {
                 "the SecretProviderClassPodStatus CRD is not installed (manifests/crds/)".to_owned()
             }
-            kube::Error::Api(status) => {
-                format!("{} {}: {}", status.code, status.reason, status.message)
-            }
-            other => other.to_string(),
+            kube::Error::Api(status) => text::bounded(
+                &format!("{} {}: {}", status.code, status.reason, status.message),
+                text::DETAIL_LIMIT,
+            ),
+            other => text::bounded(&other.to_string(), text::DETAIL_LIMIT),
         }
     }
 
@@ -222,18 +224,30 @@ impl KubeSink {
                     NoteType::Warning => EventType::Warning,
                 },
                 reason: note.reason.to_owned(),
-                note: Some(note.message),
+                note: Some(note.bounded_message()),
                 action: note.action.to_owned(),
                 secondary: None,
             };
             if let Err(e) = self.recorder.publish(&event, &reference).await {
                 let why = self.describe(&e, Target::Events);
-                tracing::warn!("cannot record Events on the pod; no more will be tried: {why}");
-                self.events_on = false;
-                return;
+                // Only a missing permission is lasting; anything else (a
+                // timeout, an apiserver restart) is tried again next time.
+                if is_forbidden(&e) {
+                    tracing::warn!("cannot record Events on the pod; no more will be tried: {why}");
+                    self.events_on = false;
+                    return;
+                }
+                tracing::warn!(
+                    reason = note.reason,
+                    "cannot record an Event on the pod; the next one will be tried: {why}"
+                );
             }
         }
     }
+}
+
+fn is_forbidden(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == 403)
 }
 
 #[async_trait::async_trait]

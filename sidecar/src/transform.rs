@@ -28,19 +28,22 @@ pub fn to_file_bytes(
 fn extract_json_key(value: &SecretBytes, key: &str) -> Result<SecretBytes, FetchError> {
     // Errors never quote the value: it is the secret.
     let parsed: serde_json::Value = serde_json::from_slice(value.expose()).map_err(|_| {
-        FetchError::Invalid(format!(
-            "the value is not a JSON object, so key {key:?} cannot be read from it"
-        ))
+        FetchError::Invalid(
+            format!("the value is not a JSON object, so key {key:?} cannot be read from it").into(),
+        )
     })?;
     let field = parsed
         .as_object()
         .ok_or_else(|| {
-            FetchError::Invalid(format!(
-                "the value is JSON but not an object, so key {key:?} cannot be read from it"
-            ))
+            FetchError::Invalid(
+                format!(
+                    "the value is JSON but not an object, so key {key:?} cannot be read from it"
+                )
+                .into(),
+            )
         })?
         .get(key)
-        .ok_or_else(|| FetchError::Invalid(format!("the JSON value has no key {key:?}")))?;
+        .ok_or_else(|| FetchError::Invalid(format!("the JSON value has no key {key:?}").into()))?;
     Ok(match field {
         serde_json::Value::String(s) => SecretBytes::from(s.clone()),
         other => SecretBytes::from(other.to_string()),

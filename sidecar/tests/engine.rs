@@ -61,7 +61,7 @@ impl Provider for ScriptedStore {
                 version: version.clone(),
             }),
             Some(Err(e)) => Err(e.clone()),
-            None => Err(FetchError::NotFound(format!("{uri} does not exist"))),
+            None => Err(FetchError::NotFound(format!("{uri} does not exist").into())),
         }
     }
 }
@@ -347,6 +347,8 @@ type PublishedRound = (bool, bool, Vec<String>, Vec<String>);
 struct RecordingPublisher {
     rounds: Arc<Mutex<Vec<PublishedRound>>>,
     notes: Arc<Mutex<Vec<&'static str>>>,
+    /// Each Event's note as it would be published.
+    messages: Arc<Mutex<Vec<String>>>,
     refusals: Arc<Mutex<usize>>,
 }
 
@@ -364,11 +366,15 @@ impl secret_injector_sidecar::engine::Publish for RecordingPublisher {
             names(round.changed),
             round.failures.iter().map(|(f, _)| f.to_string()).collect(),
         ));
-        self.notes.lock().unwrap().extend(
-            secret_injector_sidecar::cluster::notes_for(round)
-                .iter()
-                .map(|n| n.reason),
-        );
+        let notes = secret_injector_sidecar::cluster::notes_for(round);
+        self.notes
+            .lock()
+            .unwrap()
+            .extend(notes.iter().map(|n| n.reason));
+        self.messages
+            .lock()
+            .unwrap()
+            .extend(notes.iter().map(|n| n.bounded_message()));
         let mut refusals = self.refusals.lock().unwrap();
         if *refusals > 0 {
             *refusals -= 1;
@@ -447,4 +453,48 @@ async fn rotation_and_failure_events_follow_the_store() {
     );
     let rounds = publisher.rounds.lock().unwrap().clone();
     assert_eq!(rounds[1].2, ["db-pass"]);
+}
+
+#[tokio::test]
+async fn l2_a_ten_kilobyte_store_error_is_bounded_in_the_status_file_events_and_termination_message()
+ {
+    use secret_injector_sidecar::text::{DETAIL_LIMIT, EVENT_NOTE_LIMIT, TERMINATION_LIMIT};
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    // A store (or a proxy in front of it) answering with a 10 KB page.
+    let huge = format!(
+        "<html>\n{}\n{}</html>",
+        "e".repeat(5 * 1024),
+        "é".repeat(2600)
+    );
+    let mut extra = String::new();
+    for i in 0..20 {
+        let uri = format!("azure://kv-aks-csi-weu-01/secrets/extra-{i}");
+        extra.push_str(&format!(r#",{{"file":"extra-{i}","source":"{uri}"}}"#));
+        store.fail(&uri, FetchError::Unavailable(huge.as_str().into()));
+    }
+    store.fail(PASS, FetchError::Unavailable(huge.as_str().into()));
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = RecordingPublisher::default();
+    let mut engine =
+        engine(&store, dir.path(), spec(&extra)).with_publisher(Box::new(publisher.clone()));
+    let err = engine
+        .init(Duration::from_millis(200))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.len() <= TERMINATION_LIMIT, "{}", err.len());
+    assert!(!err.contains('\n'));
+    assert!(err.starts_with("secret-injector: cannot fetch"), "{err}");
+
+    let status = Status::read(dir.path()).unwrap();
+    let error = status.objects["db-pass"].error.clone().unwrap();
+    assert!(error.len() <= DETAIL_LIMIT + 32, "{}", error.len());
+    assert!(!error.contains('\n'));
+
+    let messages = publisher.messages.lock().unwrap().clone();
+    assert!(!messages.is_empty());
+    for message in messages {
+        assert!(message.len() <= EVENT_NOTE_LIMIT, "{}", message.len());
+    }
 }

@@ -118,26 +118,51 @@ impl Engine {
 
     /// Picks up the files a previous run (the init container) wrote, so an
     /// unchanged store means no rewrite. Returns whether there were any.
+    ///
+    /// The rule (M4): the volume is world-writable, so what is on disk seeds
+    /// the last-good values only when it agrees with the status file the same
+    /// writer left beside it: every object of this spec has its file in the
+    /// set and a status entry with the same source and a non-empty version,
+    /// and the set holds no other file. Anything else (a set planted or
+    /// half-replaced by another container, a status from another spec, no
+    /// status at all) is ignored and the sidecar starts fresh: it fetches
+    /// before it trusts anything. This does not authenticate the files (a
+    /// container that can write the volume can forge both); it keeps a set
+    /// without provenance from standing in as "last good" while the store is
+    /// failing, and the first successful fetch replaces whatever was seeded.
     pub fn resume(&mut self) -> Result<bool, WriteError> {
         let Some(current) = self.writer.read_current()? else {
             return Ok(false);
         };
-        self.status = Status::read(self.writer.dir()).unwrap_or_default();
-        for (file, entry) in current {
-            let version = self
-                .status
+        let status = Status::read(self.writer.dir()).unwrap_or_default();
+        let mut known = BTreeMap::new();
+        for object in &self.spec.objects {
+            let recorded = status
                 .objects
-                .get(file.as_str())
+                .get(object.file.as_str())
+                .filter(|s| s.source == object.source.to_string())
                 .and_then(|s| s.version.clone())
-                .unwrap_or_default();
-            self.known.insert(
-                file,
+                .filter(|v| !v.is_empty());
+            let (Some(version), Some(entry)) = (recorded, current.get(&object.file)) else {
+                tracing::warn!(file = %object.file, "the files in the volume do not match the status file; fetching before using them");
+                return Ok(false);
+            };
+            known.insert(
+                object.file.clone(),
                 Known {
-                    bytes: entry.data,
+                    bytes: entry.data.clone(),
                     version,
                 },
             );
         }
+        if current.len() != known.len() {
+            tracing::warn!(
+                "the volume holds files this spec does not name; fetching before using them"
+            );
+            return Ok(false);
+        }
+        self.status = status;
+        self.known = known;
         self.has_set = true;
         Ok(true)
     }

@@ -498,3 +498,73 @@ async fn l2_a_ten_kilobyte_store_error_is_bounded_in_the_status_file_events_and_
         assert!(message.len() <= EVENT_NOTE_LIMIT, "{}", message.len());
     }
 }
+
+/// M4: what is on disk seeds the last-good values only when the status file
+/// agrees with it; otherwise the sidecar fetches first.
+#[tokio::test]
+async fn m4_resume_seeds_last_good_values_only_when_consistent_with_the_status_file() {
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    store.set(PASS, "pw", "p1");
+
+    // A set with no status file beside it (planted, or a status lost).
+    let dir = tempfile::tempdir().unwrap();
+    let planted: secret_injector_sidecar::writer::FileSet = ["db-user", "db-pass"]
+        .into_iter()
+        .map(|f| {
+            (
+                shared::FileName::new(f).unwrap(),
+                secret_injector_sidecar::writer::FileEntry {
+                    data: SecretBytes::from("planted".to_owned()),
+                    mode: 0o640,
+                },
+            )
+        })
+        .collect();
+    AtomicWriter::new(dir.path()).write(&planted).unwrap();
+    let mut fresh = engine(&store, dir.path(), spec(""));
+    assert!(!fresh.resume().unwrap(), "seeded from a set without status");
+    // The store is down: the planted value is not kept as "last good".
+    store.fail(PASS, FetchError::Unavailable("down".into()));
+    let report = fresh.round().await.unwrap();
+    assert!(!report.complete && !report.wrote);
+    store.set(PASS, "pw", "p1");
+    assert!(fresh.round().await.unwrap().wrote);
+    assert_eq!(read(dir.path(), "db-pass"), "pw");
+
+    // Consistent: resumes without a rewrite.
+    let mut restarted = engine(&store, dir.path(), spec(""));
+    assert!(restarted.resume().unwrap());
+    assert!(!restarted.round().await.unwrap().wrote);
+
+    // A status entry without a version, or for another source: fresh.
+    let mut status = Status::read(dir.path()).unwrap();
+    status.objects.get_mut("db-pass").unwrap().version = None;
+    status.write(dir.path()).unwrap();
+    assert!(!engine(&store, dir.path(), spec("")).resume().unwrap());
+    let mut status = Status::read(dir.path()).unwrap();
+    let pass = status.objects.get_mut("db-pass").unwrap();
+    pass.version = Some("p1".into());
+    pass.source = "azure://elsewhere/secrets/db-pass".into();
+    status.write(dir.path()).unwrap();
+    assert!(!engine(&store, dir.path(), spec("")).resume().unwrap());
+
+    // A file the spec does not name: fresh.
+    let mut status = Status::read(dir.path()).unwrap();
+    status.objects.get_mut("db-pass").unwrap().source = PASS.into();
+    status.write(dir.path()).unwrap();
+    assert!(engine(&store, dir.path(), spec("")).resume().unwrap());
+    let mut with_extra = AtomicWriter::new(dir.path())
+        .read_current()
+        .unwrap()
+        .unwrap();
+    with_extra.insert(
+        shared::FileName::new("extra").unwrap(),
+        secret_injector_sidecar::writer::FileEntry {
+            data: SecretBytes::from("x".to_owned()),
+            mode: 0o640,
+        },
+    );
+    AtomicWriter::new(dir.path()).write(&with_extra).unwrap();
+    assert!(!engine(&store, dir.path(), spec("")).resume().unwrap());
+}

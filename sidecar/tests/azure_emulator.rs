@@ -287,9 +287,20 @@ async fn managed_identity_through_the_identity_endpoint() {
         ),
         ("IDENTITY_HEADER", IDENTITY_HEADER.to_owned()),
     ];
-    let out = finish(&mut f.sidecar(&["fetch", "--once"], &seed_spec(), &env));
+    // As a SecretProviderClass with useVMManagedIdentity: "true" asks.
+    let managed = seed_spec().replacen('{', r#"{"azure":{"useManagedIdentity":true},"#, 1);
+    let out = finish(&mut f.sidecar(&["fetch", "--once"], &managed, &env));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(f.read("db-user"), b"administrator");
+
+    // M1: without it, a missing client id is an error, never the node's identity.
+    let out = finish(&mut f.sidecar(&["fetch", "--once"], &seed_spec(), &env));
+    assert!(!out.status.success());
+    let last = stderr(&out).lines().last().unwrap_or_default().to_owned();
+    assert!(
+        last.contains("needs a client id: AZURE_CLIENT_ID"),
+        "{last}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,8 +30,49 @@ pub struct RoundReport {
     pub failures: Vec<(FileName, FetchError)>,
     /// Distinct store requests made this round.
     pub fetches: usize,
-    /// What could not be published (a synced Secret), in one line.
-    pub publish_error: Option<String>,
+    /// What could not be published (a synced Secret).
+    pub publish_error: Option<PublishError>,
+}
+
+/// What the app depends on and could not be published, in one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishError {
+    pub message: String,
+    /// Retrying cannot help (a Secret that is not ours to write): the init
+    /// run fails at once instead of at its deadline, and the sidecar does
+    /// not retry it sooner than its interval.
+    pub permanent: bool,
+}
+
+impl PublishError {
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+}
+
+/// A transient error: retried.
+impl From<String> for PublishError {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            permanent: false,
+        }
+    }
+}
+
+impl From<&str> for PublishError {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
+    }
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// Where a round's outcome goes beyond the files: the Kubernetes API (synced
@@ -39,9 +80,13 @@ pub struct RoundReport {
 #[async_trait::async_trait]
 pub trait Publish: Send {
     /// Err: what the app depends on and could not be published; the init run
-    /// retries it until its deadline, the sidecar next round.
-    async fn publish(&mut self, spec: &InjectionSpec, round: &RoundFacts<'_>)
-    -> Result<(), String>;
+    /// retries a transient error until its deadline and fails at once on a
+    /// permanent one, the sidecar retries next round.
+    async fn publish(
+        &mut self,
+        spec: &InjectionSpec,
+        round: &RoundFacts<'_>,
+    ) -> Result<(), PublishError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +96,10 @@ pub enum EngineError {
     /// The init run's deadline passed: one line naming each failing object.
     #[error("{0}")]
     Deadline(String),
+    /// Something the app depends on can never be published as things are
+    /// (a synced Secret that is not ours): one line saying what to do.
+    #[error("{0}")]
+    Refused(String),
 }
 
 pub struct Engine {
@@ -329,6 +378,12 @@ impl Engine {
             if report.complete && report.publish_error.is_none() {
                 return Ok(report);
             }
+            if let Some(error) = report.publish_error.as_ref().filter(|e| e.permanent) {
+                return Err(EngineError::Refused(text::bounded(
+                    &format!("secret-injector: {error}"),
+                    text::TERMINATION_LIMIT,
+                )));
+            }
             let delay = self.next_delay(&report);
             if started.elapsed().saturating_add(delay) >= deadline {
                 let message = match &report.publish_error {
@@ -354,8 +409,9 @@ impl Engine {
             &report.failures,
             unit,
         );
-        // A Secret the app waits for could not be synced: retry it soon.
-        if report.publish_error.is_some() {
+        // A Secret the app waits for could not be synced: retry it soon
+        // (unless retrying cannot help).
+        if report.publish_error.as_ref().is_some_and(|e| !e.permanent) {
             delay.min(self.backoff.delay(self.failed_publishes, unit))
         } else {
             delay

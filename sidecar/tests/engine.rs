@@ -350,6 +350,8 @@ struct RecordingPublisher {
     /// Each Event's note as it would be published.
     messages: Arc<Mutex<Vec<String>>>,
     refusals: Arc<Mutex<usize>>,
+    /// Answer every publish with this permanent error (a Secret not ours).
+    refused: Arc<Mutex<Option<String>>>,
 }
 
 #[async_trait]
@@ -358,7 +360,7 @@ impl secret_injector_sidecar::engine::Publish for RecordingPublisher {
         &mut self,
         _: &InjectionSpec,
         round: &secret_injector_sidecar::cluster::RoundFacts<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), secret_injector_sidecar::engine::PublishError> {
         let names = |files: &[shared::FileName]| files.iter().map(|f| f.to_string()).collect();
         self.rounds.lock().unwrap().push((
             round.complete,
@@ -375,6 +377,11 @@ impl secret_injector_sidecar::engine::Publish for RecordingPublisher {
             .lock()
             .unwrap()
             .extend(notes.iter().map(|n| n.bounded_message()));
+        if let Some(message) = self.refused.lock().unwrap().clone() {
+            return Err(secret_injector_sidecar::engine::PublishError::permanent(
+                message,
+            ));
+        }
         let mut refusals = self.refusals.lock().unwrap();
         if *refusals > 0 {
             *refusals -= 1;
@@ -423,6 +430,27 @@ async fn a_secret_that_never_syncs_fails_the_init_run_with_the_reason() {
     );
     // The files are there anyway: only the Secret is missing.
     assert_eq!(read(dir.path(), "db-user"), "administrator");
+}
+
+/// H2: a Secret that is not ours fails the init run at once, not at its
+/// deadline, with the refusal's words.
+#[tokio::test]
+async fn h2_a_refused_secret_fails_the_init_run_at_once() {
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    store.set(PASS, "mysupersecretpassword", "p1");
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = RecordingPublisher::default();
+    let refusal = "Secret default/k8s-secret exists and was not created by secret-injector for SecretProviderClass kv (it has no label secrets-store.csi.k8s.io/managed: \"true\"); secret-injector never takes over a Secret; delete it or rename secretObjects[].secretName";
+    *publisher.refused.lock().unwrap() = Some(refusal.to_owned());
+    let mut engine =
+        engine(&store, dir.path(), spec("")).with_publisher(Box::new(publisher.clone()));
+    let started = std::time::Instant::now();
+    let err = engine.init(Duration::from_secs(60)).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(matches!(err, EngineError::Refused(_)), "{err}");
+    assert_eq!(err.to_string(), format!("secret-injector: {refusal}"));
+    assert_eq!(publisher.rounds.lock().unwrap().len(), 1, "retried");
 }
 
 #[tokio::test]

@@ -28,6 +28,7 @@ use azure_security_keyvault_secrets::{
     ResourceExt, SecretClient, SecretClientOptions, models::SecretClientGetSecretOptions,
 };
 use shared::{AzureObjectKind, AzureRef, ObjectFormat, SecretRef};
+use zeroize::Zeroizing;
 
 use crate::{
     pem,
@@ -50,7 +51,7 @@ pub enum AzureAuth {
     ClientSecret {
         client_id: String,
         tenant_id: String,
-        secret: String,
+        secret: Zeroizing<String>,
     },
 }
 
@@ -203,7 +204,7 @@ impl AzureProvider {
                     },
                     ..Default::default()
                 };
-                let secret = clients
+                let mut secret = clients
                     .secrets
                     .get_secret(&r.name, Some(options))
                     .await
@@ -214,23 +215,24 @@ impl AzureProvider {
                     .ok()
                     .and_then(|id| id.version)
                     .unwrap_or_default();
-                let value = secret.value.clone().unwrap_or_default();
-                let bytes = match format {
+                // Moved out of the model, not copied; wiped if unused.
+                let mut value = Zeroizing::new(secret.value.take().unwrap_or_default());
+                let value = match format {
                     // A PFX comes back base64-encoded; the file gets the binary.
                     Some(ObjectFormat::Pfx) => {
                         use base64::Engine;
+                        let text = value.trim().as_bytes();
+                        let mut der = Zeroizing::new(Vec::with_capacity(text.len() / 4 * 3 + 3));
                         base64::engine::general_purpose::STANDARD
-                            .decode(value.trim())
+                            .decode_vec(text, &mut der)
                             .map_err(|_| {
                                 FetchError::Invalid(format!("{what}: the PFX is not base64").into())
-                            })?
+                            })?;
+                        SecretBytes::new(std::mem::take(&mut *der))
                     }
-                    _ => value.into_bytes(),
+                    _ => SecretBytes::from(std::mem::take(&mut *value)),
                 };
-                Ok(Fetched {
-                    value: SecretBytes::new(bytes),
-                    version,
-                })
+                Ok(Fetched { value, version })
             }
             AzureObjectKind::Certificate => {
                 let options = azure_security_keyvault_certificates::models::CertificateClientGetCertificateOptions {
@@ -396,7 +398,8 @@ fn build_credential(
         } => ClientSecretCredential::new(
             tenant_id,
             client_id.clone(),
-            Secret::new(secret.clone()),
+            // The SDK keeps its own copy for the credential's life (see `secret`).
+            Secret::new(secret.as_str().to_owned()),
             Some(ClientSecretCredentialOptions {
                 client_options: options,
             }),

@@ -139,8 +139,34 @@ fn secret_value(
         _ => "PRIVATE KEY",
     };
     PrivateKeyDer::from_pem_slice(bytes)
+        .map(zeroize::Zeroizing::new)
         .map(|k| crate::pem::pem(label(&k), k.secret_der()).into_bytes())
         .map_err(|_| not_tls("PRIVATE KEY"))
+}
+
+/// Wipes the values of a Secret this process holds (one it built, or one the
+/// apiserver returned), best effort: once applied they are not needed.
+pub fn wipe_secret_data(secret: &mut Secret) {
+    use zeroize::Zeroize;
+    if let Some(data) = secret.data.as_mut() {
+        for value in data.values_mut() {
+            value.0.zeroize();
+        }
+    }
+    if let Some(data) = secret.string_data.as_mut() {
+        for value in data.values_mut() {
+            value.zeroize();
+        }
+    }
+}
+
+/// A Secret whose values are wiped when it is dropped.
+pub struct WipedSecret(pub Secret);
+
+impl Drop for WipedSecret {
+    fn drop(&mut self) {
+        wipe_secret_data(&mut self.0);
+    }
 }
 
 /// The Secret a sync target asks for, filled from the current values. The
@@ -575,6 +601,16 @@ mod tests {
         assert_eq!(owners[0].controller, None);
         let annotations = secret.metadata.annotations.unwrap();
         assert_eq!(annotations[PROVIDER_CLASS_ANNOTATION], "kv");
+    }
+
+    #[test]
+    fn a_secrets_values_are_wiped() {
+        let values = known(&[("db-user", "u", "v1"), ("db-pass", "p", "v2")]);
+        let mut secret = synced_secret(&seed_target(), &values, &pod(), "kv").unwrap();
+        wipe_secret_data(&mut secret);
+        for value in secret.data.unwrap().values() {
+            assert!(value.0.is_empty());
+        }
     }
 
     #[test]

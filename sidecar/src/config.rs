@@ -4,6 +4,7 @@
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use shared::{InjectionSpec, SPEC_ENV, SpecError};
+use zeroize::Zeroizing;
 
 use crate::azure::{AzureAuth, AzureConfig};
 
@@ -87,7 +88,9 @@ pub fn azure(
         .get("AZURE_TENANT_ID")
         .or_else(|| spec.azure.tenant_id.clone());
     let token_file = env.get("AZURE_FEDERATED_TOKEN_FILE");
-    let secret = env.get("AZURE_CLIENT_SECRET");
+    // Wiped when dropped, used or not (the process environment keeps its
+    // own copy: see `secret`).
+    let secret = env.get("AZURE_CLIENT_SECRET").map(Zeroizing::new);
     let mode = match env.get("SECRET_INJECTOR_AZURE_AUTH").as_deref() {
         Some(m @ ("workload" | "managed" | "secret")) => m.to_owned(),
         Some(other) => return Err(ConfigError::AuthMode(other.to_owned())),
@@ -122,7 +125,10 @@ pub fn azure(
         "secret" => AzureAuth::ClientSecret {
             client_id: need(client_id, "client secret", "AZURE_CLIENT_ID")?,
             tenant_id: need(tenant_id, "client secret", "AZURE_TENANT_ID")?,
-            secret: need(secret, "client secret", "AZURE_CLIENT_SECRET")?,
+            secret: secret.ok_or(ConfigError::Missing {
+                mode: "client secret",
+                missing: "AZURE_CLIENT_SECRET",
+            })?,
         },
         _ => AzureAuth::Managed {
             client_id: if spec.azure.use_managed_identity {

@@ -23,7 +23,7 @@ use shared::{InjectionSpec, SyncTarget, provider_class::CSI_GROUP};
 use crate::{
     cluster::{
         self, Note, NoteType, POD_STATUS_KIND, POD_STATUS_PLURAL, PodIdentity, Refusal, RoundFacts,
-        SecretWrite,
+        SecretWrite, WipedSecret,
     },
     engine::{Publish, PublishError},
     text,
@@ -217,7 +217,10 @@ impl KubeSink {
                 },
                 None => match self.secrets.get_opt(name).await {
                     Ok(existing) => {
-                        match cluster::may_write(existing.as_ref(), target, &class, &namespace) {
+                        // Its values (perhaps someone else's) are never needed.
+                        let existing = existing.map(WipedSecret);
+                        let existing = existing.as_ref().map(|s| &s.0);
+                        match cluster::may_write(existing, target, &class, &namespace) {
                             Ok(write) => write,
                             Err(refusal) => {
                                 if self.refused.insert(name.clone()) {
@@ -238,7 +241,7 @@ impl KubeSink {
                 },
             };
             let mut secret = match cluster::synced_secret(target, round.known, &self.pod, &class) {
-                Ok(secret) => secret,
+                Ok(secret) => WipedSecret(secret),
                 Err(e) => {
                     errors.push(e.to_string());
                     continue;
@@ -247,14 +250,15 @@ impl KubeSink {
             let params = match &write {
                 SecretWrite::Create => self.create_params(),
                 SecretWrite::Update { resource_version } => {
-                    secret.metadata.resource_version = Some(resource_version.clone());
+                    secret.0.metadata.resource_version = Some(resource_version.clone());
                     self.params()
                 }
             };
             match self
                 .secrets
-                .patch(name, &params, &Patch::Apply(&secret))
+                .patch(name, &params, &Patch::Apply(&secret.0))
                 .await
+                .map(WipedSecret)
             {
                 Ok(applied) => {
                     let verb = match write {
@@ -263,7 +267,7 @@ impl KubeSink {
                     };
                     tracing::info!(secret = %name, keys = ?versions.keys().collect::<Vec<_>>(), "{verb} the synced Secret");
                     self.refused.remove(name);
-                    match applied.metadata.resource_version.clone() {
+                    match applied.0.metadata.resource_version.clone() {
                         Some(rv) => self.resource_versions.insert(name.clone(), rv),
                         None => self.resource_versions.remove(name),
                     };

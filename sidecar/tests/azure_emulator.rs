@@ -171,7 +171,7 @@ impl Fixture {
             auth: AzureAuth::ClientSecret {
                 client_id: CLIENT.into(),
                 tenant_id: TENANT.into(),
-                secret: CLIENT_SECRET.into(),
+                secret: zeroize::Zeroizing::new(CLIENT_SECRET.into()),
             },
             authority_host: "https://login.microsoftonline.com/".into(),
             ca_bundle: Some(self.emulator.ca_pem().as_bytes().to_vec()),

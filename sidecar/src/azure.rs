@@ -28,11 +28,13 @@ use azure_security_keyvault_secrets::{
     ResourceExt, SecretClient, SecretClientOptions, models::SecretClientGetSecretOptions,
 };
 use shared::{AzureObjectKind, AzureRef, ObjectFormat, SecretRef};
+use zeroize::Zeroizing;
 
 use crate::{
     pem,
-    provider::{FetchError, Fetched, Provider},
+    provider::{Detail, FetchError, Fetched, Provider},
     secret::SecretBytes,
+    text,
 };
 
 /// How the sidecar proves who it is to Entra ID.
@@ -49,7 +51,7 @@ pub enum AzureAuth {
     ClientSecret {
         client_id: String,
         tenant_id: String,
-        secret: String,
+        secret: Zeroizing<String>,
     },
 }
 
@@ -149,7 +151,8 @@ impl AzureProvider {
                     .iter()
                     .any(|suffix| host.ends_with(&format!(".{suffix}")))
             });
-        let setup = |e: azure_core::Error| FetchError::Invalid(format!("vault {vault_url}: {e}"));
+        let setup =
+            |e: azure_core::Error| FetchError::Invalid(format!("vault {vault_url}: {e}").into());
         let built = Arc::new(Clients {
             secrets: SecretClient::new(
                 vault_url,
@@ -209,7 +212,7 @@ impl AzureProvider {
                     },
                     ..Default::default()
                 };
-                let secret = clients
+                let mut secret = clients
                     .secrets
                     .get_secret(&r.name, Some(options))
                     .await
@@ -220,23 +223,24 @@ impl AzureProvider {
                     .ok()
                     .and_then(|id| id.version)
                     .unwrap_or_default();
-                let value = secret.value.clone().unwrap_or_default();
-                let bytes = match format {
+                // Moved out of the model, not copied; wiped if unused.
+                let mut value = Zeroizing::new(secret.value.take().unwrap_or_default());
+                let value = match format {
                     // A PFX comes back base64-encoded; the file gets the binary.
                     Some(ObjectFormat::Pfx) => {
                         use base64::Engine;
+                        let text = value.trim().as_bytes();
+                        let mut der = Zeroizing::new(Vec::with_capacity(text.len() / 4 * 3 + 3));
                         base64::engine::general_purpose::STANDARD
-                            .decode(value.trim())
+                            .decode_vec(text, &mut der)
                             .map_err(|_| {
-                                FetchError::Invalid(format!("{what}: the PFX is not base64"))
-                            })?
+                                FetchError::Invalid(format!("{what}: the PFX is not base64").into())
+                            })?;
+                        SecretBytes::new(std::mem::take(&mut *der))
                     }
-                    _ => value.into_bytes(),
+                    _ => SecretBytes::from(std::mem::take(&mut *value)),
                 };
-                Ok(Fetched {
-                    value: SecretBytes::new(bytes),
-                    version,
-                })
+                Ok(Fetched { value, version })
             }
             AzureObjectKind::Certificate => {
                 let options = azure_security_keyvault_certificates::models::CertificateClientGetCertificateOptions {
@@ -251,7 +255,7 @@ impl AzureProvider {
                     .map_err(|e| classify(&e, &what))?;
                 let version = version_from_id(cert.id.as_deref());
                 let der = cert.cer.ok_or_else(|| {
-                    FetchError::Invalid(format!("{what} has no certificate body (cer)"))
+                    FetchError::Invalid(format!("{what} has no certificate body (cer)").into())
                 })?;
                 Ok(Fetched {
                     value: SecretBytes::from(pem::certificate_pem(&der)),
@@ -269,12 +273,12 @@ impl AzureProvider {
                     .await
                     .and_then(|resp| resp.into_model())
                     .map_err(|e| classify(&e, &what))?;
-                let jwk = key
-                    .key
-                    .ok_or_else(|| FetchError::Invalid(format!("{what} has no key material")))?;
+                let jwk = key.key.ok_or_else(|| {
+                    FetchError::Invalid(format!("{what} has no key material").into())
+                })?;
                 let version = version_from_id(jwk.kid.as_deref());
                 let public = public_key_pem(&jwk)
-                    .ok_or_else(|| FetchError::Invalid(format!("{what}: only RSA and EC (P-256, P-384, P-521, P-256K) public keys can be written")))?;
+                    .ok_or_else(|| FetchError::Invalid(format!("{what}: only RSA and EC (P-256, P-384, P-521, P-256K) public keys can be written").into()))?;
                 Ok(Fetched {
                     value: SecretBytes::from(public),
                     version,
@@ -293,9 +297,9 @@ impl Provider for AzureProvider {
     ) -> Result<Fetched, FetchError> {
         match source {
             SecretRef::Azure(r) => self.fetch_azure(r, format).await,
-            other => Err(FetchError::Unsupported(format!(
-                "{other} is not an Azure reference"
-            ))),
+            other => Err(FetchError::Unsupported(
+                format!("{other} is not an Azure reference").into(),
+            )),
         }
     }
 
@@ -477,7 +481,8 @@ fn build_sdk_credential(
         } => ClientSecretCredential::new(
             tenant_id,
             client_id.clone(),
-            Secret::new(secret.clone()),
+            // The SDK keeps its own copy for the credential's life (see `secret`).
+            Secret::new(secret.as_str().to_owned()),
             Some(ClientSecretCredentialOptions {
                 client_options: options,
             }),
@@ -487,7 +492,8 @@ fn build_sdk_credential(
 }
 
 /// Maps the SDK's error to what a person can act on. The SDK's messages name
-/// the object and the service's error code, never a secret value.
+/// the object and the service's error code, never a secret value; a body of
+/// any size is cut to one bounded line (`Detail`).
 fn classify(e: &azure_core::Error, what: &str) -> FetchError {
     // The SDK's messages carry newlines (troubleshooting links); a status
     // line and a termination message must stay one line.
@@ -495,11 +501,12 @@ fn classify(e: &azure_core::Error, what: &str) -> FetchError {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    let detail = match e.kind() {
+    let text = match e.kind() {
         // The service's message names the object; keep it as it is.
         ErrorKind::HttpResponse { .. } => chain,
         _ => format!("{what}: {chain}"),
     };
+    let detail = Detail::new(&text);
     match e.kind() {
         ErrorKind::HttpResponse {
             status,
@@ -525,7 +532,7 @@ fn classify(e: &azure_core::Error, what: &str) -> FetchError {
         },
         ErrorKind::Credential => FetchError::Credential(detail),
         _ => {
-            let chain = detail.to_ascii_lowercase();
+            let chain = text.to_ascii_lowercase();
             if chain.contains("dns")
                 || chain.contains("failed to lookup")
                 || chain.contains("name or service not known")
@@ -546,13 +553,15 @@ fn classify(e: &azure_core::Error, what: &str) -> FetchError {
 }
 
 /// The error and its causes, each once (wrappers often repeat their source).
+/// Each part is cut first, so a huge body is never copied whole.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = vec![e.to_string()];
+    const PART_LIMIT: usize = 4 * text::DETAIL_LIMIT;
+    let mut parts: Vec<String> = vec![text::truncate(&e.to_string(), PART_LIMIT)];
     let mut source = e.source();
     while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
+        let part = text::truncate(&s.to_string(), PART_LIMIT);
+        if !parts.iter().any(|p| p.contains(&part)) {
+            parts.push(part);
         }
         source = s.source();
     }

@@ -65,7 +65,7 @@ async fn h1_a_spec_naming_a_host_outside_the_list_sends_nothing() {
         let (asked, failures) = round(uri, None).await;
         assert!(asked.is_empty(), "{uri} was fetched");
         assert!(
-            matches!(&failures[..], [FetchError::Forbidden(m)] if m.contains("--allowed-store-hosts")),
+            matches!(&failures[..], [FetchError::Forbidden(m)] if m.as_str().contains("--allowed-store-hosts")),
             "{uri}: {failures:?}"
         );
     }

@@ -290,6 +290,9 @@ pub fn may_write(
         .as_ref()
         .and_then(|a| a.get(PROVIDER_CLASS_ANNOTATION))
     {
+        // Synced before Secrets carried the class (secret-injector 0.1):
+        // ours only if nothing but our sidecars ever wrote it, for pods.
+        None if written_only_by_our_sidecars(meta) => {}
         None => return Err(refuse(RefusalReason::NoClass)),
         Some(other) if other != class => {
             return Err(refuse(RefusalReason::OtherClass(other.clone())));
@@ -307,6 +310,21 @@ pub fn may_write(
     Ok(SecretWrite::Update {
         resource_version: meta.resource_version.clone().unwrap_or_default(),
     })
+}
+
+fn written_only_by_our_sidecars(meta: &ObjectMeta) -> bool {
+    let managers = meta.managed_fields.as_deref().unwrap_or_default();
+    let owners = meta.owner_references.as_deref().unwrap_or_default();
+    !managers.is_empty()
+        && managers.iter().all(|m| {
+            m.manager
+                .as_deref()
+                .is_some_and(|name| name.starts_with("secret-injector/"))
+        })
+        && !owners.is_empty()
+        && owners
+            .iter()
+            .all(|o| o.kind == "Pod" && o.api_version == "v1")
 }
 
 /// The Warning Event on the pod for a refused Secret: the same words as the
@@ -704,6 +722,51 @@ mod tests {
                 wanted: "Opaque".into()
             }
         );
+    }
+
+    // Secrets synced by secret-injector 0.1 carry no class annotation: still
+    // ours when only our sidecars wrote them, for pods; the CSI driver's or
+    // anyone else's are not.
+    #[test]
+    fn h2_a_secret_synced_before_the_class_annotation_is_still_ours() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let target = seed_target();
+        let with = |managers: &[&str], owner_kind: &str| {
+            let mut s = existing(&[(MANAGED_LABEL, "true")], &[], None);
+            s.metadata.managed_fields = Some(
+                managers
+                    .iter()
+                    .map(|m| ManagedFieldsEntry {
+                        manager: Some((*m).to_owned()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            );
+            s.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: owner_kind.into(),
+                name: "p".into(),
+                uid: "u".into(),
+                ..Default::default()
+            }]);
+            may_write(Some(&s), &target, "kv", "default")
+        };
+        assert!(matches!(
+            with(&["secret-injector/uid-1", "secret-injector/uid-2"], "Pod"),
+            Ok(SecretWrite::Update { .. })
+        ));
+        for (managers, kind) in [
+            (&["secret-injector/uid-1", "kubectl-edit"][..], "Pod"),
+            (&["secrets-store-csi-driver"][..], "Pod"),
+            (&["secret-injector/uid-1"][..], "ReplicaSet"),
+            (&[][..], "Pod"),
+        ] {
+            assert_eq!(
+                with(managers, kind).unwrap_err().why,
+                RefusalReason::NoClass,
+                "{managers:?} {kind}"
+            );
+        }
     }
 
     #[test]

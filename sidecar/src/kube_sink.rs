@@ -314,9 +314,13 @@ impl KubeSink {
         }
         let name = cluster::pod_status_name(&self.pod, class);
         let status = cluster::pod_status(&self.pod, class, &self.mount_path, &objects);
+        // L5: not forced. `<pod>-<namespace>-<class>` can name another pod's
+        // status (pod web-prod with class kv, pod web with class prod-kv);
+        // that pod's field manager then owns it and the apply conflicts
+        // rather than take it over.
         match self
             .statuses
-            .patch(&name, &self.params(), &Patch::Apply(&status))
+            .patch(&name, &self.create_params(), &Patch::Apply(&status))
             .await
         {
             Ok(_) => {
@@ -327,7 +331,12 @@ impl KubeSink {
             Err(e) => {
                 // The app does not need it: say so, retry next round.
                 if !self.status_warned {
-                    let why = self.describe(&e, Target::PodStatuses);
+                    let why = match &e {
+                        kube::Error::Api(status) if status.code == 409 => {
+                            "another pod's status has this name (a name collision); it is left as it is".to_owned()
+                        }
+                        _ => self.describe(&e, Target::PodStatuses),
+                    };
                     tracing::warn!(name = %name, "cannot update the SecretProviderClassPodStatus: {why}");
                     self.status_warned = true;
                 }

@@ -5,17 +5,20 @@ use std::{collections::BTreeMap, fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{FileName, Rotation, SecretRef};
-
-/// The env var of the injected containers that carries the serialised spec.
-pub const SPEC_ENV: &str = "SECRET_INJECTOR_SPEC";
+use crate::{
+    FileName, Rotation, SecretRef,
+    contract::{SPEC_ENV, SPEC_VERSION},
+};
 
 /// Where the CSI driver's users already read their files.
 pub const DEFAULT_MOUNT_PATH: &str = "/mnt/secrets-store";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InjectionSpec {
+    /// [`SPEC_VERSION`] of the webhook that wrote it (1 before versions).
+    #[serde(default = "first_version")]
+    pub version: u32,
     /// One entry per file, sorted by file name; names are unique.
     pub objects: Vec<SecretObject>,
     pub mount_path: String,
@@ -38,7 +41,7 @@ pub struct InjectionSpec {
 /// A Kubernetes Secret whose keys mirror some of the spec's files, as the CSI
 /// driver's `spec.secretObjects` asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SyncTarget {
     pub secret_name: String,
     /// The Secret's type, `Opaque` unless the class says otherwise.
@@ -53,7 +56,7 @@ pub struct SyncTarget {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretObject {
     pub file: FileName,
     pub source: SecretRef,
@@ -105,7 +108,7 @@ pub enum ObjectFormat {
 
 /// Azure workload identity; unset fields fall back to operator defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AzureIdentity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
@@ -134,8 +137,16 @@ impl AzureIdentity {
     }
 }
 
+fn first_version() -> u32 {
+    1
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
+    #[error(
+        "the spec in {SPEC_ENV} is version {spec}, and this sidecar reads versions up to {known}: the webhook is newer than the sidecar image; give the webhook a --sidecar-image at least as new as itself"
+    )]
+    NewerVersion { spec: u32, known: u32 },
     #[error("the spec in {SPEC_ENV} is not valid: {0}")]
     Malformed(String),
     #[error("the spec names file {0:?} more than once")]
@@ -197,6 +208,7 @@ impl InjectionSpec {
         objects.sort_by(|a, b| a.file.cmp(&b.file));
         check_objects(&objects)?;
         Ok(Self {
+            version: SPEC_VERSION,
             objects,
             mount_path,
             rotation,
@@ -227,6 +239,22 @@ impl InjectionSpec {
     }
 
     pub fn from_env_value(value: &str) -> Result<Self, SpecError> {
+        // The version first: a newer spec's unknown fields would otherwise
+        // be the error, and hide why.
+        #[derive(Deserialize)]
+        struct Version {
+            version: Option<u32>,
+        }
+        if let Ok(Version {
+            version: Some(spec),
+        }) = serde_json::from_str::<Version>(value)
+            && spec > SPEC_VERSION
+        {
+            return Err(SpecError::NewerVersion {
+                spec,
+                known: SPEC_VERSION,
+            });
+        }
         let spec: Self =
             serde_json::from_str(value).map_err(|e| SpecError::Malformed(e.to_string()))?;
         check_objects(&spec.objects)?;
@@ -435,6 +463,29 @@ mod tests {
         );
         assert!(value.contains(r#""rotation":"2m""#), "{value}");
         assert!(value.contains(r#""filePermission":"0644""#), "{value}");
+    }
+
+    // The contract is versioned: a newer spec is refused by name, an unknown
+    // field is refused rather than dropped, a spec without a version is 1.
+    #[test]
+    fn a_newer_spec_is_refused_naming_both_versions() {
+        let value = spec().to_env_value();
+        assert!(value.starts_with(r#"{"version":1,"#), "{value}");
+        let newer = value.replacen(
+            r#""version":1"#,
+            r#""version":2,"onRotation":{"signal":"SIGHUP"}"#,
+            1,
+        );
+        let err = InjectionSpec::from_env_value(&newer).unwrap_err();
+        assert_eq!(err, SpecError::NewerVersion { spec: 2, known: 1 });
+        assert!(err.to_string().contains("--sidecar-image"), "{err}");
+        let unknown = value.replacen(r#""version":1"#, r#""version":1,"outputs":[]"#, 1);
+        assert!(matches!(
+            InjectionSpec::from_env_value(&unknown),
+            Err(SpecError::Malformed(m)) if m.contains("outputs")
+        ));
+        let unversioned = value.replacen(r#""version":1,"#, "", 1);
+        assert_eq!(InjectionSpec::from_env_value(&unversioned).unwrap(), spec());
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub struct CommonArgs {
     pub timeout: Duration,
     /// Store hosts the spec may name (the webhook sets the operator's list);
     /// nothing is sent to any other.
-    #[arg(long, global = true, env = shared::store_hosts::ALLOWED_STORE_HOSTS_ENV,
+    #[arg(long, global = true, env = shared::contract::env::ALLOWED_STORE_HOSTS,
           default_value = shared::store_hosts::DEFAULT_ALLOWED_STORE_HOSTS)]
     pub allowed_store_hosts: shared::StoreHosts,
     /// Serve Prometheus metrics on this address (off by default).
@@ -233,5 +233,28 @@ async fn shutdown_signal() {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// The webhook runs these; they must stay this binary's commands.
+    #[test]
+    fn the_webhooks_arguments_are_this_binarys_commands() {
+        let parse = |args: &[&str]| {
+            let argv = std::iter::once("secret-injector-sidecar").chain(args.iter().copied());
+            Cli::try_parse_from(argv).map(|cli| cli.command)
+        };
+        use shared::contract::args;
+        assert!(matches!(
+            parse(args::FETCH_ONCE),
+            Ok(Command::Fetch { once: true })
+        ));
+        assert!(matches!(parse(args::RUN), Ok(Command::Run)));
+        assert!(matches!(parse(args::PROBE), Ok(Command::Probe)));
     }
 }

@@ -38,13 +38,14 @@ pub struct PodIdentity {
 
 impl PodIdentity {
     /// None outside a pod (no `POD_NAME`/`POD_NAMESPACE`/`POD_UID`).
-    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Option<Self> {
-        let get = |k: &str| env(k).filter(|v| !v.is_empty());
+    pub fn from_env(read: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        use shared::contract::env;
+        let get = |k: &str| read(k).filter(|v| !v.is_empty());
         Some(Self {
-            name: get("POD_NAME")?,
-            namespace: get("POD_NAMESPACE")?,
-            uid: get("POD_UID")?,
-            service_account: get("POD_SERVICE_ACCOUNT").unwrap_or_else(|| "default".to_owned()),
+            name: get(env::POD_NAME)?,
+            namespace: get(env::POD_NAMESPACE)?,
+            uid: get(env::POD_UID)?,
+            service_account: get(env::POD_SERVICE_ACCOUNT).unwrap_or_else(|| "default".to_owned()),
         })
     }
 

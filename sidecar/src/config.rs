@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
-use shared::{InjectionSpec, SPEC_ENV, SpecError};
+use shared::{InjectionSpec, SPEC_ENV, SpecError, contract::azure as azure_env};
 use zeroize::Zeroizing;
 
 use crate::azure::{AzureAuth, AzureConfig};
@@ -82,12 +82,12 @@ pub fn azure(
     timeout: Duration,
 ) -> Result<AzureConfig, ConfigError> {
     let client_id = env
-        .get("AZURE_CLIENT_ID")
+        .get(azure_env::CLIENT_ID)
         .or_else(|| spec.azure.client_id.clone());
     let tenant_id = env
-        .get("AZURE_TENANT_ID")
+        .get(azure_env::TENANT_ID)
         .or_else(|| spec.azure.tenant_id.clone());
-    let token_file = env.get("AZURE_FEDERATED_TOKEN_FILE");
+    let token_file = env.get(azure_env::FEDERATED_TOKEN_FILE);
     // Wiped when dropped, used or not (the process environment keeps its
     // own copy: see `secret`).
     let secret = env.get("AZURE_CLIENT_SECRET").map(Zeroizing::new);
@@ -154,7 +154,7 @@ pub fn azure(
             .azure
             .authority_host
             .clone()
-            .or_else(|| env.get("AZURE_AUTHORITY_HOST"))
+            .or_else(|| env.get(azure_env::AUTHORITY_HOST))
             .unwrap_or_else(|| DEFAULT_AUTHORITY_HOST.to_owned()),
         ca_bundle,
         resolve,

@@ -18,7 +18,7 @@ use shared::InjectionSpec;
 
 use crate::plan::Merged;
 
-pub const STATUS_FILE: &str = "..secret-injector-status.json";
+pub use shared::contract::STATUS_FILE;
 const STATUS_TMP: &str = "..secret-injector-status.json.tmp";
 /// Far above what any spec's status takes (errors are bounded): a larger
 /// file is not one this sidecar wrote.

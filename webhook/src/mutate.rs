@@ -18,7 +18,7 @@ use shared::{
     AnnotationErrors, AzureIdentity, ClassRequest, InjectionSpec, ProviderClassError, Request,
     SPEC_ENV,
     annotations::{self, NO_SIDECAR_REASON, STATUS, STATUS_INJECTED},
-    spec_from_provider_class,
+    contract, spec_from_provider_class,
 };
 
 use crate::{classes::Context, config::InjectorConfig};
@@ -37,11 +37,6 @@ pub const AZURE_TOKEN_DIR: &str = "/var/run/secrets/azure/tokens";
 pub const AZURE_TOKEN_FILE: &str = "azure-identity-token";
 pub const AZURE_TOKEN_AUDIENCE: &str = "api://AzureADTokenExchange";
 const AZURE_TOKEN_EXPIRATION_SECONDS: i64 = 3600;
-
-/// Sidecar subcommands: the contract with the sidecar binary.
-pub const FETCH_ONCE_ARGS: &[&str] = &["fetch", "--once"];
-pub const RUN_ARGS: &[&str] = &["run"];
-pub const PROBE_ARGS: &[&str] = &["probe"];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MutationError {
@@ -746,27 +741,30 @@ fn env(spec: &InjectionSpec, config: &InjectorConfig, uses_azure: bool) -> Vec<E
     };
     let mut env = vec![
         plain(SPEC_ENV, spec.to_env_value()),
-        field("POD_NAME", "metadata.name"),
-        field("POD_NAMESPACE", "metadata.namespace"),
-        field("POD_UID", "metadata.uid"),
-        field("POD_SERVICE_ACCOUNT", "spec.serviceAccountName"),
+        field(contract::env::POD_NAME, "metadata.name"),
+        field(contract::env::POD_NAMESPACE, "metadata.namespace"),
+        field(contract::env::POD_UID, "metadata.uid"),
+        field(
+            contract::env::POD_SERVICE_ACCOUNT,
+            "spec.serviceAccountName",
+        ),
         // The sidecar checks every store host again before it sends anything.
         plain(
-            shared::store_hosts::ALLOWED_STORE_HOSTS_ENV,
+            contract::env::ALLOWED_STORE_HOSTS,
             config.defaults.limits.store_hosts.to_string(),
         ),
     ];
     if uses_azure {
         env.push(plain(
-            "AZURE_FEDERATED_TOKEN_FILE",
+            contract::azure::FEDERATED_TOKEN_FILE,
             format!("{AZURE_TOKEN_DIR}/{AZURE_TOKEN_FILE}"),
         ));
         env.push(plain(
-            "AZURE_AUTHORITY_HOST",
+            contract::azure::AUTHORITY_HOST,
             config.azure_authority_host.clone(),
         ));
         if let Some(client_id) = &spec.azure.client_id {
-            env.push(plain("AZURE_CLIENT_ID", client_id.clone()));
+            env.push(plain(contract::azure::CLIENT_ID, client_id.clone()));
         }
         if let Some(tenant) = spec
             .azure
@@ -774,7 +772,7 @@ fn env(spec: &InjectionSpec, config: &InjectorConfig, uses_azure: bool) -> Vec<E
             .as_ref()
             .or(config.azure_tenant_id.as_ref())
         {
-            env.push(plain("AZURE_TENANT_ID", tenant.clone()));
+            env.push(plain(contract::azure::TENANT_ID, tenant.clone()));
         }
     }
     env
@@ -796,11 +794,11 @@ struct Injected<'a> {
 
 impl Injected<'_> {
     fn init_container(&self) -> Container {
-        self.container(INIT_CONTAINER_NAME, FETCH_ONCE_ARGS)
+        self.container(INIT_CONTAINER_NAME, contract::args::FETCH_ONCE)
     }
 
     fn sidecar(&self) -> Container {
-        self.container(SIDECAR_CONTAINER_NAME, RUN_ARGS)
+        self.container(SIDECAR_CONTAINER_NAME, contract::args::RUN)
     }
 
     /// An init container with `restartPolicy: Always`: kubelet holds the next
@@ -811,7 +809,7 @@ impl Injected<'_> {
         let mut container = self.sidecar();
         container.restart_policy = Some("Always".to_owned());
         let mut probe_command = vec![config.command.clone()];
-        probe_command.extend(PROBE_ARGS.iter().map(|a| (*a).to_owned()));
+        probe_command.extend(contract::args::PROBE.iter().map(|a| (*a).to_owned()));
         let period = 1;
         container.startup_probe = Some(Probe {
             exec: Some(ExecAction {

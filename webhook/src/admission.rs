@@ -1,11 +1,26 @@
 //! AdmissionReview in, AdmissionReview out: decode, decide, encode. The HTTP
 //! layer only maps [`ReviewError`] to a status code.
+//!
+//! The decode is bounded by the body: the envelope is read with the object
+//! left as raw JSON borrowed from the body (no copy, no `Value` tree); kind,
+//! operation and namespace are checked first; opt-in is read from the raw
+//! metadata; and only a pod whose answer depends on its content is decoded as
+//! a typed `Pod`, after a count of its JSON objects and list items bounds
+//! what that decode may allocate.
 
-use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::ObjectMeta};
+use std::{borrow::Cow, fmt::Write as _};
+
+use k8s_openapi::api::core::v1::Pod;
 use kube::core::{
-    DynamicObject,
-    admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation},
+    DynamicObject, Status, TypeMeta,
+    admission::{AdmissionResponse, AdmissionReview},
 };
+use serde::{
+    Deserialize, Deserializer, Serialize,
+    de::{IgnoredAny, MapAccess, Visitor},
+};
+use serde_json::value::RawValue;
+use shared::annotations::INJECT;
 
 use crate::{
     accounts::{NoAccounts, ServiceAccounts},
@@ -14,13 +29,51 @@ use crate::{
     mutate::{self, Decision, SkipReason},
 };
 
-/// A request that is not a usable AdmissionReview: answered with 400.
-#[derive(Debug, thiserror::Error)]
+/// The label (or annotation) that opts a pod in, with the value `"true"`.
+pub const INJECT_LABEL: &str = INJECT;
+
+/// At most this many JSON objects (`{`) in a pod that is decoded as a typed
+/// `Pod`: each may become a struct of up to a few KiB (a `Volume`, a
+/// `Container`). A large real pod (50 containers of 50 env vars with
+/// managedFields) has a few thousand.
+pub const MAX_POD_OBJECTS: usize = 20_000;
+
+/// At most this many list items and map members (`,`) outside strings in a
+/// pod that is decoded as a typed `Pod`.
+pub const MAX_POD_ITEMS: usize = 100_000;
+
+/// A request that is not a usable AdmissionReview: answered with 400. The
+/// message says where, never what: serde's own text can quote values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReviewError {
-    #[error("the body is not an AdmissionReview: {0}")]
-    Malformed(#[source] serde_json::Error),
+    #[error("the body is not an AdmissionReview: {what} at line {line}, column {column}")]
+    Malformed {
+        what: &'static str,
+        line: usize,
+        column: usize,
+    },
     #[error("the AdmissionReview has no request")]
     NoRequest,
+}
+
+impl ReviewError {
+    fn malformed(e: &serde_json::Error) -> Self {
+        Self::Malformed {
+            what: category(e),
+            line: e.line(),
+            column: e.column(),
+        }
+    }
+}
+
+fn category(e: &serde_json::Error) -> &'static str {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax => "invalid JSON",
+        Category::Eof => "truncated JSON",
+        Category::Data => "a missing field or a value of the wrong type",
+        Category::Io => "unreadable input",
+    }
 }
 
 /// How a review ended, for metrics and logs.
@@ -31,6 +84,12 @@ pub enum Outcome {
     Denied,
     /// Not a pod CREATE: allowed untouched.
     Ignored,
+    /// A pod that did not opt in and does not decode as a Pod: allowed
+    /// untouched, with a warning.
+    Undecodable,
+    /// An answer that needs the SecretProviderClass or ServiceAccount cache
+    /// before both were listed: denied, so the apiserver's retry gets a right one.
+    NotReady,
 }
 
 impl Outcome {
@@ -40,6 +99,8 @@ impl Outcome {
             Self::Skipped => "skipped",
             Self::Denied => "denied",
             Self::Ignored => "ignored",
+            Self::Undecodable => "undecodable",
+            Self::NotReady => "not_ready",
         }
     }
 }
@@ -58,9 +119,62 @@ pub struct Reviewed {
     pub subject: Subject,
 }
 
+impl Reviewed {
+    /// The deny message, if the review was denied.
+    pub fn denial(&self) -> Option<&str> {
+        self.review
+            .response
+            .as_ref()
+            .filter(|r| !r.allowed)
+            .map(|r| r.result.message.as_str())
+    }
+}
+
 pub fn review(body: &[u8], config: &InjectorConfig) -> Result<Reviewed, ReviewError> {
     review_with(body, config, &NoClasses, &NoAccounts, false)
 }
+
+/// The envelope, with the object left as raw JSON borrowed from the body.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    api_version: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    request: Option<RawRequest<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRequest<'a> {
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Kind<'a>,
+    #[serde(default, borrow)]
+    operation: Cow<'a, str>,
+    #[serde(default, borrow)]
+    name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    namespace: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Kind<'a> {
+    #[serde(default, borrow)]
+    group: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kind: Cow<'a, str>,
+}
+
+/// A string borrowed from the body unless it has escapes (a bare
+/// `Option<Cow<str>>` field would always copy).
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// A review with SecretProviderClasses to read and, when the webhook was
 /// called for a CSI-compatible namespace, CSI volume conversion.
@@ -71,46 +185,34 @@ pub fn review_with(
     accounts: &dyn ServiceAccounts,
     csi_compat: bool,
 ) -> Result<Reviewed, ReviewError> {
-    // Pods are what this webhook is registered for: decode the object straight
-    // into a Pod. Anything else (or a pod that is not one) takes the slow path.
-    if let Ok(review) = serde_json::from_slice::<AdmissionReview<Pod>>(body) {
-        let request: AdmissionRequest<Pod> =
-            review.try_into().map_err(|_| ReviewError::NoRequest)?;
-        let subject = subject(&request, request.object.as_ref().map(|p| &p.metadata));
-        let ctx = Context {
-            namespace: request.namespace.as_deref().unwrap_or("default"),
-            classes,
-            accounts,
-            csi_compat,
-        };
-        let (response, outcome) = respond_to_pod(&request, config, &ctx);
-        return Ok(Reviewed {
-            review: response.into_review(),
-            outcome,
-            subject,
-        });
-    }
-    let review: AdmissionReview<DynamicObject> =
-        serde_json::from_slice(body).map_err(ReviewError::Malformed)?;
-    let request: AdmissionRequest<DynamicObject> =
-        review.try_into().map_err(|_| ReviewError::NoRequest)?;
-    let subject = subject(&request, request.object.as_ref().map(|o| &o.metadata));
-    let allowed = AdmissionResponse::from(&request);
-    let (response, outcome) = if is_pod_create(&request) {
-        // A Pod CREATE whose object does not decode as a Pod.
-        let reason = serde_json::to_value(&request.object)
-            .and_then(serde_json::from_value::<Pod>)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        (
-            allowed.deny(format!(
-                "secret-injector: the object is not a valid Pod: {reason}"
-            )),
-            Outcome::Denied,
-        )
-    } else {
-        (allowed, Outcome::Ignored)
+    let envelope: Envelope<'_> =
+        serde_json::from_slice(body).map_err(|e| ReviewError::malformed(&e))?;
+    let request = envelope.request.ok_or(ReviewError::NoRequest)?;
+    let types = TypeMeta {
+        api_version: envelope.api_version.into_owned(),
+        kind: envelope.kind.into_owned(),
+    };
+    let namespace = request.namespace.map(|n| n.0).filter(|n| !n.is_empty());
+    let mut subject = Subject {
+        uid: request.uid.clone().into_owned(),
+        namespace: namespace.as_deref().unwrap_or_default().to_owned(),
+        name: request.name.into_owned(),
+    };
+    let allowed = allowed(types, request.uid.into_owned());
+    let is_pod_create = request.kind.group.is_empty()
+        && request.kind.kind == "Pod"
+        && request.operation == "CREATE";
+    let (response, outcome) = match (is_pod_create, request.object) {
+        (true, Some(object)) => {
+            let pods = Pods {
+                config,
+                classes,
+                accounts,
+                csi_compat,
+            };
+            pods.respond(allowed, object, namespace.as_deref(), &mut subject)
+        }
+        _ => (allowed, Outcome::Ignored),
     };
     Ok(Reviewed {
         review: response.into_review(),
@@ -119,33 +221,126 @@ pub fn review_with(
     })
 }
 
-fn subject<T: kube::Resource>(request: &AdmissionRequest<T>, meta: Option<&ObjectMeta>) -> Subject {
-    Subject {
-        uid: request.uid.clone(),
-        namespace: request.namespace.clone().unwrap_or_default(),
-        name: meta
-            .and_then(|m| m.name.clone().or_else(|| m.generate_name.clone()))
-            .unwrap_or_else(|| request.name.clone()),
+/// An allowed answer without a patch (kube-core keeps `patchType` private, so
+/// this starts from its one public constructor).
+fn allowed(types: TypeMeta, uid: String) -> AdmissionResponse {
+    let mut response = AdmissionResponse::invalid("");
+    response.types = types;
+    response.uid = uid;
+    response.allowed = true;
+    response.result = Status::default();
+    response
+}
+
+/// What a pod CREATE is answered from.
+struct Pods<'a> {
+    config: &'a InjectorConfig,
+    classes: &'a dyn ProviderClasses,
+    accounts: &'a dyn ServiceAccounts,
+    csi_compat: bool,
+}
+
+impl Pods<'_> {
+    fn respond(
+        &self,
+        allowed: AdmissionResponse,
+        object: &RawValue,
+        namespace: Option<&str>,
+        subject: &mut Subject,
+    ) -> (AdmissionResponse, Outcome) {
+        // Class and ServiceAccount lookups read the request's namespace,
+        // which the apiserver sets, never the object's, which the caller does.
+        let Some(namespace) = namespace else {
+            return (
+                allowed.deny(
+                    "secret-injector: the AdmissionReview request has no namespace; a pod CREATE is always in one, and classes and ServiceAccounts are read from it",
+                ),
+                Outcome::Denied,
+            );
+        };
+        let raw = object.get();
+        let Ok(probe) = serde_json::from_str::<Probe<'_>>(raw) else {
+            return undecodable(allowed, "its metadata is not an object of string maps");
+        };
+        let meta = probe.metadata.unwrap_or_default();
+        if let Some(name) = meta.name.or(meta.generate_name) {
+            subject.name = name.0.into_owned();
+        }
+        let opted_in = meta.labels.0 == Flag::True || meta.annotations.0 == Flag::True;
+        // A key with another value gets a warning from the decision; on the
+        // CSI path any pod may carry a volume to convert.
+        let inspect = opted_in
+            || self.csi_compat
+            || meta.labels.0 == Flag::Other
+            || meta.annotations.0 == Flag::Other;
+        if !inspect {
+            return (allowed, Outcome::Skipped);
+        }
+        let shape = Shape::of(raw.as_bytes());
+        if shape.objects > MAX_POD_OBJECTS || shape.items > MAX_POD_ITEMS {
+            let why = format!(
+                "it has {} JSON objects and {} list items or members, more than the {MAX_POD_OBJECTS} and {MAX_POD_ITEMS} this webhook decodes",
+                shape.objects, shape.items
+            );
+            return if opted_in {
+                let message = format!("secret-injector: the pod is too large to inspect: {why}");
+                (allowed.deny(message), Outcome::Denied)
+            } else {
+                undecodable(allowed, &why)
+            };
+        }
+        let pod = match serde_json::from_str::<Pod>(raw) {
+            Ok(pod) => pod,
+            Err(e) => {
+                let at = locate(raw, &e);
+                return if opted_in {
+                    let message = format!(
+                        "secret-injector: the object is not a valid Pod: {} at {at}; no secrets were injected",
+                        category(&e)
+                    );
+                    (allowed.deny(message), Outcome::Denied)
+                } else {
+                    undecodable(allowed, &format!("{} at {at}", category(&e)))
+                };
+            }
+        };
+        let ctx = Context {
+            namespace,
+            classes: self.classes,
+            accounts: self.accounts,
+            csi_compat: self.csi_compat,
+        };
+        let decision = mutate::decide_with(&pod, self.config, &ctx);
+        let skipped = matches!(decision, Ok(Decision::Skip { .. }));
+        let synced = self.classes.synced() && self.accounts.synced();
+        if !skipped && !synced {
+            // What was decided may rest on a class or ServiceAccount not
+            // listed yet (a client id missing is not "none").
+            let missing = match (self.classes.synced(), self.accounts.synced()) {
+                (false, false) => "SecretProviderClasses and ServiceAccounts",
+                (false, true) => "SecretProviderClasses",
+                _ => "ServiceAccounts",
+            };
+            let message =
+                format!("secret-injector: not ready: {missing} not synced yet; retry shortly");
+            return (allowed.deny(message), Outcome::NotReady);
+        }
+        answer(allowed, decision)
     }
 }
 
-fn is_pod_create<T: kube::Resource>(request: &AdmissionRequest<T>) -> bool {
-    request.kind.group.is_empty()
-        && request.kind.kind == "Pod"
-        && matches!(request.operation, Operation::Create)
+fn undecodable(allowed: AdmissionResponse, why: &str) -> (AdmissionResponse, Outcome) {
+    let warning = format!(
+        "secret-injector: the object does not decode as a Pod ({why}); it did not opt in and is admitted untouched"
+    );
+    (with_warnings(allowed, vec![warning]), Outcome::Undecodable)
 }
 
-fn respond_to_pod(
-    request: &AdmissionRequest<Pod>,
-    config: &InjectorConfig,
-    ctx: &Context<'_>,
+fn answer(
+    allowed: AdmissionResponse,
+    decision: Result<Decision, mutate::MutationError>,
 ) -> (AdmissionResponse, Outcome) {
-    let allowed = AdmissionResponse::from(request);
-    let pod = match (&request.object, is_pod_create(request)) {
-        (Some(pod), true) => pod,
-        _ => return (allowed, Outcome::Ignored),
-    };
-    match mutate::decide_with(pod, config, ctx) {
+    match decision {
         Ok(Decision::Skip { reason, warnings }) => {
             let outcome = match reason {
                 SkipReason::NotOptedIn | SkipReason::AlreadyInjected => Outcome::Skipped,
@@ -169,23 +364,207 @@ fn respond_to_pod(
     }
 }
 
+/// Where a typed decode failed: the field path (map keys only when they look
+/// like names), line and column, never the value.
+fn locate(raw: &str, first: &serde_json::Error) -> String {
+    // Decode again, tracking the path: only on this error path.
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let path = match serde_path_to_error::deserialize::<_, Pod>(&mut de) {
+        Err(e) => render_path(e.path()),
+        Ok(_) => String::new(),
+    };
+    let path = if path.is_empty() || path == "." {
+        "the top level".to_owned()
+    } else {
+        path
+    };
+    format!("{path} (line {}, column {})", first.line(), first.column())
+}
+
+fn render_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => {
+                let _ = write!(out, "[{index}]");
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                let name_like = key.len() <= 63
+                    && !key.is_empty()
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(if name_like { key } else { "<key>" });
+            }
+            Segment::Unknown => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push('?');
+            }
+        }
+    }
+    out
+}
+
+/// The pod's metadata as far as opt-in needs it.
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(default, borrow)]
+    metadata: Option<ProbeMeta<'a>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProbeMeta<'a> {
+    #[serde(default, borrow)]
+    name: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    generate_name: Option<Text<'a>>,
+    #[serde(default)]
+    labels: InjectKey,
+    #[serde(default)]
+    annotations: InjectKey,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Flag {
+    #[default]
+    Absent,
+    True,
+    Other,
+}
+
+/// The value of `secret-injector.io/inject` in a string map, read without
+/// copying the map; the last of repeated keys wins, as in Go and serde.
+#[derive(Default)]
+struct InjectKey(Flag);
+
+impl<'de> Deserialize<'de> for InjectKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor;
+        impl<'de> Visitor<'de> for MapVisitor {
+            type Value = InjectKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of strings")
+            }
+            fn visit_unit<E>(self) -> Result<InjectKey, E> {
+                Ok(InjectKey(Flag::Absent))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<InjectKey, A::Error> {
+                let mut flag = Flag::Absent;
+                while let Some(key) = map.next_key::<Text<'de>>()? {
+                    if key.0 == INJECT_LABEL {
+                        let value = map.next_value::<Text<'de>>()?;
+                        flag = if value.0 == "true" {
+                            Flag::True
+                        } else {
+                            Flag::Other
+                        };
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(InjectKey(flag))
+            }
+        }
+        // `null` is an absent map.
+        deserializer.deserialize_any(MapVisitor)
+    }
+}
+
+/// JSON objects and list items or members of a JSON text, outside strings:
+/// what bounds the structs and values its typed decode allocates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    objects: usize,
+    items: usize,
+}
+
+impl Shape {
+    fn of(json: &[u8]) -> Self {
+        let (mut objects, mut items) = (0, 0);
+        let mut rest = json;
+        while let Some(i) = rest.iter().position(|&b| matches!(b, b'"' | b'{' | b',')) {
+            match rest[i] {
+                b'{' => objects += 1,
+                b',' => items += 1,
+                _ => {
+                    // Skip the string: up to the next quote not escaped.
+                    let mut j = i + 1;
+                    while j < rest.len() {
+                        match rest[j] {
+                            b'\\' => j += 2,
+                            b'"' => break,
+                            _ => j += 1,
+                        }
+                    }
+                    rest = rest.get(j + 1..).unwrap_or_default();
+                    continue;
+                }
+            }
+            rest = &rest[i + 1..];
+        }
+        Self { objects, items }
+    }
+}
+
 /// Encodes a review for the wire with `response.patch` as base64, as the
 /// apiserver's Go types expect for `[]byte`; kube-core would write a JSON array
 /// of numbers (kube-rs #1781), three times larger and slow to encode.
-pub fn encode(mut review: AdmissionReview<DynamicObject>) -> serde_json::Result<Vec<u8>> {
+pub fn encode(review: AdmissionReview<DynamicObject>) -> serde_json::Result<Vec<u8>> {
     use base64::Engine;
-    let patch = review.response.as_mut().and_then(|r| r.patch.take());
-    let mut value = serde_json::to_value(&review)?;
-    if let (Some(patch), Some(response)) = (
-        patch,
-        value.get_mut("response").and_then(|r| r.as_object_mut()),
-    ) {
-        response.insert(
-            "patch".to_owned(),
-            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(patch)),
-        );
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Wire<'a> {
+        api_version: &'a str,
+        kind: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        response: Option<WireResponse<'a>>,
     }
-    serde_json::to_vec(&value)
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct WireResponse<'a> {
+        uid: &'a str,
+        allowed: bool,
+        status: &'a Status,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch_type: Option<&'static str>,
+        #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
+        audit_annotations: &'a std::collections::HashMap<String, String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warnings: Option<&'a Vec<String>>,
+    }
+
+    let response = review.response.as_ref().map(|r| {
+        let patch = r
+            .patch
+            .as_deref()
+            .map(|p| base64::engine::general_purpose::STANDARD.encode(p));
+        WireResponse {
+            uid: &r.uid,
+            allowed: r.allowed,
+            status: &r.result,
+            // Only `with_patch` sets a patch, always as a JSONPatch.
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+            audit_annotations: &r.audit_annotations,
+            warnings: r.warnings.as_ref(),
+        }
+    });
+    serde_json::to_vec(&Wire {
+        api_version: &review.types.api_version,
+        kind: &review.types.kind,
+        response,
+    })
 }
 
 fn with_warnings(mut response: AdmissionResponse, warnings: Vec<String>) -> AdmissionResponse {
@@ -193,4 +572,72 @@ fn with_warnings(mut response: AdmissionResponse, warnings: Vec<String>) -> Admi
         response.warnings = Some(warnings);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_counts_outside_strings_only() {
+        let json = br#"{"a":[1,2,{"b":"x,{\"y\",z"}],"c":"\\","d":{}}"#;
+        assert_eq!(
+            Shape::of(json),
+            Shape {
+                objects: 3,
+                items: 4
+            }
+        );
+        assert_eq!(
+            Shape::of(b"\"unterminated"),
+            Shape {
+                objects: 0,
+                items: 0
+            }
+        );
+    }
+
+    #[test]
+    fn inject_key_last_value_wins_and_null_is_absent() {
+        let probe = |json: &str| {
+            serde_json::from_str::<Probe<'_>>(json)
+                .unwrap()
+                .metadata
+                .unwrap_or_default()
+                .annotations
+                .0
+        };
+        let key = INJECT_LABEL;
+        assert_eq!(
+            probe(&format!(
+                r#"{{"metadata":{{"annotations":{{"{key}":"true"}}}}}}"#
+            )),
+            Flag::True
+        );
+        assert_eq!(
+            probe(&format!(
+                r#"{{"metadata":{{"annotations":{{"{key}":"true","{key}":"no"}}}}}}"#
+            )),
+            Flag::Other
+        );
+        assert_eq!(probe(r#"{"metadata":{"annotations":null}}"#), Flag::Absent);
+        // Escapes decode as in the typed decode.
+        assert_eq!(
+            probe(r#"{"metadata":{"annotations":{"secret-injector.io\/inject":"tru\u0065"}}}"#),
+            Flag::True
+        );
+    }
+
+    #[test]
+    fn paths_name_fields_not_odd_keys() {
+        let raw = r#"{"metadata":{"labels":{"ok-key":1}},"spec":{"containers":[]}}"#;
+        let e = serde_json::from_str::<Pod>(raw).unwrap_err();
+        assert_eq!(
+            locate(raw, &e),
+            format!("metadata.labels.ok-key (line 1, column {})", e.column())
+        );
+        let raw = r#"{"metadata":{"annotations":{"a b\n":1}}}"#;
+        let e = serde_json::from_str::<Pod>(raw).unwrap_err();
+        assert!(locate(raw, &e).starts_with("metadata.annotations.<key> "));
+    }
 }

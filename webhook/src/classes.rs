@@ -1,13 +1,25 @@
 //! SecretProviderClasses the mutation may read: a cache fed by a watch when
 //! serving (no API call per admission), or the documents of an `inject` stream.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use serde_json::Value;
 
 pub trait ProviderClasses: Send + Sync {
     /// The class `name` in `namespace`, as JSON.
     fn get(&self, namespace: &str, name: &str) -> Option<Value>;
+
+    /// Whether every class is known: a watch has listed them at least once.
+    /// Before that, "not found" means nothing.
+    fn synced(&self) -> bool {
+        true
+    }
 }
 
 /// No classes known (annotation-form pods only).
@@ -72,11 +84,17 @@ where
 }
 
 /// SecretProviderClasses kept current by a watch (kube's reflector): the
-/// admission path reads memory, never the API.
+/// admission path reads memory, never the API. Each object is pruned as it
+/// arrives to its name, namespace, uid, resourceVersion and `spec`, with an
+/// oversized `parameters.objects` cut just past the limit the reader refuses.
 pub struct WatchedClasses {
     store: kube::runtime::reflector::Store<kube::core::DynamicObject>,
     resource: kube::core::ApiResource,
+    synced: Arc<AtomicBool>,
 }
+
+/// A list page of whole classes is held in memory before pruning: keep it short.
+const LIST_PAGE_SIZE: u32 = 25;
 
 impl WatchedClasses {
     pub fn resource() -> kube::core::ApiResource {
@@ -91,17 +109,23 @@ impl WatchedClasses {
 
     /// Starts the watch in the background; returns the cache at once.
     pub fn start(client: kube::Client) -> Self {
-        use kube::runtime::{reflector, watcher};
+        use kube::runtime::{WatchStreamExt, reflector, watcher};
         let resource = Self::resource();
         let api: kube::Api<kube::core::DynamicObject> = kube::Api::all_with(client, &resource);
         let writer = reflector::store::Writer::new(resource.clone());
         let store = writer.as_reader();
+        let config = watcher::Config::default().page_size(LIST_PAGE_SIZE);
         // Errors are typically a CRD not installed yet; the watch retries.
         drive(
-            reflector(writer, watcher(api, watcher::Config::default())),
+            reflector(writer, watcher(api, config).modify(prune)),
             "watching SecretProviderClasses",
         );
-        Self { store, resource }
+        let synced = flag_when_ready(store.clone());
+        Self {
+            store,
+            resource,
+            synced,
+        }
     }
 
     /// Waits (bounded) for the first complete list, so readiness means "knows the classes".
@@ -110,6 +134,57 @@ impl WatchedClasses {
             .await
             .is_ok_and(|r| r.is_ok())
     }
+}
+
+/// A flag that turns true once `store` has had its first complete list.
+pub(crate) fn flag_when_ready<K>(store: kube::runtime::reflector::Store<K>) -> Arc<AtomicBool>
+where
+    K: kube::Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone + Send + Sync,
+{
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            set.store(true, Ordering::Release);
+        }
+    });
+    flag
+}
+
+/// What the cache keeps of a class: what the reader and the store's key need.
+pub fn prune(object: &mut kube::core::DynamicObject) {
+    let meta = std::mem::take(&mut object.metadata);
+    object.metadata = kube::core::ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        resource_version: meta.resource_version,
+        ..Default::default()
+    };
+    let mut spec = object
+        .data
+        .get_mut("spec")
+        .map(Value::take)
+        .unwrap_or(Value::Null);
+    if let Some(Value::String(objects)) = spec.pointer_mut("/parameters/objects") {
+        // The reader refuses more than the limit; one byte past it (at a
+        // character boundary) keeps that answer without keeping the rest.
+        let limit = shared::provider_class::MAX_OBJECTS_BYTES;
+        if objects.len() > limit {
+            let mut end = limit + 1;
+            while !objects.is_char_boundary(end) {
+                end += 1;
+            }
+            objects.truncate(end);
+            objects.shrink_to_fit();
+        }
+    }
+    let mut data = serde_json::Map::new();
+    if !spec.is_null() {
+        data.insert("spec".to_owned(), spec);
+    }
+    object.data = Value::Object(data);
 }
 
 impl ProviderClasses for WatchedClasses {
@@ -127,5 +202,9 @@ impl ProviderClasses for WatchedClasses {
             map.insert("kind".into(), Value::String(self.resource.kind.clone()));
         }
         Some(value)
+    }
+
+    fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
     }
 }

@@ -120,7 +120,17 @@ pub fn decide_with(
     ctx: &Context<'_>,
 ) -> Result<Decision, MutationError> {
     static NONE: BTreeMap<String, String> = BTreeMap::new();
-    let pod_annotations = pod.metadata.annotations.as_ref().unwrap_or(&NONE);
+    let mut pod_annotations = pod.metadata.annotations.as_ref().unwrap_or(&NONE);
+    // The label opts in as the annotation does (it is what an objectSelector sees).
+    let labelled;
+    if opted_in_by_label(pod)
+        && pod_annotations.get(annotations::INJECT).map(String::as_str) != Some("true")
+    {
+        let mut with_inject = pod_annotations.clone();
+        with_inject.insert(annotations::INJECT.to_owned(), "true".to_owned());
+        labelled = with_inject;
+        pod_annotations = &labelled;
+    }
     if is_injected(pod, pod_annotations) {
         return Ok(Decision::Skip {
             reason: SkipReason::AlreadyInjected,
@@ -191,7 +201,8 @@ fn from_class(
     request: &ClassRequest,
     plan: VolumePlan<'_>,
 ) -> Result<Mutation, MutationError> {
-    let namespace = pod_namespace(pod, ctx);
+    // The request's namespace (the apiserver's), never the object's.
+    let namespace = ctx.namespace;
     let class =
         ctx.classes
             .get(namespace, &request.class)
@@ -234,7 +245,8 @@ fn identity_from_service_account(spec: &mut InjectionSpec, pod: &Pod, ctx: &Cont
         })
         .filter(|a| !a.is_empty())
         .unwrap_or("default");
-    let namespace = pod_namespace(pod, ctx);
+    // The request's namespace (the apiserver's), never the object's.
+    let namespace = ctx.namespace;
     let found = ctx.accounts.identity(namespace, account);
     if azure.client_id.is_none() {
         azure.client_id = found.client_id;
@@ -244,13 +256,12 @@ fn identity_from_service_account(spec: &mut InjectionSpec, pod: &Pod, ctx: &Cont
     }
 }
 
-/// A pod being created may not carry its namespace yet; the request does.
-fn pod_namespace<'a>(pod: &'a Pod, ctx: &'a Context<'_>) -> &'a str {
+fn opted_in_by_label(pod: &Pod) -> bool {
     pod.metadata
-        .namespace
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .unwrap_or(ctx.namespace)
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(annotations::INJECT))
+        .is_some_and(|v| v == "true")
 }
 
 fn pod_annotations_contain(pod: &Pod, key: &str) -> bool {
@@ -426,7 +437,7 @@ pub fn mutate_with(
         ops.add(&["spec", "serviceAccountName"], Value::String(account));
     }
 
-    // Annotations: `metadata.annotations` exists, since the pod opted in with one.
+    // Annotations: a pod opted in by its label may have none yet.
     let mut new_annotations = vec![(STATUS, STATUS_INJECTED.to_owned())];
     // `kubectl logs` and `exec` keep going to the app, not to our sidecar.
     if let Some(first) = pod_spec.containers.first()

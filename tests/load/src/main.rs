@@ -170,7 +170,10 @@ fn main() -> anyhow::Result<()> {
         async {
             let _ = stopped.await;
         },
-        Duration::from_secs(2),
+        server::Serving {
+            grace: Duration::from_secs(2),
+            ..Default::default()
+        },
     ));
 
     let mut roots = RootCertStore::empty();

@@ -33,10 +33,14 @@ use crate::{
 pub const INJECT_LABEL: &str = INJECT;
 
 /// At most this many JSON objects (`{`) in a pod that is decoded as a typed
-/// `Pod`: each may become a struct of up to a few KiB (a `Volume`, a
-/// `Container`). A large real pod (50 containers of 50 env vars with
+/// `Pod`: each may become a struct of some hundred bytes (an env var with
+/// its source). A large real pod (20 containers of 50 env vars, with
 /// managedFields) has a few thousand.
-pub const MAX_POD_OBJECTS: usize = 20_000;
+pub const MAX_POD_OBJECTS: usize = 10_000;
+
+/// At most this many volumes and containers (app, init and ephemeral) in a
+/// pod that is decoded as a typed `Pod`: each is a struct of a few KiB.
+pub const MAX_POD_VOLUMES_AND_CONTAINERS: usize = 1_000;
 
 /// At most this many list items and map members (`,`) outside strings in a
 /// pod that is decoded as a typed `Pod`.
@@ -277,9 +281,13 @@ impl Pods<'_> {
             return (allowed, Outcome::Skipped);
         }
         let shape = Shape::of(raw.as_bytes());
-        if shape.objects > MAX_POD_OBJECTS || shape.items > MAX_POD_ITEMS {
+        let listed = probe.spec.map_or(0, |s| s.listed());
+        if shape.objects > MAX_POD_OBJECTS
+            || shape.items > MAX_POD_ITEMS
+            || listed > MAX_POD_VOLUMES_AND_CONTAINERS
+        {
             let why = format!(
-                "it has {} JSON objects and {} list items or members, more than the {MAX_POD_OBJECTS} and {MAX_POD_ITEMS} this webhook decodes",
+                "it has {} JSON objects, {} list items or members and {listed} volumes and containers; this webhook decodes at most {MAX_POD_OBJECTS}, {MAX_POD_ITEMS} and {MAX_POD_VOLUMES_AND_CONTAINERS}",
                 shape.objects, shape.items
             );
             return if opted_in {
@@ -411,11 +419,83 @@ fn render_path(path: &serde_path_to_error::Path) -> String {
     out
 }
 
-/// The pod's metadata as far as opt-in needs it.
+/// The pod's metadata as far as opt-in needs it, and how many of its
+/// largest structs a typed decode would build.
 #[derive(Deserialize)]
 struct Probe<'a> {
     #[serde(default, borrow)]
     metadata: Option<ProbeMeta<'a>>,
+    #[serde(default)]
+    spec: Option<SpecCounts>,
+}
+
+#[derive(Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SpecCounts {
+    #[serde(default)]
+    volumes: Count,
+    #[serde(default)]
+    containers: Count,
+    #[serde(default)]
+    init_containers: Count,
+    #[serde(default)]
+    ephemeral_containers: Count,
+}
+
+impl SpecCounts {
+    fn listed(self) -> usize {
+        self.volumes.0 + self.containers.0 + self.init_containers.0 + self.ephemeral_containers.0
+    }
+}
+
+/// The length of a list, read without building its items; anything else
+/// counts 0 (the typed decode then says what is wrong, and where).
+#[derive(Clone, Copy, Default)]
+struct Count(usize);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SeqVisitor;
+        impl<'de> Visitor<'de> for SeqVisitor {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list")
+            }
+            fn visit_unit<E>(self) -> Result<Count, E> {
+                Ok(Count(0))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Count, E> {
+                Ok(Count(0))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Count, E> {
+                Ok(Count(0))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Count, E> {
+                Ok(Count(0))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Count, E> {
+                Ok(Count(0))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Count, E> {
+                Ok(Count(0))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Count, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Count(0))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Count, A::Error> {
+                let mut n = 0;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    n += 1;
+                }
+                Ok(Count(n))
+            }
+        }
+        deserializer.deserialize_any(SeqVisitor)
+    }
 }
 
 #[derive(Default, Deserialize)]

@@ -407,16 +407,25 @@ pub fn mutate_with(
     } else {
         injected.init_container()
     };
+    let first_init = to_value(&first_init);
+    // The classic sidecar is the init container under another name and
+    // args: its JSON is the init container's with those two replaced, not
+    // a second container built and serialised.
+    let sidecar = (!config.native_sidecars && no_sidecar_reason.is_none()).then(|| {
+        let mut sidecar = first_init.clone();
+        if let Some(map) = sidecar.as_object_mut() {
+            map.insert("name".to_owned(), SIDECAR_CONTAINER_NAME.into());
+            map.insert("args".to_owned(), RUN_ARGS.into());
+        }
+        sidecar
+    });
     if init_containers.is_empty() {
-        ops.add(
-            &["spec", "initContainers"],
-            Value::Array(vec![to_value(&first_init)]),
-        );
+        ops.add(&["spec", "initContainers"], Value::Array(vec![first_init]));
     } else {
-        ops.add(&["spec", "initContainers", "0"], to_value(&first_init));
+        ops.add(&["spec", "initContainers", "0"], first_init);
     }
-    if !config.native_sidecars && no_sidecar_reason.is_none() {
-        ops.add(&["spec", "containers", "-"], to_value(&injected.sidecar()));
+    if let Some(sidecar) = sidecar {
+        ops.add(&["spec", "containers", "-"], sidecar);
     }
 
     // A projected ServiceAccount token needs `serviceAccountName`, which the

@@ -41,6 +41,11 @@ pub trait ServiceAccounts: Send + Sync {
     fn synced(&self) -> bool {
         true
     }
+
+    /// Changes whenever a ServiceAccount may have changed.
+    fn generation(&self) -> u64 {
+        0
+    }
 }
 
 /// Nothing known (local runs without an apiserver).
@@ -66,6 +71,7 @@ impl ServiceAccounts for BTreeMap<(String, String), AccountIdentity> {
 pub struct WatchedAccounts {
     store: kube::runtime::reflector::Store<PartialObjectMeta<ServiceAccount>>,
     synced: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl WatchedAccounts {
@@ -74,15 +80,23 @@ impl WatchedAccounts {
         // PartialObjectMeta: the API sends metadata only.
         let api: kube::Api<PartialObjectMeta<ServiceAccount>> = kube::Api::all(client);
         let (store, writer) = reflector::store();
+        let generation = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         crate::classes::drive(
-            reflector(
-                writer,
-                watcher(api, watcher::Config::default()).modify(prune),
+            crate::classes::counted(
+                reflector(
+                    writer,
+                    watcher(api, watcher::Config::default()).modify(prune),
+                ),
+                generation.clone(),
             ),
             "watching ServiceAccounts",
         );
         let synced = crate::classes::flag_when_ready(store.clone());
-        Self { store, synced }
+        Self {
+            store,
+            synced,
+            generation,
+        }
     }
 
     pub async fn wait_until_ready(&self, timeout: std::time::Duration) -> bool {
@@ -123,5 +137,9 @@ impl ServiceAccounts for WatchedAccounts {
 
     fn synced(&self) -> bool {
         self.synced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 }

@@ -8,7 +8,13 @@
 //! a typed `Pod`, after a count of its JSON objects and list items bounds
 //! what that decode may allocate.
 
-use std::{borrow::Cow, fmt::Write as _};
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    fmt::Write as _,
+    hash::BuildHasher,
+    sync::{Arc, Mutex},
+};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::{
@@ -189,6 +195,21 @@ pub fn review_with(
     accounts: &dyn ServiceAccounts,
     csi_compat: bool,
 ) -> Result<Reviewed, ReviewError> {
+    review_cached(body, config, classes, accounts, csi_compat, None)
+}
+
+/// [`review_with`], answering a pod CREATE from `answers` when the same
+/// object was answered before in the same namespace, on the same path, with
+/// the same classes and ServiceAccounts (the mutation is a pure function of
+/// those and the configuration); computed answers are added.
+pub fn review_cached(
+    body: &[u8],
+    config: &InjectorConfig,
+    classes: &dyn ProviderClasses,
+    accounts: &dyn ServiceAccounts,
+    csi_compat: bool,
+    answers: Option<&Answers>,
+) -> Result<Reviewed, ReviewError> {
     let envelope: Envelope<'_> =
         serde_json::from_slice(body).map_err(|e| ReviewError::malformed(&e))?;
     let request = envelope.request.ok_or(ReviewError::NoRequest)?;
@@ -208,13 +229,40 @@ pub fn review_with(
         && request.operation == "CREATE";
     let (response, outcome) = match (is_pod_create, request.object) {
         (true, Some(object)) => {
-            let pods = Pods {
-                config,
-                classes,
-                accounts,
-                csi_compat,
-            };
-            pods.respond(allowed, object, namespace.as_deref(), &mut subject)
+            let key = answers
+                .zip(namespace.as_deref())
+                .map(|(answers, namespace)| {
+                    let key = AnswerKey {
+                        namespace,
+                        csi_compat,
+                        generations: (classes.generation(), accounts.generation()),
+                        object: object.get().as_bytes(),
+                    };
+                    (answers, key)
+                });
+            let cached = key.as_ref().and_then(|(answers, key)| answers.get(key));
+            if let Some(answer) = cached {
+                let mut response = answer.response.clone();
+                response.types = allowed.types;
+                response.uid = allowed.uid;
+                if !answer.name.is_empty() {
+                    subject.name.clone_from(&answer.name);
+                }
+                (response, answer.outcome)
+            } else {
+                let pods = Pods {
+                    config,
+                    classes,
+                    accounts,
+                    csi_compat,
+                };
+                let (response, outcome) =
+                    pods.respond(allowed, object, namespace.as_deref(), &mut subject);
+                if let Some((answers, key)) = &key {
+                    answers.put(key, &response, outcome, &subject.name);
+                }
+                (response, outcome)
+            }
         }
         _ => (allowed, Outcome::Ignored),
     };
@@ -223,6 +271,114 @@ pub fn review_with(
         outcome,
         subject,
     })
+}
+
+/// Recent answers to pod CREATEs, by their exact input. Pods a controller
+/// creates in one burst are byte-identical (no name, uid or creation time
+/// yet; managedFields' time has seconds), so a scale-up decides once.
+/// Bounded: objects up to [`Answers::MAX_OBJECT_BYTES`], `capacity` entries,
+/// an arbitrary one dropped when full.
+pub struct Answers {
+    capacity: usize,
+    hasher: foldhash::fast::RandomState,
+    entries: Mutex<HashMap<u64, Arc<Answer>>>,
+}
+
+struct AnswerKey<'a> {
+    namespace: &'a str,
+    csi_compat: bool,
+    generations: (u64, u64),
+    object: &'a [u8],
+}
+
+struct Answer {
+    namespace: String,
+    csi_compat: bool,
+    generations: (u64, u64),
+    object: Box<[u8]>,
+    /// Without the request's uid and types, which each answer sets.
+    response: AdmissionResponse,
+    outcome: Outcome,
+    name: String,
+}
+
+impl Answers {
+    /// Larger objects are decided every time.
+    pub const MAX_OBJECT_BYTES: usize = 64 * 1024;
+
+    /// A cache of `capacity` answers; 0 keeps none.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            hasher: foldhash::fast::RandomState::default(),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn hash(&self, key: &AnswerKey<'_>) -> u64 {
+        self.hasher
+            .hash_one((key.namespace, key.csi_compat, key.generations, key.object))
+    }
+
+    fn get(&self, key: &AnswerKey<'_>) -> Option<Arc<Answer>> {
+        if self.capacity == 0 || key.object.len() > Self::MAX_OBJECT_BYTES {
+            return None;
+        }
+        let hash = self.hash(key);
+        let entries = self.entries.lock().ok()?;
+        // The hash only finds the entry; the whole input must match.
+        entries
+            .get(&hash)
+            .filter(|a| {
+                a.object.as_ref() == key.object
+                    && a.namespace == key.namespace
+                    && a.csi_compat == key.csi_compat
+                    && a.generations == key.generations
+            })
+            .cloned()
+    }
+
+    fn put(&self, key: &AnswerKey<'_>, response: &AdmissionResponse, outcome: Outcome, name: &str) {
+        // Not ready and undecodable answers are not the pod's final answer.
+        let lasting = matches!(
+            outcome,
+            Outcome::Injected | Outcome::Skipped | Outcome::Denied
+        );
+        if self.capacity == 0 || !lasting || key.object.len() > Self::MAX_OBJECT_BYTES {
+            return;
+        }
+        let mut response = response.clone();
+        response.uid = String::new();
+        let answer = Arc::new(Answer {
+            namespace: key.namespace.to_owned(),
+            csi_compat: key.csi_compat,
+            generations: key.generations,
+            object: key.object.into(),
+            response,
+            outcome,
+            name: name.to_owned(),
+        });
+        let hash = self.hash(key);
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= self.capacity
+            && !entries.contains_key(&hash)
+            && let Some(evicted) = entries.keys().next().copied()
+        {
+            entries.remove(&evicted);
+        }
+        entries.insert(hash, answer);
+    }
+
+    /// Answers held.
+    pub fn len(&self) -> usize {
+        self.entries.lock().map_or(0, |e| e.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// An allowed answer without a patch (kube-core keeps `patchType` private, so

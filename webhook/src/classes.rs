@@ -5,7 +5,7 @@ use std::{
     collections::BTreeMap,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -19,6 +19,12 @@ pub trait ProviderClasses: Send + Sync {
     /// Before that, "not found" means nothing.
     fn synced(&self) -> bool {
         true
+    }
+
+    /// Changes whenever a class may have changed, so answers computed from
+    /// the classes can be kept until then.
+    fn generation(&self) -> u64 {
+        0
     }
 }
 
@@ -91,6 +97,7 @@ pub struct WatchedClasses {
     store: kube::runtime::reflector::Store<kube::core::DynamicObject>,
     resource: kube::core::ApiResource,
     synced: Arc<AtomicBool>,
+    generation: Arc<AtomicU64>,
 }
 
 /// A list page of whole classes is held in memory before pruning: keep it short.
@@ -116,8 +123,12 @@ impl WatchedClasses {
         let store = writer.as_reader();
         let config = watcher::Config::default().page_size(LIST_PAGE_SIZE);
         // Errors are typically a CRD not installed yet; the watch retries.
+        let generation = Arc::new(AtomicU64::new(0));
         drive(
-            reflector(writer, watcher(api, config).modify(prune)),
+            counted(
+                reflector(writer, watcher(api, config).modify(prune)),
+                generation.clone(),
+            ),
             "watching SecretProviderClasses",
         );
         let synced = flag_when_ready(store.clone());
@@ -125,6 +136,7 @@ impl WatchedClasses {
             store,
             resource,
             synced,
+            generation,
         }
     }
 
@@ -134,6 +146,17 @@ impl WatchedClasses {
             .await
             .is_ok_and(|r| r.is_ok())
     }
+}
+
+/// `stream`, counting its events (each after the store has applied it).
+pub(crate) fn counted<S, T>(stream: S, generation: Arc<AtomicU64>) -> impl futures::Stream<Item = T>
+where
+    S: futures::Stream<Item = T>,
+{
+    use futures::StreamExt;
+    stream.inspect(move |_| {
+        generation.fetch_add(1, Ordering::AcqRel);
+    })
 }
 
 /// A flag that turns true once `store` has had its first complete list.
@@ -206,5 +229,9 @@ impl ProviderClasses for WatchedClasses {
 
     fn synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }

@@ -162,6 +162,11 @@ pub struct ServeArgs {
     /// client-certificate and client-key.
     #[arg(long, env = "SECRET_INJECTOR_CLIENT_CA_FILE")]
     pub client_ca_file: Option<PathBuf>,
+    /// Answers kept for pod CREATEs whose object, namespace, classes and
+    /// ServiceAccounts are exactly those of one answered before (pods a
+    /// controller creates in one burst); objects over 64 KiB are not kept. 0 keeps none.
+    #[arg(long, env = "SECRET_INJECTOR_ANSWER_CACHE_ENTRIES", default_value_t = server::DEFAULT_ANSWERS)]
+    pub answer_cache_entries: usize,
     #[command(flatten)]
     pub injector: InjectorArgs,
 }
@@ -298,6 +303,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_concurrent_reviews: usize::from(args.max_concurrent_reviews),
         request_timeout: args.request_timeout,
     };
+    state.answers = std::sync::Arc::new(crate::admission::Answers::new(args.answer_cache_entries));
     if let Some(client) = client {
         // Serving starts at once; /readyz says 503, and reviews that need a
         // cache are denied as not ready, until both watches have listed.

@@ -33,6 +33,9 @@ use crate::{
 /// Pods are small; a body this large is a mistake or an attack.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// Answers kept for identical pod CREATEs (at most 64 KiB of object each).
+pub const DEFAULT_ANSWERS: usize = 256;
+
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<InjectorConfig>,
@@ -47,6 +50,8 @@ pub struct AppState {
     /// reusing one to a replica about to go.
     pub draining: Arc<AtomicBool>,
     pub limits: Limits,
+    /// Recent answers to identical pod CREATEs.
+    pub answers: Arc<admission::Answers>,
 }
 
 /// Bounds on the review routes (health, readiness and metrics have none, so
@@ -80,6 +85,7 @@ impl AppState {
             csi_compat_everywhere: false,
             draining: Arc::new(AtomicBool::new(false)),
             limits: Limits::default(),
+            answers: Arc::new(admission::Answers::new(DEFAULT_ANSWERS)),
         }
     }
 
@@ -214,12 +220,13 @@ async fn review(state: AppState, headers: HeaderMap, body: Bytes, csi_compat: bo
             )
                 .into_response();
         }
-        match admission::review_with(
+        match admission::review_cached(
             &body,
             &state.config,
             state.classes.as_ref(),
             state.accounts.as_ref(),
             csi_compat,
+            Some(&state.answers),
         ) {
             Ok(reviewed) => {
                 let span = tracing::Span::current();

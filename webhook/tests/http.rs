@@ -525,3 +525,65 @@ async fn a_slow_review_gets_the_timeout_answer() {
         "{text}"
     );
 }
+
+/// Classes that change, as a watch would see them.
+#[derive(Default)]
+struct Changing {
+    classes: std::sync::Mutex<BTreeMap<(String, String), Value>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl ProviderClasses for Changing {
+    fn get(&self, namespace: &str, name: &str) -> Option<Value> {
+        ProviderClasses::get(&*self.classes.lock().unwrap(), namespace, name)
+    }
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+#[tokio::test]
+async fn identical_pods_are_answered_once_per_namespace_and_class_generation() {
+    let classes = Arc::new(Changing::default());
+    let mut state = state();
+    state.classes = classes.clone();
+    let pod = |uid: &str, namespace: &str| {
+        edited(SEED_POD, |r| {
+            r["request"]["uid"] = json!(uid);
+            r["request"]["namespace"] = json!(namespace);
+            r["request"]["object"]["metadata"]["annotations"] = json!({
+                "secret-injector.io/inject": "true",
+                "secret-injector.io/secret-provider-class": "kv",
+            });
+        })
+    };
+    let message = |answer: &Value| answer["response"]["status"]["message"].to_string();
+
+    // No class yet: denied, and that answer is kept.
+    let first = review(&state, &pod("uid-1", "victim")).await;
+    assert_eq!(first["response"]["allowed"], false);
+    let again = review(&state, &pod("uid-2", "victim")).await;
+    assert_eq!(again["response"]["uid"], "uid-2");
+    assert_eq!(message(&again), message(&first));
+    assert_eq!(state.answers.len(), 1);
+
+    // Another namespace is another answer.
+    review(&state, &pod("uid-3", "tenant")).await;
+    assert_eq!(state.answers.len(), 2);
+
+    // The class arrives: the watch's generation moves, the pod is injected.
+    *classes.classes.lock().unwrap() = victim_class();
+    classes.generation.fetch_add(1, Ordering::AcqRel);
+    let injected = review(&state, &pod("uid-4", "victim")).await;
+    assert_eq!(injected["response"]["allowed"], true, "{injected}");
+    assert_eq!(injected["response"]["uid"], "uid-4");
+    let cached = review(&state, &pod("uid-5", "victim")).await;
+    assert_eq!(decoded_patch(&cached), decoded_patch(&injected));
+    assert_eq!(cached["response"]["uid"], "uid-5");
+
+    // Kept off: nothing kept.
+    let mut state = state;
+    state.answers = Arc::new(secret_injector_webhook::admission::Answers::new(0));
+    review(&state, &pod("uid-6", "victim")).await;
+    assert!(state.answers.is_empty());
+}

@@ -72,6 +72,10 @@ struct Args {
     /// default: the number of CPUs.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     client_threads: Option<u16>,
+    /// Answers the in-process server keeps for identical pods (0: every
+    /// request is decided, the cost of a pod never seen before).
+    #[arg(long, default_value_t = server::DEFAULT_ANSWERS)]
+    answer_cache_entries: usize,
     /// Do not measure the binary's RSS.
     #[arg(long)]
     skip_rss: bool,
@@ -107,6 +111,15 @@ fn main() -> anyhow::Result<()> {
     println!(
         "{} keep-alive connections, {} s warm-up + {} s measured per route; routes run one after the other",
         args.connections, args.warmup, args.duration
+    );
+    println!(
+        "answer cache: {} entries{}",
+        args.answer_cache_entries,
+        if args.answer_cache_entries == 0 {
+            " (off: every /mutate is decided)"
+        } else {
+            " (the same pod each time: /mutate answers from it after the first)"
+        }
     );
     println!();
 
@@ -152,7 +165,9 @@ fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
 
     let fixed = answer.clone();
-    let app = server::router(AppState::new(config)).merge(Router::new().route(
+    let mut state = AppState::new(config);
+    state.answers = Arc::new(admission::Answers::new(args.answer_cache_entries));
+    let app = server::router(state).merge(Router::new().route(
         "/fixed",
         post(move |body: Bytes| {
             let fixed = fixed.clone();

@@ -1,10 +1,10 @@
 //! The simple form: pod annotations under `secret-injector.io/`.
 
-use std::{collections::BTreeMap, fmt};
+use std::{collections::BTreeMap, fmt, time::Duration};
 
 use crate::{
-    AzureIdentity, FileMode, FileName, FileNameError, InjectionSpec, ReferenceError, Rotation,
-    SecretObject, SecretRef, SpecError, spec::DEFAULT_MOUNT_PATH,
+    AzureIdentity, FileMode, FileName, FileNameError, HostRefused, InjectionSpec, ReferenceError,
+    Rotation, SecretObject, SecretRef, SpecError, StoreHosts, spec::DEFAULT_MOUNT_PATH,
 };
 
 pub const PREFIX: &str = "secret-injector.io/";
@@ -17,6 +17,9 @@ pub const CONTAINERS: &str = "secret-injector.io/containers";
 pub const FILE_PERMISSION: &str = "secret-injector.io/file-permission";
 pub const CLIENT_ID: &str = "secret-injector.io/client-id";
 pub const TENANT_ID: &str = "secret-injector.io/tenant-id";
+/// `"true"`: the node's managed identity (with `client-id`, a user-assigned
+/// one), as a SecretProviderClass's `useVMManagedIdentity` asks.
+pub const USE_MANAGED_IDENTITY: &str = "secret-injector.io/use-managed-identity";
 pub const SECRET_PROVIDER_CLASS: &str = "secret-injector.io/secret-provider-class";
 /// `secret-injector.io/secret-<file>: <uri>`
 pub const SECRET_KEY_PREFIX: &str = "secret-injector.io/secret-";
@@ -33,25 +36,69 @@ const KNOWN_KEYS: &[&str] = &[
     FILE_PERMISSION,
     CLIENT_ID,
     TENANT_ID,
+    USE_MANAGED_IDENTITY,
     SECRET_PROVIDER_CLASS,
     STATUS,
     NO_SIDECAR_REASON,
 ];
 
-/// Operator defaults for what a pod does not say.
+/// Operator defaults for what a pod does not say, and the limits of what it may.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Defaults {
     pub mount_path: String,
     pub rotation: Rotation,
     pub file_permission: FileMode,
+    pub limits: Limits,
 }
 
 impl Default for Defaults {
     fn default() -> Self {
         Self {
             mount_path: DEFAULT_MOUNT_PATH.to_owned(),
-            rotation: Rotation::Every(std::time::Duration::from_secs(120)),
+            rotation: Rotation::Every(Duration::from_secs(120)),
             file_permission: FileMode::DEFAULT,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What the operator allows, whatever a pod or a SecretProviderClass asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Hosts a reference or class may name as its store.
+    pub store_hosts: StoreHosts,
+    /// Rotation intervals a pod may ask for (`0`, fetch once, always may).
+    pub min_rotation: Duration,
+    pub max_rotation: Duration,
+    /// Whether a pod or class may use the node's managed identity.
+    pub allow_managed_identity: bool,
+}
+
+/// The operator's default bounds of `rotation-interval`.
+pub const DEFAULT_MIN_ROTATION: Duration = crate::MIN_ROTATION_INTERVAL;
+pub const DEFAULT_MAX_ROTATION: Duration = Duration::from_secs(24 * 3600);
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            store_hosts: StoreHosts::default(),
+            min_rotation: DEFAULT_MIN_ROTATION,
+            max_rotation: DEFAULT_MAX_ROTATION,
+            allow_managed_identity: true,
+        }
+    }
+}
+
+impl Limits {
+    /// A rotation the operator allows, or the rule it breaks.
+    pub fn check_rotation(&self, rotation: Rotation) -> Result<(), String> {
+        match rotation.interval() {
+            Some(d) if d < self.min_rotation || d > self.max_rotation => Err(format!(
+                "use an interval from {} to {} (the operator's bounds), or 0 to fetch once",
+                Rotation::Every(self.min_rotation),
+                Rotation::Every(self.max_rotation)
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -70,6 +117,13 @@ pub enum AnnotationError {
         value: String,
         #[source]
         source: ReferenceError,
+    },
+    #[error("annotation {key}: reference {value:?} is refused: {source}")]
+    Host {
+        key: String,
+        value: String,
+        #[source]
+        source: HostRefused,
     },
     #[error("annotation {key}: {value:?} is not valid: {accepted}")]
     Value {
@@ -151,7 +205,18 @@ pub fn parse(
     annotations: &BTreeMap<String, String>,
     defaults: &Defaults,
 ) -> Result<Request, AnnotationErrors> {
+    parse_opted_in(annotations, defaults, false)
+}
+
+/// [`parse`], for a pod that may have opted in by its label
+/// `secret-injector.io/inject: "true"` (`by_label`) rather than the annotation.
+pub fn parse_opted_in(
+    annotations: &BTreeMap<String, String>,
+    defaults: &Defaults,
+    by_label: bool,
+) -> Result<Request, AnnotationErrors> {
     match annotations.get(INJECT).map(String::as_str) {
+        _ if by_label => {}
         Some("true") => {}
         Some(other) => {
             return Ok(Request::NotOptedIn {
@@ -170,7 +235,9 @@ pub fn parse(
     let mut containers = None;
     let mut file_permission = defaults.file_permission;
     let mut azure = AzureIdentity::default();
+    let mut managed = false;
     let mut class = None;
+    let limits = &defaults.limits;
 
     for (key, value) in annotations {
         let Some(name) = key.strip_prefix(PREFIX) else {
@@ -183,7 +250,10 @@ pub fn parse(
                 Err(accepted) => errors.push(value_error(MOUNT_PATH, value, accepted)),
             },
             ROTATION_INTERVAL => match value.parse() {
-                Ok(r) => rotation = r,
+                Ok(r) => match limits.check_rotation(r) {
+                    Ok(()) => rotation = r,
+                    Err(accepted) => errors.push(value_error(ROTATION_INTERVAL, value, accepted)),
+                },
                 Err(e) => errors.push(AnnotationError::Value {
                     key: ROTATION_INTERVAL,
                     value: value.clone(),
@@ -218,12 +288,22 @@ pub fn parse(
                     "a tenant id is a GUID or a domain such as contoso.onmicrosoft.com",
                 )),
             },
+            USE_MANAGED_IDENTITY => match value.as_str() {
+                "true" if limits.allow_managed_identity => managed = true,
+                "true" => errors.push(value_error(
+                    USE_MANAGED_IDENTITY,
+                    value,
+                    "\"false\" or absent: the operator does not allow the node's managed identity (--allow-managed-identity)",
+                )),
+                "false" => {}
+                _ => errors.push(value_error(USE_MANAGED_IDENTITY, value, "\"true\" or \"false\"")),
+            },
             SECRET_PROVIDER_CLASS => match is_dns_subdomain(value) {
                 true => class = Some(value.clone()),
                 false => errors.push(AnnotationError::ClassName(value.clone())),
             },
             _ => match key.strip_prefix(SECRET_KEY_PREFIX) {
-                Some(file) => match parse_object(key, file, value) {
+                Some(file) => match parse_object(key, file, value, &limits.store_hosts) {
                     Ok(object) => objects.push(object),
                     Err(e) => errors.push(e),
                 },
@@ -238,6 +318,11 @@ pub fn parse(
     if class.is_some() && !objects.is_empty() {
         errors.push(AnnotationError::ClassAndFiles);
     }
+    if managed {
+        // `client-id` names the user-assigned identity; none: system-assigned.
+        azure.use_managed_identity = true;
+        azure.user_assigned_identity_id = azure.client_id.take();
+    }
     if objects.is_empty() && class.is_none() && errors.is_empty() {
         errors.push(AnnotationError::NoSecrets);
     }
@@ -251,6 +336,7 @@ pub fn parse(
                 mount_path,
                 rotation,
                 file_permission,
+                limits: limits.clone(),
             },
             containers,
             azure,
@@ -279,7 +365,12 @@ fn is_dns_subdomain(s: &str) -> bool {
         })
 }
 
-fn parse_object(key: &str, file: &str, value: &str) -> Result<SecretObject, AnnotationError> {
+fn parse_object(
+    key: &str,
+    file: &str,
+    value: &str,
+    hosts: &StoreHosts,
+) -> Result<SecretObject, AnnotationError> {
     let file = FileName::new(file).map_err(|source| AnnotationError::FileName {
         key: key.to_owned(),
         source,
@@ -292,6 +383,15 @@ fn parse_object(key: &str, file: &str, value: &str) -> Result<SecretObject, Anno
             value: value.to_owned(),
             source,
         })?;
+    if let Some((host, port)) = source.named_host() {
+        hosts
+            .check(&host, port)
+            .map_err(|refused| AnnotationError::Host {
+                key: key.to_owned(),
+                value: value.to_owned(),
+                source: refused,
+            })?;
+    }
     Ok(SecretObject::new(file, source))
 }
 
@@ -311,9 +411,49 @@ fn rotation_rule(e: &crate::RotationError) -> String {
         .unwrap_or(text)
 }
 
-/// An absolute, normalised path that is not `/`.
+/// Paths a mount would shadow what the containers need: the system, the
+/// ServiceAccount token, and the token directories the webhook injects.
+const PROTECTED_PATHS: &[&str] = &[
+    // /etc itself, and what the containers read from it (trust stores,
+    // name resolution, users); apps' own /etc/<app> directories are fine.
+    "/etc/ssl",
+    "/etc/pki",
+    "/etc/ca-certificates",
+    "/etc/ssh",
+    "/etc/passwd",
+    "/etc/shadow",
+    "/etc/group",
+    "/etc/hosts",
+    "/etc/hostname",
+    "/etc/resolv.conf",
+    "/etc/nsswitch.conf",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/ld.so.preload",
+    "/etc/ld.so.cache",
+    "/etc/kubernetes",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/boot",
+    "/var/run/secrets/kubernetes.io",
+    "/run/secrets/kubernetes.io",
+    "/var/run/secrets/azure",
+    "/var/run/secrets/eks.amazonaws.com",
+    "/var/run/secrets/secret-injector",
+];
+
+/// An absolute, normalised path that is neither `/`, a system path, nor an
+/// ancestor of one (which would shadow it).
 pub fn check_mount_path(value: &str) -> Result<String, &'static str> {
-    const RULE: &str = "use an absolute path such as /mnt/secrets-store, without '.', '..', '//' or ':', and not '/'";
+    const RULE: &str = "use an absolute path such as /mnt/secrets-store, without '.', '..', '//' or ':', and not '/', a system path (/etc, /etc/ssl, /etc/hosts and other system files of /etc, /usr, /bin, /lib, /proc, /sys, /dev, /boot and below) or the ServiceAccount and token paths (/var/run/secrets/kubernetes.io, /var/run/secrets/azure and their parents)";
     let trimmed = value.strip_suffix('/').unwrap_or(value);
     let ok = trimmed.starts_with('/')
         && trimmed.len() > 1
@@ -322,7 +462,17 @@ pub fn check_mount_path(value: &str) -> Result<String, &'static str> {
         && !trimmed.chars().any(char::is_control)
         && trimmed[1..]
             .split('/')
-            .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && trimmed != "/etc"
+        && !PROTECTED_PATHS.iter().any(|p| {
+            let under = trimmed
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            let above = p
+                .strip_prefix(trimmed)
+                .is_some_and(|rest| rest.starts_with('/'));
+            under || above
+        });
     if ok {
         Ok(trimmed.to_owned())
     } else {
@@ -493,6 +643,19 @@ mod tests {
     }
 
     #[test]
+    fn the_label_opts_in_without_the_annotation() {
+        let a = annotations(&[("secret-injector.io/secret-a", "azure://kv-one/secrets/a")]);
+        assert!(matches!(
+            parse(&a, &Defaults::default()),
+            Ok(Request::NotOptedIn { .. })
+        ));
+        assert!(matches!(
+            parse_opted_in(&a, &Defaults::default(), true),
+            Ok(Request::OptedIn(_))
+        ));
+    }
+
+    #[test]
     fn near_miss_opt_in_warns_but_does_not_inject() {
         let a = annotations(&[(INJECT, "True")]);
         let Request::NotOptedIn { warnings } = parse(&a, &Defaults::default()).unwrap() else {
@@ -529,6 +692,145 @@ mod tests {
         for s in says {
             assert!(text.contains(s), "expected {s:?} in: {text}");
         }
+    }
+
+    // L6: system paths, the token paths, and their parents.
+    #[rstest]
+    #[case("/")]
+    #[case("/etc")]
+    #[case("/etc/ssl/certs")]
+    #[case("/etc/resolv.conf")]
+    #[case("/usr/local/bin")]
+    #[case("/proc/self")]
+    #[case("/var/run/secrets/kubernetes.io/serviceaccount")]
+    #[case("/var/run/secrets/azure/tokens")]
+    #[case("/var/run/secrets")]
+    #[case("/var/run")]
+    #[case("/var")]
+    #[case("/run/secrets/kubernetes.io")]
+    fn l6_system_mount_paths_are_refused(#[case] path: &str) {
+        let text = error_text(&[
+            ("secret-injector.io/secret-a", "azure://kv-one/secrets/a"),
+            (MOUNT_PATH, path),
+        ]);
+        assert!(text.contains("secret-injector.io/mount-path"), "{text}");
+        assert!(text.contains(&format!("{path:?}")), "{text}");
+        assert!(text.contains("a system path"), "{text}");
+    }
+
+    #[rstest]
+    #[case("/mnt/secrets-store")]
+    #[case("/etcetera")]
+    #[case("/etc/app/secrets")]
+    #[case("/var/run/secrets/app")]
+    #[case("/run/secrets/app")]
+    #[case("/usrdata")]
+    fn l6_nearby_paths_are_fine(#[case] path: &str) {
+        assert_eq!(check_mount_path(path).as_deref(), Ok(path));
+    }
+
+    // L1, L9: the operator bounds the interval (default 5s to 24h).
+    #[test]
+    fn l1_rotation_is_within_the_operators_bounds() {
+        let text = error_text(&[
+            ("secret-injector.io/secret-a", "azure://kv-one/secrets/a"),
+            (ROTATION_INTERVAL, "48h"),
+        ]);
+        assert!(text.contains("\"48h\""), "{text}");
+        assert!(text.contains("from 5s to 24h"), "{text}");
+        let text = error_text(&[
+            ("secret-injector.io/secret-a", "azure://kv-one/secrets/a"),
+            (ROTATION_INTERVAL, "5000000000000000h"),
+        ]);
+        assert!(text.contains("at most 720h"), "{text}");
+        let strict = Defaults {
+            limits: Limits {
+                min_rotation: Duration::from_secs(60),
+                max_rotation: Duration::from_secs(3600),
+                ..Limits::default()
+            },
+            ..Defaults::default()
+        };
+        let a = annotations(&[
+            (INJECT, "true"),
+            ("secret-injector.io/secret-a", "azure://kv-one/secrets/a"),
+            (ROTATION_INTERVAL, "30s"),
+        ]);
+        let text = parse(&a, &strict).unwrap_err().to_string();
+        assert!(text.contains("from 1m to 1h"), "{text}");
+        let mut once = a.clone();
+        once.insert(ROTATION_INTERVAL.into(), "0".into());
+        assert!(parse(&once, &strict).is_ok());
+    }
+
+    // H1: a reference may name only hosts the operator allows.
+    #[rstest]
+    #[case("azure://169.254.169.254/secrets/a")]
+    #[case("azure://kubernetes.default.svc:443/secrets/a")]
+    #[case("azure://kv.attacker.example/secrets/a")]
+    #[case("azure://kv-one.vault.azure.net:8443/secrets/a")]
+    fn h1_references_to_hosts_outside_the_allowlist_are_refused(#[case] uri: &str) {
+        let text = error_text(&[("secret-injector.io/secret-a", uri)]);
+        assert!(
+            text.contains("annotation secret-injector.io/secret-a"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("{uri:?} is refused")), "{text}");
+        assert!(text.contains("--allowed-store-hosts"), "{text}");
+    }
+
+    #[test]
+    fn h1_the_operator_may_allow_a_private_endpoint() {
+        let defaults = Defaults {
+            limits: Limits {
+                store_hosts: "*.vault.azure.net,kv.internal.example:8443"
+                    .parse()
+                    .unwrap(),
+                ..Limits::default()
+            },
+            ..Defaults::default()
+        };
+        let a = annotations(&[
+            (INJECT, "true"),
+            (
+                "secret-injector.io/secret-a",
+                "azure://kv.internal.example:8443/secrets/a",
+            ),
+        ]);
+        assert!(matches!(parse(&a, &defaults), Ok(Request::OptedIn(_))));
+    }
+
+    // M1: the node's managed identity only when asked for, and allowed.
+    #[test]
+    fn m1_managed_identity_is_explicit() {
+        let spec = opted_in(&[
+            ("secret-injector.io/secret-a", "azure://kv-one/secrets/a"),
+            (USE_MANAGED_IDENTITY, "true"),
+            (CLIENT_ID, "00000000-0000-0000-0000-000000000001"),
+        ])
+        .unwrap();
+        assert!(spec.azure.use_managed_identity);
+        assert_eq!(spec.azure.client_id, None);
+        assert_eq!(
+            spec.azure.user_assigned_identity_id.as_deref(),
+            Some("00000000-0000-0000-0000-000000000001")
+        );
+        let text = error_text(&[(USE_MANAGED_IDENTITY, "yes")]);
+        assert!(text.contains("\"true\" or \"false\""), "{text}");
+        let denied = Defaults {
+            limits: Limits {
+                allow_managed_identity: false,
+                ..Limits::default()
+            },
+            ..Defaults::default()
+        };
+        let a = annotations(&[
+            (INJECT, "true"),
+            ("secret-injector.io/secret-a", "azure://kv-one/secrets/a"),
+            (USE_MANAGED_IDENTITY, "true"),
+        ]);
+        let text = parse(&a, &denied).unwrap_err().to_string();
+        assert!(text.contains("--allow-managed-identity"), "{text}");
     }
 
     #[test]

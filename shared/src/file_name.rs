@@ -22,6 +22,10 @@ pub enum FileNameError {
     TooLong { name: String, len: usize },
     #[error("file name {0:?} contains a NUL or control character")]
     Control(String),
+    #[error(
+        "file name {0:?} contains an invisible formatting character (bidi override, zero-width, line separator), which makes names look like others"
+    )]
+    Format(String),
 }
 
 /// A validated file name: one path component, never `.`/`..`, never starting
@@ -53,12 +57,45 @@ impl FileName {
         if name.chars().any(char::is_control) {
             return Err(FileNameError::Control(name));
         }
+        if name.chars().any(is_format) {
+            return Err(FileNameError::Format(name));
+        }
         Ok(Self(name))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Unicode's format characters (general category Cf, as of Unicode 15) and
+/// the line and paragraph separators: invisible, they make a name display as
+/// another (`invoice\u{202e}fdp.exe`). std has no category table; this is it.
+fn is_format(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x2028..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 impl TryFrom<String> for FileName {
@@ -104,6 +141,10 @@ mod tests {
     #[case("a/b", FileNameError::Slash("a/b".into()))]
     #[case("../etc/passwd", FileNameError::Slash("../etc/passwd".into()))]
     #[case("a\nb", FileNameError::Control("a\nb".into()))]
+    // L9: bidi override and zero-width characters.
+    #[case("invoice\u{202e}fdp.exe", FileNameError::Format("invoice\u{202e}fdp.exe".into()))]
+    #[case("db\u{200b}-pass", FileNameError::Format("db\u{200b}-pass".into()))]
+    #[case("a\u{2028}b", FileNameError::Format("a\u{2028}b".into()))]
     fn rejects(#[case] name: &str, #[case] expected: FileNameError) {
         assert_eq!(FileName::new(name), Err(expected));
     }

@@ -3,21 +3,27 @@
 //! safe. No I/O, no runtime, no cloud SDK.
 
 pub mod annotations;
+pub mod contract;
 mod file_name;
 pub mod provider_class;
 mod reference;
 mod rotation;
 mod spec;
+pub mod store_hosts;
 
-pub use annotations::{AnnotationError, AnnotationErrors, ClassRequest, Defaults, Request};
+pub use annotations::{AnnotationError, AnnotationErrors, ClassRequest, Defaults, Limits, Request};
+pub use contract::{SPEC_ENV, SPEC_VERSION};
 pub use file_name::{FileName, FileNameError, MAX_FILE_NAME_BYTES};
 pub use provider_class::{AzureCloud, ProviderClassError, spec_from_provider_class};
 pub use reference::{
     ACCEPTED_FORMS, AwsRef, AzureObjectKind, AzureRef, GcpRef, ReferenceError, SecretRef,
     VaultAddress, VaultRef,
 };
-pub use rotation::{MIN_ROTATION_INTERVAL, Rotation, RotationError, parse_duration};
-pub use spec::{
-    AzureIdentity, DEFAULT_MOUNT_PATH, FileMode, FileModeError, InjectionSpec, ObjectEncoding,
-    ObjectFormat, SPEC_ENV, SecretObject, SpecError, SyncTarget,
+pub use rotation::{
+    MAX_ROTATION_INTERVAL, MIN_ROTATION_INTERVAL, Rotation, RotationError, parse_duration,
 };
+pub use spec::{
+    ALLOWED_SECRET_TYPES, AzureIdentity, DEFAULT_MOUNT_PATH, FileMode, FileModeError,
+    InjectionSpec, ObjectEncoding, ObjectFormat, SecretObject, SpecError, SyncTarget,
+};
+pub use store_hosts::{HostRefused, StoreHosts, StoreHostsError};

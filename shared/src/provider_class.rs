@@ -29,8 +29,16 @@
 //! is an octal mode; `objectVersionHistory` above 1 is denied (it would write a
 //! directory of versions); unknown object keys are warned about.
 //!
+//! The operator's [`crate::Limits`] apply when a pod's spec is made from the
+//! class ([`ParsedClass::spec`]): the vault's host (`keyvaultName` with
+//! `cloudName`) must be an allowed store host, and `useVMManagedIdentity`
+//! needs the operator's leave.
+//!
 //! `spec.secretObjects` become [`SyncTarget`]s: `secretName` (a DNS subdomain)
-//! is required and unique, `type` defaults to `Opaque`, and each
+//! is required and unique, `type` defaults to `Opaque` and must be one of
+//! [`crate::ALLOWED_SECRET_TYPES`] (never a ServiceAccount token), labels
+//! and annotations stay out of the `kubernetes.io`, `k8s.io` and
+//! `secret-injector.io` domains, and each
 //! `data[j].objectName` must match an object's `objectAlias` or `objectName`
 //! (that is, a file this spec writes).
 
@@ -188,6 +196,14 @@ pub enum ProviderClassError {
         object_name: String,
         known: String,
     },
+    #[error("SecretProviderClass {class}: {field} {value:?} is refused: {source}")]
+    Host {
+        class: String,
+        field: &'static str,
+        value: String,
+        #[source]
+        source: crate::HostRefused,
+    },
     #[error("SecretProviderClass {class}: {source}")]
     Spec {
         class: String,
@@ -207,6 +223,7 @@ impl ProviderClassError {
             Self::PodIdentity { .. } => "pod_identity",
             Self::DuplicateFile { .. } => "duplicate_file",
             Self::UnknownSyncObject { .. } => "unknown_sync_object",
+            Self::Host { .. } => "host",
             Self::Spec { .. } => "spec",
         }
     }
@@ -220,6 +237,26 @@ pub fn spec_from_provider_class(
     class: &Value,
     defaults: &Defaults,
 ) -> Result<(InjectionSpec, Vec<String>), ProviderClassError> {
+    read(class)?.spec(defaults)
+}
+
+/// A SecretProviderClass read once (a cache does it per watch event, not per
+/// admission): what it fetches and syncs, and what it warns about. The pod's
+/// options and the operator's limits apply in [`ParsedClass::spec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedClass {
+    name: String,
+    objects: Vec<SecretObject>,
+    azure: AzureIdentity,
+    sync_targets: Vec<SyncTarget>,
+    warnings: Vec<String>,
+    /// The field that names the store host, for refusals (`parameters.keyvaultName`).
+    host_field: &'static str,
+    host_value: String,
+}
+
+/// Reads a SecretProviderClass, without the pod's options.
+pub fn read(class: &Value) -> Result<ParsedClass, ProviderClassError> {
     check_type(class)?;
     let name = class
         .pointer("/metadata/name")
@@ -229,8 +266,59 @@ pub fn spec_from_provider_class(
         class: name.to_owned(),
         warnings: Vec::new(),
     };
-    let spec = reader.read(class, defaults)?;
-    Ok((spec, reader.warnings))
+    let mut parsed = reader.read(class)?;
+    parsed.warnings = reader.warnings;
+    Ok(parsed)
+}
+
+impl ParsedClass {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The spec for one pod: the pod's mount path, rotation and file mode
+    /// (`defaults`), checked against the operator's limits.
+    pub fn spec(
+        &self,
+        defaults: &Defaults,
+    ) -> Result<(InjectionSpec, Vec<String>), ProviderClassError> {
+        let limits = &defaults.limits;
+        if self.azure.use_managed_identity && !limits.allow_managed_identity {
+            return Err(ProviderClassError::Invalid {
+                class: self.name.clone(),
+                field: "parameters.useVMManagedIdentity".to_owned(),
+                value: "true".to_owned(),
+                accepted: "\"false\": the operator does not allow the node's managed identity (--allow-managed-identity)".to_owned(),
+            });
+        }
+        for object in &self.objects {
+            if let Some((host, port)) = object.source.named_host() {
+                limits.store_hosts.check(&host, port).map_err(|source| {
+                    ProviderClassError::Host {
+                        class: self.name.clone(),
+                        field: self.host_field,
+                        value: self.host_value.clone(),
+                        source,
+                    }
+                })?;
+            }
+        }
+        let spec = InjectionSpec::new(
+            self.objects.clone(),
+            defaults.mount_path.clone(),
+            defaults.rotation,
+            None,
+            defaults.file_permission,
+            self.azure.clone(),
+        )
+        .and_then(|spec| spec.with_sync_targets(self.sync_targets.clone()))
+        .map(|spec| spec.with_provider_class(self.name.clone()))
+        .map_err(|source| ProviderClassError::Spec {
+            class: self.name.clone(),
+            source,
+        })?;
+        Ok((spec, self.warnings.clone()))
+    }
 }
 
 fn check_type(class: &Value) -> Result<(), ProviderClassError> {
@@ -303,11 +391,7 @@ struct Reader {
 }
 
 impl Reader {
-    fn read(
-        &mut self,
-        class: &Value,
-        defaults: &Defaults,
-    ) -> Result<InjectionSpec, ProviderClassError> {
+    fn read(&mut self, class: &Value) -> Result<ParsedClass, ProviderClassError> {
         let provider = class.pointer("/spec/provider");
         match provider.and_then(Value::as_str) {
             Some("azure") => {}
@@ -395,20 +479,14 @@ impl Reader {
         }
 
         let sync_targets = self.sync_targets(class, &files)?;
-
-        InjectionSpec::new(
+        Ok(ParsedClass {
+            name: self.class.clone(),
             objects,
-            defaults.mount_path.clone(),
-            defaults.rotation,
-            None,
-            defaults.file_permission,
             azure,
-        )
-        .and_then(|spec| spec.with_sync_targets(sync_targets))
-        .map(|spec| spec.with_provider_class(self.class.clone()))
-        .map_err(|source| ProviderClassError::Spec {
-            class: self.class.clone(),
-            source,
+            sync_targets,
+            warnings: Vec::new(),
+            host_field: "parameters.keyvaultName",
+            host_value: vault_name.to_owned(),
         })
     }
 
@@ -855,12 +933,20 @@ impl Reader {
                     ));
                 }
             }
+            let secret_type = raw
+                .secret_type
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| DEFAULT_SECRET_TYPE.to_owned());
+            if !crate::ALLOWED_SECRET_TYPES.contains(&secret_type.as_str()) {
+                return Err(self.invalid(
+                    &format!("{field}.type"),
+                    &secret_type,
+                    crate::ALLOWED_SECRET_TYPES.join(", "),
+                ));
+            }
             targets.push(SyncTarget {
                 secret_name,
-                secret_type: raw
-                    .secret_type
-                    .filter(|t| !t.is_empty())
-                    .unwrap_or_else(|| DEFAULT_SECRET_TYPE.to_owned()),
+                secret_type,
                 labels: raw.labels,
                 annotations: raw.annotations,
                 data,
@@ -1163,6 +1249,81 @@ mod tests {
     }
 
     #[test]
+    fn read_once_then_a_spec_per_pod() {
+        let parsed = super::read(&yaml(SEED_01)).unwrap();
+        assert_eq!(parsed.name(), CLASS);
+        let one = Defaults::default();
+        let other = Defaults {
+            mount_path: "/secrets".into(),
+            ..Defaults::default()
+        };
+        let (a, _) = parsed.spec(&one).unwrap();
+        let (b, _) = parsed.spec(&other).unwrap();
+        assert_eq!(a.objects, b.objects);
+        assert_eq!(b.mount_path, "/secrets");
+        assert_eq!(a, read(&yaml(SEED_01)).unwrap().0);
+    }
+
+    // H1: a class reaches only the clouds' vaults the operator allows.
+    #[test]
+    fn h1_a_class_names_only_allowed_hosts() {
+        let china = class(&[("cloudName", "AzureChinaCloud")]);
+        let only_public = Defaults {
+            limits: crate::Limits {
+                store_hosts: "*.vault.azure.net".parse().unwrap(),
+                ..crate::Limits::default()
+            },
+            ..Defaults::default()
+        };
+        let err = spec_from_provider_class(&china, &only_public)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("parameters.keyvaultName \"kv-aks-csi-weu-01\" is refused"),
+            "{err}"
+        );
+        assert!(
+            err.contains("kv-aks-csi-weu-01.vault.azure.cn:443"),
+            "{err}"
+        );
+        assert!(spec_from_provider_class(&china, &Defaults::default()).is_ok());
+    }
+
+    // M1: the operator may forbid the node's managed identity.
+    #[test]
+    fn m1_use_vm_managed_identity_needs_the_operators_leave() {
+        let denied = Defaults {
+            limits: crate::Limits {
+                allow_managed_identity: false,
+                ..crate::Limits::default()
+            },
+            ..Defaults::default()
+        };
+        let err = spec_from_provider_class(&yaml(SEED_01), &denied)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("parameters.useVMManagedIdentity"), "{err}");
+        assert!(err.contains("--allow-managed-identity"), "{err}");
+    }
+
+    // H2: secretObjects never make a ServiceAccount token Secret.
+    #[test]
+    fn h2_secret_objects_of_a_token_type_are_refused() {
+        let mut class = yaml(SEED_10);
+        class["spec"]["secretObjects"][0]["type"] = json!("kubernetes.io/service-account-token");
+        class["spec"]["secretObjects"][0]["annotations"] =
+            json!({"kubernetes.io/service-account.name": "admin"});
+        let err = read(&class).unwrap_err().to_string();
+        assert!(err.contains("spec.secretObjects[0].type"), "{err}");
+        assert!(err.contains("Opaque"), "{err}");
+        let mut class = yaml(SEED_10);
+        class["spec"]["secretObjects"][0]["annotations"] =
+            json!({"kubernetes.io/service-account.name": "admin"});
+        let err = read(&class).unwrap_err().to_string();
+        assert!(err.contains("reserved"), "{err}");
+    }
+
+    #[test]
     fn seed_10_adds_the_synced_secret() {
         let (spec, warnings) = read(&yaml(SEED_10)).unwrap();
         assert_eq!(warnings, Vec::<String>::new());
@@ -1198,6 +1359,7 @@ mod tests {
             mount_path: "/secrets".into(),
             rotation: Rotation::Every(Duration::from_secs(60)),
             file_permission: "0440".parse().unwrap(),
+            ..Defaults::default()
         };
         let (spec, _) = spec_from_provider_class(&yaml(SEED_01), &defaults).unwrap();
         assert_eq!(spec.mount_path, "/secrets");

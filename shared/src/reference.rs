@@ -55,6 +55,17 @@ impl SecretRef {
             Self::Gcp(_) => "gcp",
         }
     }
+
+    /// The host (and port) a reference itself names, which the sidecar will
+    /// send the pod's credentials to; `None` where the store's endpoint is
+    /// fixed by its SDK and the operator (AWS regions, Google, Vault's
+    /// operator address).
+    pub fn named_host(&self) -> Option<(String, Option<u16>)> {
+        match self {
+            Self::Azure(r) => Some(r.vault.host_and_port()),
+            Self::Aws(_) | Self::Vault(_) | Self::Gcp(_) => None,
+        }
+    }
 }
 
 impl FromStr for SecretRef {
@@ -112,6 +123,13 @@ pub enum VaultAddress {
 }
 
 impl VaultAddress {
+    pub fn host_and_port(&self) -> (String, Option<u16>) {
+        match self {
+            Self::Name(name) => (format!("{name}.{AZURE_PUBLIC_VAULT_SUFFIX}"), None),
+            Self::Host { host, port } => (host.clone(), *port),
+        }
+    }
+
     pub fn url(&self) -> String {
         match self {
             Self::Name(name) => format!("https://{name}.{AZURE_PUBLIC_VAULT_SUFFIX}"),

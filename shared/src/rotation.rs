@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 /// Shorter intervals would hammer the store (and its rate limits) for no gain.
 pub const MIN_ROTATION_INTERVAL: Duration = Duration::from_secs(5);
+/// The longest interval any operator may allow (30 days): far beyond any
+/// token's lifetime, and small enough that timers and jitter never overflow.
+pub const MAX_ROTATION_INTERVAL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -17,8 +20,9 @@ pub enum Rotation {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{value:?} is not an interval: use a number with units h, m, s (30s, 1m, 1h30m), at least {}s, or 0 to fetch once",
-    MIN_ROTATION_INTERVAL.as_secs()
+    "{value:?} is not an interval: use a number with units h, m, s (30s, 1m, 1h30m), at least {}s and at most {}h, or 0 to fetch once",
+    MIN_ROTATION_INTERVAL.as_secs(),
+    MAX_ROTATION_INTERVAL.as_secs() / 3600
 )]
 pub struct RotationError {
     pub value: String,
@@ -42,7 +46,7 @@ impl FromStr for Rotation {
         };
         match parse_duration(s).ok_or_else(err)? {
             d if d.is_zero() => Ok(Self::Once),
-            d if d < MIN_ROTATION_INTERVAL => Err(err()),
+            d if d < MIN_ROTATION_INTERVAL || d > MAX_ROTATION_INTERVAL => Err(err()),
             d => Ok(Self::Every(d)),
         }
     }
@@ -154,9 +158,20 @@ mod tests {
     #[case("1.5m")]
     #[case("2s")]
     #[case("99999999999999999999h")]
+    // L1: admitted before, then the sidecar's jitter panicked.
+    #[case("5000000000000000h")]
+    #[case("721h")]
     fn rejects(#[case] text: &str) {
         let err = text.parse::<Rotation>().unwrap_err();
         assert!(err.to_string().contains("1h30m"), "{err}");
+    }
+
+    #[test]
+    fn the_ceiling_is_accepted() {
+        assert_eq!(
+            "720h".parse::<Rotation>(),
+            Ok(Rotation::Every(MAX_ROTATION_INTERVAL))
+        );
     }
 
     #[test]

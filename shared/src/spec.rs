@@ -5,17 +5,20 @@ use std::{collections::BTreeMap, fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{FileName, Rotation, SecretRef};
-
-/// The env var of the injected containers that carries the serialised spec.
-pub const SPEC_ENV: &str = "SECRET_INJECTOR_SPEC";
+use crate::{
+    FileName, Rotation, SecretRef,
+    contract::{SPEC_ENV, SPEC_VERSION},
+};
 
 /// Where the CSI driver's users already read their files.
 pub const DEFAULT_MOUNT_PATH: &str = "/mnt/secrets-store";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InjectionSpec {
+    /// [`SPEC_VERSION`] of the webhook that wrote it (1 before versions).
+    #[serde(default = "first_version")]
+    pub version: u32,
     /// One entry per file, sorted by file name; names are unique.
     pub objects: Vec<SecretObject>,
     pub mount_path: String,
@@ -38,7 +41,7 @@ pub struct InjectionSpec {
 /// A Kubernetes Secret whose keys mirror some of the spec's files, as the CSI
 /// driver's `spec.secretObjects` asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SyncTarget {
     pub secret_name: String,
     /// The Secret's type, `Opaque` unless the class says otherwise.
@@ -53,7 +56,7 @@ pub struct SyncTarget {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretObject {
     pub file: FileName,
     pub source: SecretRef,
@@ -105,7 +108,7 @@ pub enum ObjectFormat {
 
 /// Azure workload identity; unset fields fall back to operator defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AzureIdentity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
@@ -134,8 +137,16 @@ impl AzureIdentity {
     }
 }
 
+fn first_version() -> u32 {
+    1
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
+    #[error(
+        "the spec in {SPEC_ENV} is version {spec}, and this sidecar reads versions up to {known}: the webhook is newer than the sidecar image; give the webhook a --sidecar-image at least as new as itself"
+    )]
+    NewerVersion { spec: u32, known: u32 },
     #[error("the spec in {SPEC_ENV} is not valid: {0}")]
     Malformed(String),
     #[error("the spec names file {0:?} more than once")]
@@ -152,7 +163,37 @@ pub enum SpecError {
     },
     #[error("synced Secret {0:?} is named more than once")]
     DuplicateSyncTarget(String),
+    #[error(
+        "synced Secret {secret:?} has type {secret_type:?}, which secret-injector never writes; accepted: {}",
+        ALLOWED_SECRET_TYPES.join(", ")
+    )]
+    SyncType { secret: String, secret_type: String },
+    #[error("synced Secret {secret:?} {what} {key:?} is not accepted: {rule}")]
+    SyncMetadata {
+        secret: String,
+        what: &'static str,
+        key: String,
+        rule: &'static str,
+    },
 }
+
+/// The Secret types a sync may write: the CSI driver's, less the ones whose
+/// mere existence grants something (`kubernetes.io/service-account-token`
+/// makes the token controller mint a token for any ServiceAccount it names;
+/// `bootstrap.kubernetes.io/token` joins nodes).
+pub const ALLOWED_SECRET_TYPES: &[&str] = &[
+    "Opaque",
+    "kubernetes.io/tls",
+    "kubernetes.io/basic-auth",
+    "kubernetes.io/ssh-auth",
+    "kubernetes.io/dockerconfigjson",
+    "kubernetes.io/dockercfg",
+];
+
+/// Label and annotation domains a synced Secret may not carry: Kubernetes'
+/// own (`kubernetes.io/service-account.name` and the like steer controllers)
+/// and secret-injector's (which marks the Secrets it made).
+const RESERVED_DOMAINS: &[&str] = &["kubernetes.io", "k8s.io", "secret-injector.io"];
 
 impl InjectionSpec {
     /// Sorts objects by file name and refuses duplicates and emptiness.
@@ -167,6 +208,7 @@ impl InjectionSpec {
         objects.sort_by(|a, b| a.file.cmp(&b.file));
         check_objects(&objects)?;
         Ok(Self {
+            version: SPEC_VERSION,
             objects,
             mount_path,
             rotation,
@@ -197,6 +239,22 @@ impl InjectionSpec {
     }
 
     pub fn from_env_value(value: &str) -> Result<Self, SpecError> {
+        // The version first: a newer spec's unknown fields would otherwise
+        // be the error, and hide why.
+        #[derive(Deserialize)]
+        struct Version {
+            version: Option<u32>,
+        }
+        if let Ok(Version {
+            version: Some(spec),
+        }) = serde_json::from_str::<Version>(value)
+            && spec > SPEC_VERSION
+        {
+            return Err(SpecError::NewerVersion {
+                spec,
+                known: SPEC_VERSION,
+            });
+        }
         let spec: Self =
             serde_json::from_str(value).map_err(|e| SpecError::Malformed(e.to_string()))?;
         check_objects(&spec.objects)?;
@@ -233,6 +291,14 @@ fn check_sync_targets(objects: &[SecretObject], targets: &[SyncTarget]) -> Resul
         if !names.insert(target.secret_name.as_str()) {
             return Err(SpecError::DuplicateSyncTarget(target.secret_name.clone()));
         }
+        if !ALLOWED_SECRET_TYPES.contains(&target.secret_type.as_str()) {
+            return Err(SpecError::SyncType {
+                secret: target.secret_name.clone(),
+                secret_type: target.secret_type.clone(),
+            });
+        }
+        check_metadata(target, "label", target.labels.iter(), true)?;
+        check_metadata(target, "annotation", target.annotations.iter(), false)?;
         for (key, file) in &target.data {
             if !objects.iter().any(|o| o.file == *file) {
                 return Err(SpecError::SyncFile {
@@ -244,6 +310,68 @@ fn check_sync_targets(objects: &[SecretObject], targets: &[SyncTarget]) -> Resul
         }
     }
     Ok(())
+}
+
+fn check_metadata<'a>(
+    target: &SyncTarget,
+    what: &'static str,
+    entries: impl Iterator<Item = (&'a String, &'a String)>,
+    is_label: bool,
+) -> Result<(), SpecError> {
+    let fail = |key: &str, rule| SpecError::SyncMetadata {
+        secret: target.secret_name.clone(),
+        what,
+        key: key.to_owned(),
+        rule,
+    };
+    for (key, value) in entries {
+        let (prefix, name) = match key.rsplit_once('/') {
+            Some((prefix, name)) => (Some(prefix), name),
+            None => (None, key.as_str()),
+        };
+        if !is_qualified_name_part(name) || prefix.is_some_and(|p| !is_dns_subdomain(p)) {
+            return Err(fail(
+                key,
+                "a key is [prefix/]name: an optional DNS subdomain, and a name of at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+            ));
+        }
+        if prefix.is_some_and(|p| {
+            RESERVED_DOMAINS
+                .iter()
+                .any(|d| p == *d || p.ends_with(&format!(".{d}")))
+        }) {
+            return Err(fail(
+                key,
+                "the kubernetes.io, k8s.io and secret-injector.io domains are reserved (their keys steer controllers)",
+            ));
+        }
+        if is_label && !(value.is_empty() || is_qualified_name_part(value)) {
+            return Err(fail(
+                key,
+                "a label value is empty or at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_qualified_name_part(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    (1..=253).contains(&s.len())
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
 }
 
 /// A file mode of permission bits only (no setuid, setgid or sticky bit).
@@ -337,6 +465,29 @@ mod tests {
         assert!(value.contains(r#""filePermission":"0644""#), "{value}");
     }
 
+    // The contract is versioned: a newer spec is refused by name, an unknown
+    // field is refused rather than dropped, a spec without a version is 1.
+    #[test]
+    fn a_newer_spec_is_refused_naming_both_versions() {
+        let value = spec().to_env_value();
+        assert!(value.starts_with(r#"{"version":1,"#), "{value}");
+        let newer = value.replacen(
+            r#""version":1"#,
+            r#""version":2,"onRotation":{"signal":"SIGHUP"}"#,
+            1,
+        );
+        let err = InjectionSpec::from_env_value(&newer).unwrap_err();
+        assert_eq!(err, SpecError::NewerVersion { spec: 2, known: 1 });
+        assert!(err.to_string().contains("--sidecar-image"), "{err}");
+        let unknown = value.replacen(r#""version":1"#, r#""version":1,"outputs":[]"#, 1);
+        assert!(matches!(
+            InjectionSpec::from_env_value(&unknown),
+            Err(SpecError::Malformed(m)) if m.contains("outputs")
+        ));
+        let unversioned = value.replacen(r#""version":1,"#, "", 1);
+        assert_eq!(InjectionSpec::from_env_value(&unversioned).unwrap(), spec());
+    }
+
     #[test]
     fn objects_are_sorted_by_file() {
         let files: Vec<_> = spec().objects.iter().map(|o| o.file.to_string()).collect();
@@ -411,6 +562,61 @@ mod tests {
         assert!(matches!(
             InjectionSpec::from_env_value(&bad),
             Err(SpecError::SyncFile { file, .. }) if file == "db-password"
+        ));
+    }
+
+    // H2: a class must not make a token Secret, nor steer controllers.
+    #[test]
+    fn h2_sync_targets_write_only_plain_secret_types_and_metadata() {
+        let with = |f: &dyn Fn(&mut SyncTarget)| {
+            let mut t = target("password", "db-pass");
+            f(&mut t);
+            spec().with_sync_targets(vec![t])
+        };
+        let err = with(&|t| t.secret_type = "kubernetes.io/service-account-token".into())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("never writes; accepted: Opaque, kubernetes.io/tls"),
+            "{err}"
+        );
+        assert!(with(&|t| t.secret_type = "kubernetes.io/tls".into()).is_ok());
+        for key in [
+            "kubernetes.io/service-account.name",
+            "kubernetes.io/service-account.uid",
+            "foo.kubernetes.io/x",
+            "secret-injector.io/provider-class",
+        ] {
+            let err = with(&|t| {
+                t.annotations.insert(key.into(), "x".into());
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("reserved"), "{key}: {err}");
+        }
+        assert!(
+            with(&|t| {
+                t.annotations
+                    .insert("example.com/owner".into(), "team a".into());
+                t.labels.insert("app".into(), "web".into());
+            })
+            .is_ok()
+        );
+        let err = with(&|t| {
+            t.labels.insert("app".into(), "not a label value".into());
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("label \"app\""), "{err}");
+        // The sidecar reads the spec back through the same checks.
+        let good = spec()
+            .with_sync_targets(vec![target("password", "db-pass")])
+            .unwrap()
+            .to_env_value();
+        let bad = good.replace("\"Opaque\"", "\"kubernetes.io/service-account-token\"");
+        assert!(matches!(
+            InjectionSpec::from_env_value(&bad),
+            Err(SpecError::SyncType { .. })
         ));
     }
 

@@ -28,11 +28,13 @@ use azure_security_keyvault_secrets::{
     ResourceExt, SecretClient, SecretClientOptions, models::SecretClientGetSecretOptions,
 };
 use shared::{AzureObjectKind, AzureRef, ObjectFormat, SecretRef};
+use zeroize::Zeroizing;
 
 use crate::{
     pem,
-    provider::{FetchError, Fetched, Provider},
+    provider::{Detail, FetchError, Fetched, Provider},
     secret::SecretBytes,
+    text,
 };
 
 /// How the sidecar proves who it is to Entra ID.
@@ -49,7 +51,7 @@ pub enum AzureAuth {
     ClientSecret {
         client_id: String,
         tenant_id: String,
-        secret: String,
+        secret: Zeroizing<String>,
     },
 }
 
@@ -138,10 +140,19 @@ impl AzureProvider {
             return Ok(c.clone());
         }
         let credential = self.credential.lock().map_err(|_| poisoned())?.clone();
-        // A loopback or private vault URL cannot match the challenge's resource.
-        let verify =
-            vault_url.contains(".vault.azure.") || vault_url.contains(".vault.usgovcloudapi.");
-        let setup = |e: azure_core::Error| FetchError::Invalid(format!("vault {vault_url}: {e}"));
+        // H1: a vault of the clouds' own domains must answer with its cloud's
+        // resource. A private endpoint the operator allowed cannot match
+        // it; there the credential alone keeps the scope to Key Vault's.
+        let verify = reqwest::Url::parse(vault_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .is_some_and(|host| {
+                KEY_VAULT_SUFFIXES
+                    .iter()
+                    .any(|suffix| host.ends_with(&format!(".{suffix}")))
+            });
+        let setup =
+            |e: azure_core::Error| FetchError::Invalid(format!("vault {vault_url}: {e}").into());
         let built = Arc::new(Clients {
             secrets: SecretClient::new(
                 vault_url,
@@ -201,7 +212,7 @@ impl AzureProvider {
                     },
                     ..Default::default()
                 };
-                let secret = clients
+                let mut secret = clients
                     .secrets
                     .get_secret(&r.name, Some(options))
                     .await
@@ -212,23 +223,24 @@ impl AzureProvider {
                     .ok()
                     .and_then(|id| id.version)
                     .unwrap_or_default();
-                let value = secret.value.clone().unwrap_or_default();
-                let bytes = match format {
+                // Moved out of the model, not copied; wiped if unused.
+                let mut value = Zeroizing::new(secret.value.take().unwrap_or_default());
+                let value = match format {
                     // A PFX comes back base64-encoded; the file gets the binary.
                     Some(ObjectFormat::Pfx) => {
                         use base64::Engine;
+                        let text = value.trim().as_bytes();
+                        let mut der = Zeroizing::new(Vec::with_capacity(text.len() / 4 * 3 + 3));
                         base64::engine::general_purpose::STANDARD
-                            .decode(value.trim())
+                            .decode_vec(text, &mut der)
                             .map_err(|_| {
-                                FetchError::Invalid(format!("{what}: the PFX is not base64"))
-                            })?
+                                FetchError::Invalid(format!("{what}: the PFX is not base64").into())
+                            })?;
+                        SecretBytes::new(std::mem::take(&mut *der))
                     }
-                    _ => value.into_bytes(),
+                    _ => SecretBytes::from(std::mem::take(&mut *value)),
                 };
-                Ok(Fetched {
-                    value: SecretBytes::new(bytes),
-                    version,
-                })
+                Ok(Fetched { value, version })
             }
             AzureObjectKind::Certificate => {
                 let options = azure_security_keyvault_certificates::models::CertificateClientGetCertificateOptions {
@@ -243,7 +255,7 @@ impl AzureProvider {
                     .map_err(|e| classify(&e, &what))?;
                 let version = version_from_id(cert.id.as_deref());
                 let der = cert.cer.ok_or_else(|| {
-                    FetchError::Invalid(format!("{what} has no certificate body (cer)"))
+                    FetchError::Invalid(format!("{what} has no certificate body (cer)").into())
                 })?;
                 Ok(Fetched {
                     value: SecretBytes::from(pem::certificate_pem(&der)),
@@ -261,12 +273,12 @@ impl AzureProvider {
                     .await
                     .and_then(|resp| resp.into_model())
                     .map_err(|e| classify(&e, &what))?;
-                let jwk = key
-                    .key
-                    .ok_or_else(|| FetchError::Invalid(format!("{what} has no key material")))?;
+                let jwk = key.key.ok_or_else(|| {
+                    FetchError::Invalid(format!("{what} has no key material").into())
+                })?;
                 let version = version_from_id(jwk.kid.as_deref());
                 let public = public_key_pem(&jwk)
-                    .ok_or_else(|| FetchError::Invalid(format!("{what}: only RSA and EC (P-256, P-384, P-521, P-256K) public keys can be written")))?;
+                    .ok_or_else(|| FetchError::Invalid(format!("{what}: only RSA and EC (P-256, P-384, P-521, P-256K) public keys can be written").into()))?;
                 Ok(Fetched {
                     value: SecretBytes::from(public),
                     version,
@@ -285,9 +297,9 @@ impl Provider for AzureProvider {
     ) -> Result<Fetched, FetchError> {
         match source {
             SecretRef::Azure(r) => self.fetch_azure(r, format).await,
-            other => Err(FetchError::Unsupported(format!(
-                "{other} is not an Azure reference"
-            ))),
+            other => Err(FetchError::Unsupported(
+                format!("{other} is not an Azure reference").into(),
+            )),
         }
     }
 
@@ -357,7 +369,82 @@ fn client_options(config: &AzureConfig, transport: &Transport) -> ClientOptions 
     }
 }
 
+/// The Key Vault DNS suffixes of Azure's clouds.
+const KEY_VAULT_SUFFIXES: &[&str] = &[
+    "vault.azure.net",
+    "vault.azure.cn",
+    "vault.usgovcloudapi.net",
+    "vault.microsoftazure.de",
+];
+
+/// H1: a credential that gets tokens for Key Vault's scope of the configured
+/// cloud only. The SDK takes the scope from the server's 401 challenge; a host
+/// that names `https://management.azure.com` or Graph there gets nothing.
+#[derive(Debug)]
+pub struct KeyVaultScopeOnly {
+    inner: Arc<dyn TokenCredential>,
+    scope: &'static str,
+}
+
+impl KeyVaultScopeOnly {
+    pub fn new(inner: Arc<dyn TokenCredential>, authority_host: &str) -> Self {
+        Self {
+            inner,
+            scope: Self::scope_for(authority_host),
+        }
+    }
+
+    /// The cloud is the authority's: China's and US Government's have their
+    /// own Key Vault resource; any other authority is the public cloud's
+    /// (emulators included).
+    pub fn scope_for(authority_host: &str) -> &'static str {
+        let host = reqwest::Url::parse(authority_host)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .unwrap_or_default();
+        if host == "login.chinacloudapi.cn" {
+            "https://vault.azure.cn/.default"
+        } else if host == "login.microsoftonline.us" {
+            "https://vault.usgovcloudapi.net/.default"
+        } else {
+            "https://vault.azure.net/.default"
+        }
+    }
+}
+
+#[async_trait]
+impl TokenCredential for KeyVaultScopeOnly {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        let wanted = |s: &&str| s.trim_end_matches('/') == self.scope;
+        if scopes.is_empty() || !scopes.iter().all(wanted) {
+            return Err(azure_core::Error::with_message(
+                ErrorKind::Credential,
+                format!(
+                    "the store asked for a token for {scopes:?}; only Key Vault's scope {} is ever requested",
+                    self.scope
+                ),
+            ));
+        }
+        self.inner.get_token(scopes, options).await
+    }
+}
+
 fn build_credential(
+    config: &AzureConfig,
+    transport: &Transport,
+) -> Result<Arc<dyn TokenCredential>, AzureSetupError> {
+    let inner = build_sdk_credential(config, transport)?;
+    Ok(Arc::new(KeyVaultScopeOnly::new(
+        inner,
+        &config.authority_host,
+    )))
+}
+
+fn build_sdk_credential(
     config: &AzureConfig,
     transport: &Transport,
 ) -> Result<Arc<dyn TokenCredential>, AzureSetupError> {
@@ -394,7 +481,8 @@ fn build_credential(
         } => ClientSecretCredential::new(
             tenant_id,
             client_id.clone(),
-            Secret::new(secret.clone()),
+            // The SDK keeps its own copy for the credential's life (see `secret`).
+            Secret::new(secret.as_str().to_owned()),
             Some(ClientSecretCredentialOptions {
                 client_options: options,
             }),
@@ -404,7 +492,8 @@ fn build_credential(
 }
 
 /// Maps the SDK's error to what a person can act on. The SDK's messages name
-/// the object and the service's error code, never a secret value.
+/// the object and the service's error code, never a secret value; a body of
+/// any size is cut to one bounded line (`Detail`).
 fn classify(e: &azure_core::Error, what: &str) -> FetchError {
     // The SDK's messages carry newlines (troubleshooting links); a status
     // line and a termination message must stay one line.
@@ -412,11 +501,12 @@ fn classify(e: &azure_core::Error, what: &str) -> FetchError {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    let detail = match e.kind() {
+    let text = match e.kind() {
         // The service's message names the object; keep it as it is.
         ErrorKind::HttpResponse { .. } => chain,
         _ => format!("{what}: {chain}"),
     };
+    let detail = Detail::new(&text);
     match e.kind() {
         ErrorKind::HttpResponse {
             status,
@@ -442,7 +532,7 @@ fn classify(e: &azure_core::Error, what: &str) -> FetchError {
         },
         ErrorKind::Credential => FetchError::Credential(detail),
         _ => {
-            let chain = detail.to_ascii_lowercase();
+            let chain = text.to_ascii_lowercase();
             if chain.contains("dns")
                 || chain.contains("failed to lookup")
                 || chain.contains("name or service not known")
@@ -463,15 +553,70 @@ fn classify(e: &azure_core::Error, what: &str) -> FetchError {
 }
 
 /// The error and its causes, each once (wrappers often repeat their source).
+/// Each part is cut first, so a huge body is never copied whole.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = vec![e.to_string()];
+    const PART_LIMIT: usize = 4 * text::DETAIL_LIMIT;
+    let mut parts: Vec<String> = vec![text::truncate(&e.to_string(), PART_LIMIT)];
     let mut source = e.source();
     while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
+        let part = text::truncate(&s.to_string(), PART_LIMIT);
+        if !parts.iter().any(|p| p.contains(&part)) {
+            parts.push(part);
         }
         source = s.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use azure_core::credentials::{AccessToken, TokenRequestOptions};
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl TokenCredential for Counting {
+        async fn get_token(
+            &self,
+            _: &[&str],
+            _: Option<TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<AccessToken> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(azure_core::Error::with_message(ErrorKind::Other, "asked"))
+        }
+    }
+
+    // H1: a server's challenge cannot pick the token's audience.
+    #[tokio::test]
+    async fn h1_only_key_vaults_scope_is_ever_requested() {
+        let inner = Arc::new(Counting(Default::default()));
+        let public = KeyVaultScopeOnly::new(inner.clone(), "https://login.microsoftonline.com/");
+        for scope in [
+            "https://management.azure.com/.default",
+            "https://graph.microsoft.com/.default",
+            "https://vault.azure.cn/.default",
+            "https://vault.azure.net.attacker.example/.default",
+        ] {
+            let err = public.get_token(&[scope], None).await.unwrap_err();
+            assert!(err.to_string().contains("only Key Vault's scope"), "{err}");
+        }
+        assert_eq!(inner.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let _ = public
+            .get_token(&["https://vault.azure.net/.default"], None)
+            .await;
+        assert_eq!(inner.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(
+            KeyVaultScopeOnly::scope_for("https://login.chinacloudapi.cn/"),
+            "https://vault.azure.cn/.default"
+        );
+        assert_eq!(
+            KeyVaultScopeOnly::scope_for("https://login.microsoftonline.us/"),
+            "https://vault.usgovcloudapi.net/.default"
+        );
+    }
 }

@@ -71,6 +71,11 @@ pub struct CommonArgs {
     /// Per-request timeout against the store.
     #[arg(long, global = true, env = "SECRET_INJECTOR_TIMEOUT", default_value = "30s", value_parser = duration)]
     pub timeout: Duration,
+    /// Store hosts the spec may name (the webhook sets the operator's list);
+    /// nothing is sent to any other.
+    #[arg(long, global = true, env = shared::contract::env::ALLOWED_STORE_HOSTS,
+          default_value = shared::store_hosts::DEFAULT_ALLOWED_STORE_HOSTS)]
+    pub allowed_store_hosts: shared::StoreHosts,
     /// Serve Prometheus metrics on this address (off by default).
     #[arg(long, global = true, env = "SECRET_INJECTOR_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -154,7 +159,9 @@ pub async fn run(cli: Cli, env: &impl EnvSource) -> Result<(), anyhow::Error> {
         tracing::info!(auth = ?azure.auth, authority = %azure.authority_host, "Azure Key Vault");
         providers.azure = Some(Box::new(AzureProvider::new(azure)?));
     }
-    let mut engine = Engine::new(spec, providers, writer).with_concurrency(cli.common.concurrency);
+    let mut engine = Engine::new(spec, providers, writer)
+        .with_concurrency(cli.common.concurrency)
+        .with_store_hosts(cli.common.allowed_store_hosts.clone());
     if let Some(addr) = cli.common.metrics_addr {
         let metrics = crate::metrics::Metrics::new();
         engine = engine.with_metrics(metrics.clone());
@@ -226,5 +233,28 @@ async fn shutdown_signal() {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// The webhook runs these; they must stay this binary's commands.
+    #[test]
+    fn the_webhooks_arguments_are_this_binarys_commands() {
+        let parse = |args: &[&str]| {
+            let argv = std::iter::once("secret-injector-sidecar").chain(args.iter().copied());
+            Cli::try_parse_from(argv).map(|cli| cli.command)
+        };
+        use shared::contract::args;
+        assert!(matches!(
+            parse(args::FETCH_ONCE),
+            Ok(Command::Fetch { once: true })
+        ));
+        assert!(matches!(parse(args::RUN), Ok(Command::Run)));
+        assert!(matches!(parse(args::PROBE), Ok(Command::Probe)));
     }
 }

@@ -21,6 +21,9 @@ use crate::{plan::Known, provider::FetchError};
 /// The label the CSI driver puts on the Secrets it syncs; kept so selectors
 /// written for the driver still find them.
 pub const MANAGED_LABEL: &str = "secrets-store.csi.k8s.io/managed";
+/// On every Secret the sidecar writes: the SecretProviderClass it syncs. With
+/// the managed label, the only proof that an existing Secret is ours to update.
+pub const PROVIDER_CLASS_ANNOTATION: &str = "secret-injector.io/provider-class";
 pub const POD_STATUS_KIND: &str = "SecretProviderClassPodStatus";
 pub const POD_STATUS_PLURAL: &str = "secretproviderclasspodstatuses";
 
@@ -35,13 +38,14 @@ pub struct PodIdentity {
 
 impl PodIdentity {
     /// None outside a pod (no `POD_NAME`/`POD_NAMESPACE`/`POD_UID`).
-    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Option<Self> {
-        let get = |k: &str| env(k).filter(|v| !v.is_empty());
+    pub fn from_env(read: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        use shared::contract::env;
+        let get = |k: &str| read(k).filter(|v| !v.is_empty());
         Some(Self {
-            name: get("POD_NAME")?,
-            namespace: get("POD_NAMESPACE")?,
-            uid: get("POD_UID")?,
-            service_account: get("POD_SERVICE_ACCOUNT").unwrap_or_else(|| "default".to_owned()),
+            name: get(env::POD_NAME)?,
+            namespace: get(env::POD_NAMESPACE)?,
+            uid: get(env::POD_UID)?,
+            service_account: get(env::POD_SERVICE_ACCOUNT).unwrap_or_else(|| "default".to_owned()),
         })
     }
 
@@ -136,16 +140,44 @@ fn secret_value(
         _ => "PRIVATE KEY",
     };
     PrivateKeyDer::from_pem_slice(bytes)
+        .map(zeroize::Zeroizing::new)
         .map(|k| crate::pem::pem(label(&k), k.secret_der()).into_bytes())
         .map_err(|_| not_tls("PRIVATE KEY"))
 }
 
+/// Wipes the values of a Secret this process holds (one it built, or one the
+/// apiserver returned), best effort: once applied they are not needed.
+pub fn wipe_secret_data(secret: &mut Secret) {
+    use zeroize::Zeroize;
+    if let Some(data) = secret.data.as_mut() {
+        for value in data.values_mut() {
+            value.0.zeroize();
+        }
+    }
+    if let Some(data) = secret.string_data.as_mut() {
+        for value in data.values_mut() {
+            value.zeroize();
+        }
+    }
+}
+
+/// A Secret whose values are wiped when it is dropped.
+pub struct WipedSecret(pub Secret);
+
+impl Drop for WipedSecret {
+    fn drop(&mut self) {
+        wipe_secret_data(&mut self.0);
+    }
+}
+
 /// The Secret a sync target asks for, filled from the current values. The
 /// whole desired state: applied server-side, it replaces what this pod set.
+/// Only the target's keys are in it; the class annotation names `class`.
 pub fn synced_secret(
     target: &SyncTarget,
     known: &BTreeMap<FileName, Known>,
     pod: &PodIdentity,
+    class: &str,
 ) -> Result<Secret, SyncError> {
     let mut data = BTreeMap::new();
     for (key, file) in &target.data {
@@ -159,12 +191,14 @@ pub fn synced_secret(
     }
     let mut labels = target.labels.clone();
     labels.insert(MANAGED_LABEL.to_owned(), "true".to_owned());
+    let mut annotations = target.annotations.clone();
+    annotations.insert(PROVIDER_CLASS_ANNOTATION.to_owned(), class.to_owned());
     Ok(Secret {
         metadata: ObjectMeta {
             name: Some(target.secret_name.clone()),
             namespace: Some(pod.namespace.clone()),
             labels: Some(labels),
-            annotations: (!target.annotations.is_empty()).then(|| target.annotations.clone()),
+            annotations: Some(annotations),
             owner_references: Some(vec![pod.owner_reference()]),
             ..Default::default()
         },
@@ -172,6 +206,137 @@ pub fn synced_secret(
         data: Some(data),
         ..Default::default()
     })
+}
+
+/// What the sidecar may do to a sync target's Secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretWrite {
+    /// It does not exist: create it.
+    Create,
+    /// It is ours, for this class: update it, only if it is still at the
+    /// version that was read (a precondition of the apply).
+    Update { resource_version: String },
+}
+
+/// Why an existing Secret is not the sidecar's to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefusalReason {
+    NotManaged,
+    NoClass,
+    OtherClass(String),
+    TypeDiffers { found: String, wanted: String },
+}
+
+impl std::fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values read from the cluster are quoted and bounded.
+        let quoted = |s: &str| format!("{:?}", crate::text::bounded(s, 64));
+        match self {
+            Self::NotManaged => write!(f, "it has no label {MANAGED_LABEL}: \"true\""),
+            Self::NoClass => write!(f, "it has no annotation {PROVIDER_CLASS_ANNOTATION}"),
+            Self::OtherClass(other) => write!(
+                f,
+                "its annotation {PROVIDER_CLASS_ANNOTATION} names {}",
+                quoted(other)
+            ),
+            Self::TypeDiffers { found, wanted } => write!(
+                f,
+                "its type is {}, secretObjects asks for {}, and a Secret's type cannot change",
+                quoted(found),
+                quoted(wanted)
+            ),
+        }
+    }
+}
+
+/// An existing Secret the sidecar will not write. Permanent: retrying cannot
+/// help until a person deletes or renames something.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "Secret {namespace}/{secret} exists and was not created by secret-injector for SecretProviderClass {class} ({why}); secret-injector never takes over a Secret; delete it or rename secretObjects[].secretName"
+)]
+pub struct Refusal {
+    pub namespace: String,
+    pub secret: String,
+    pub class: String,
+    pub why: RefusalReason,
+}
+
+/// May the sidecar write this sync target's Secret, given what a GET of it
+/// returned (`None`: it does not exist)? Only a Secret it created for this
+/// very class, which carries the managed label and the class annotation and
+/// has the asked type, is updated; any other is refused, never taken over.
+pub fn may_write(
+    existing: Option<&Secret>,
+    target: &SyncTarget,
+    class: &str,
+    namespace: &str,
+) -> Result<SecretWrite, Refusal> {
+    let Some(existing) = existing else {
+        return Ok(SecretWrite::Create);
+    };
+    let refuse = |why| Refusal {
+        namespace: namespace.to_owned(),
+        secret: target.secret_name.clone(),
+        class: class.to_owned(),
+        why,
+    };
+    let meta = &existing.metadata;
+    let label = meta.labels.as_ref().and_then(|l| l.get(MANAGED_LABEL));
+    if label.map(String::as_str) != Some("true") {
+        return Err(refuse(RefusalReason::NotManaged));
+    }
+    match meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PROVIDER_CLASS_ANNOTATION))
+    {
+        // Synced before Secrets carried the class (secret-injector 0.1):
+        // ours only if nothing but our sidecars ever wrote it, for pods.
+        None if written_only_by_our_sidecars(meta) => {}
+        None => return Err(refuse(RefusalReason::NoClass)),
+        Some(other) if other != class => {
+            return Err(refuse(RefusalReason::OtherClass(other.clone())));
+        }
+        Some(_) => {}
+    }
+    // The apiserver defaults an unset type to Opaque.
+    let found = existing.type_.as_deref().unwrap_or("Opaque");
+    if found != target.secret_type {
+        return Err(refuse(RefusalReason::TypeDiffers {
+            found: found.to_owned(),
+            wanted: target.secret_type.clone(),
+        }));
+    }
+    Ok(SecretWrite::Update {
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
+    })
+}
+
+fn written_only_by_our_sidecars(meta: &ObjectMeta) -> bool {
+    let managers = meta.managed_fields.as_deref().unwrap_or_default();
+    let owners = meta.owner_references.as_deref().unwrap_or_default();
+    !managers.is_empty()
+        && managers.iter().all(|m| {
+            m.manager
+                .as_deref()
+                .is_some_and(|name| name.starts_with("secret-injector/"))
+        })
+        && !owners.is_empty()
+        && owners
+            .iter()
+            .all(|o| o.kind == "Pod" && o.api_version == "v1")
+}
+
+/// The Warning Event on the pod for a refused Secret: the same words as the
+/// error the init container ends with.
+pub fn refusal_note(refusal: &Refusal) -> Note {
+    Note {
+        type_: NoteType::Warning,
+        reason: REASON_SYNC_REFUSED,
+        action: "Sync",
+        message: refusal.to_string(),
+    }
 }
 
 /// The versions a sync target's Secret was built from: when they have not
@@ -275,6 +440,15 @@ pub struct Note {
     pub message: String,
 }
 
+impl Note {
+    /// The note as published: the apiserver refuses one over its 1024-byte
+    /// `NoteLengthLimit`, so a long message (many failing objects) is cut on
+    /// a character boundary instead of losing the whole Event.
+    pub fn bounded_message(&self) -> String {
+        crate::text::truncate(&self.message, crate::text::EVENT_NOTE_LIMIT)
+    }
+}
+
 pub const REASON_MOUNTED: &str = "SecretsMounted";
 pub const REASON_ROTATED: &str = "SecretRotationComplete";
 pub const REASON_FAILED: &str = "SecretRotationFailed";
@@ -282,6 +456,8 @@ pub const REASON_RECOVERED: &str = "SecretRotationRecovered";
 /// kubelet's reason when the CSI driver cannot mount: users' alerts on a
 /// pod's first fetch watch for it.
 pub const REASON_MOUNT_FAILED: &str = "FailedMount";
+/// A `secretObjects` Secret exists and is not this class's to write.
+pub const REASON_SYNC_REFUSED: &str = "SecretSyncRefused";
 
 /// One round, as the Event decision sees it.
 pub struct RoundFacts<'a> {
@@ -427,7 +603,7 @@ mod tests {
             ("db-user", "administrator", "v1"),
             ("db-pass", "mysupersecretpassword", "v2"),
         ]);
-        let secret = synced_secret(&seed_target(), &values, &pod()).unwrap();
+        let secret = synced_secret(&seed_target(), &values, &pod(), "kv").unwrap();
         let data = secret.data.unwrap();
         assert_eq!(data["username"].0, b"administrator");
         assert_eq!(data["password"].0, b"mysupersecretpassword");
@@ -442,6 +618,192 @@ mod tests {
         assert_eq!(owners[0].uid, pod().uid);
         // Not a controller: several pods may own one Secret.
         assert_eq!(owners[0].controller, None);
+        let annotations = secret.metadata.annotations.unwrap();
+        assert_eq!(annotations[PROVIDER_CLASS_ANNOTATION], "kv");
+    }
+
+    #[test]
+    fn a_secrets_values_are_wiped() {
+        let values = known(&[("db-user", "u", "v1"), ("db-pass", "p", "v2")]);
+        let mut secret = synced_secret(&seed_target(), &values, &pod(), "kv").unwrap();
+        wipe_secret_data(&mut secret);
+        for value in secret.data.unwrap().values() {
+            assert!(value.0.is_empty());
+        }
+    }
+
+    #[test]
+    fn h2_the_class_annotation_cannot_be_overridden_by_the_class() {
+        let mut target = seed_target();
+        target
+            .annotations
+            .insert(PROVIDER_CLASS_ANNOTATION.into(), "someone-else".into());
+        target.annotations.insert("team".into(), "db".into());
+        let values = known(&[("db-user", "u", "v1"), ("db-pass", "p", "v2")]);
+        let secret = synced_secret(&target, &values, &pod(), "kv").unwrap();
+        let annotations = secret.metadata.annotations.unwrap();
+        assert_eq!(annotations[PROVIDER_CLASS_ANNOTATION], "kv");
+        assert_eq!(annotations["team"], "db");
+    }
+
+    fn existing(
+        labels: &[(&str, &str)],
+        annotations: &[(&str, &str)],
+        type_: Option<&str>,
+    ) -> Secret {
+        let map = |pairs: &[(&str, &str)]| {
+            (!pairs.is_empty()).then(|| {
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+        };
+        Secret {
+            metadata: ObjectMeta {
+                name: Some("k8s-secret".into()),
+                namespace: Some("default".into()),
+                labels: map(labels),
+                annotations: map(annotations),
+                resource_version: Some("4711".into()),
+                ..Default::default()
+            },
+            type_: type_.map(str::to_owned),
+            data: Some(BTreeMap::from([(
+                "password".into(),
+                ByteString(b"theirs".to_vec()),
+            )])),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn h2_may_write_creates_an_absent_secret_and_updates_only_its_own() {
+        let target = seed_target();
+        let ours = [(MANAGED_LABEL, "true")];
+        let class = [(PROVIDER_CLASS_ANNOTATION, "kv")];
+        let decide = |s: &Secret| may_write(Some(s), &target, "kv", "default");
+
+        assert_eq!(
+            may_write(None, &target, "kv", "default"),
+            Ok(SecretWrite::Create)
+        );
+        let update = Ok(SecretWrite::Update {
+            resource_version: "4711".into(),
+        });
+        assert_eq!(decide(&existing(&ours, &class, Some("Opaque"))), update);
+        // An unset type is Opaque.
+        assert_eq!(decide(&existing(&ours, &class, None)), update);
+
+        let why = |s: Secret| decide(&s).unwrap_err().why;
+        assert_eq!(
+            why(existing(
+                &ours,
+                &[(PROVIDER_CLASS_ANNOTATION, "other")],
+                None
+            )),
+            RefusalReason::OtherClass("other".into())
+        );
+        // Unlabelled: made by Terraform, Helm, kubectl, the CSI driver...
+        assert_eq!(why(existing(&[], &class, None)), RefusalReason::NotManaged);
+        assert_eq!(
+            why(existing(&[(MANAGED_LABEL, "false")], &class, None)),
+            RefusalReason::NotManaged
+        );
+        // The CSI driver's own Secret: its label, not our class annotation.
+        assert_eq!(why(existing(&ours, &[], None)), RefusalReason::NoClass);
+        assert_eq!(
+            why(existing(
+                &ours,
+                &class,
+                Some("kubernetes.io/service-account-token")
+            )),
+            RefusalReason::TypeDiffers {
+                found: "kubernetes.io/service-account-token".into(),
+                wanted: "Opaque".into()
+            }
+        );
+    }
+
+    // Secrets synced by secret-injector 0.1 carry no class annotation: still
+    // ours when only our sidecars wrote them, for pods; the CSI driver's or
+    // anyone else's are not.
+    #[test]
+    fn h2_a_secret_synced_before_the_class_annotation_is_still_ours() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let target = seed_target();
+        let with = |managers: &[&str], owner_kind: &str| {
+            let mut s = existing(&[(MANAGED_LABEL, "true")], &[], None);
+            s.metadata.managed_fields = Some(
+                managers
+                    .iter()
+                    .map(|m| ManagedFieldsEntry {
+                        manager: Some((*m).to_owned()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            );
+            s.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: owner_kind.into(),
+                name: "p".into(),
+                uid: "u".into(),
+                ..Default::default()
+            }]);
+            may_write(Some(&s), &target, "kv", "default")
+        };
+        assert!(matches!(
+            with(&["secret-injector/uid-1", "secret-injector/uid-2"], "Pod"),
+            Ok(SecretWrite::Update { .. })
+        ));
+        for (managers, kind) in [
+            (&["secret-injector/uid-1", "kubectl-edit"][..], "Pod"),
+            (&["secrets-store-csi-driver"][..], "Pod"),
+            (&["secret-injector/uid-1"][..], "ReplicaSet"),
+            (&[][..], "Pod"),
+        ] {
+            assert_eq!(
+                with(managers, kind).unwrap_err().why,
+                RefusalReason::NoClass,
+                "{managers:?} {kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn h2_a_refusal_names_the_secret_the_namespace_the_class_and_what_to_do() {
+        let refusal = may_write(
+            Some(&existing(&[], &[], None)),
+            &seed_target(),
+            "kv",
+            "prod",
+        )
+        .unwrap_err();
+        let text = refusal.to_string();
+        assert_eq!(
+            text,
+            "Secret prod/k8s-secret exists and was not created by secret-injector for SecretProviderClass kv (it has no label secrets-store.csi.k8s.io/managed: \"true\"); secret-injector never takes over a Secret; delete it or rename secretObjects[].secretName"
+        );
+        let note = refusal_note(&refusal);
+        assert_eq!(note.type_, NoteType::Warning);
+        assert_eq!(note.reason, REASON_SYNC_REFUSED);
+        assert_eq!(note.message, text);
+        // What the cluster holds is quoted and bounded, never the data.
+        let odd = "x\ny".repeat(100);
+        let refusal = may_write(
+            Some(&existing(
+                &[(MANAGED_LABEL, "true")],
+                &[(PROVIDER_CLASS_ANNOTATION, &odd)],
+                None,
+            )),
+            &seed_target(),
+            "kv",
+            "prod",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!refusal.contains('\n') && refusal.len() < 400, "{refusal}");
+        assert!(!refusal.contains("theirs"));
     }
 
     #[test]
@@ -464,7 +826,7 @@ mod tests {
                 ("tls.key".into(), file("ingress-cert")),
             ]),
         };
-        let secret = synced_secret(&target, &values, &pod()).unwrap();
+        let secret = synced_secret(&target, &values, &pod(), "kv").unwrap();
         let data = secret.data.unwrap();
         let crt = String::from_utf8(data["tls.crt"].0.clone()).unwrap();
         let tls_key = String::from_utf8(data["tls.key"].0.clone()).unwrap();
@@ -474,7 +836,7 @@ mod tests {
 
         // A value without a key cannot make a TLS Secret: said, not guessed.
         let values = known(&[("ingress-cert", &cert.pem(), "v1")]);
-        let err = synced_secret(&target, &values, &pod())
+        let err = synced_secret(&target, &values, &pod(), "kv")
             .unwrap_err()
             .to_string();
         assert!(
@@ -486,7 +848,7 @@ mod tests {
     #[test]
     fn a_secret_is_not_built_from_a_missing_value() {
         let values = known(&[("db-user", "administrator", "v1")]);
-        let err = synced_secret(&seed_target(), &values, &pod()).unwrap_err();
+        let err = synced_secret(&seed_target(), &values, &pod(), "kv").unwrap_err();
         assert!(err.to_string().contains("\"db-pass\""), "{err}");
         assert!(!err.to_string().contains("administrator"));
     }
@@ -601,6 +963,27 @@ mod tests {
         let mounted = notes_for(&facts(true, true, &[], &[], &failing, &values));
         let reasons: Vec<&str> = mounted.iter().map(|n| n.reason).collect();
         assert_eq!(reasons, [REASON_MOUNTED]);
+    }
+
+    #[test]
+    fn l2_a_ten_kilobyte_error_gives_a_bounded_event_note() {
+        let values = known(&[("db-user", "administrator", "u1")]);
+        let none = BTreeSet::new();
+        let huge = "x".repeat(10 * 1024);
+        let failures: Vec<(FileName, FetchError)> = (0..20)
+            .map(|i| {
+                (
+                    file(&format!("f{i}")),
+                    FetchError::Unavailable(huge.as_str().into()),
+                )
+            })
+            .collect();
+        let notes = notes_for(&facts(false, false, &[], &failures, &none, &values));
+        assert_eq!(notes.len(), 1);
+        let note = notes[0].bounded_message();
+        assert!(note.len() <= 1024, "{}", note.len());
+        assert!(note.starts_with("cannot fetch f0: store unavailable: xxx"));
+        assert!(note.ends_with('…'));
     }
 
     #[test]

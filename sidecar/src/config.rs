@@ -3,7 +3,8 @@
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
-use shared::{InjectionSpec, SPEC_ENV, SpecError};
+use shared::{InjectionSpec, SPEC_ENV, SpecError, contract::azure as azure_env};
+use zeroize::Zeroizing;
 
 use crate::azure::{AzureAuth, AzureConfig};
 
@@ -81,23 +82,26 @@ pub fn azure(
     timeout: Duration,
 ) -> Result<AzureConfig, ConfigError> {
     let client_id = env
-        .get("AZURE_CLIENT_ID")
+        .get(azure_env::CLIENT_ID)
         .or_else(|| spec.azure.client_id.clone());
     let tenant_id = env
-        .get("AZURE_TENANT_ID")
+        .get(azure_env::TENANT_ID)
         .or_else(|| spec.azure.tenant_id.clone());
-    let token_file = env.get("AZURE_FEDERATED_TOKEN_FILE");
-    let secret = env.get("AZURE_CLIENT_SECRET");
+    let token_file = env.get(azure_env::FEDERATED_TOKEN_FILE);
+    // Wiped when dropped, used or not (the process environment keeps its
+    // own copy: see `secret`).
+    let secret = env.get("AZURE_CLIENT_SECRET").map(Zeroizing::new);
     let mode = match env.get("SECRET_INJECTOR_AZURE_AUTH").as_deref() {
         Some(m @ ("workload" | "managed" | "secret")) => m.to_owned(),
         Some(other) => return Err(ConfigError::AuthMode(other.to_owned())),
-        // What is present decides: a secret, else a federated token with a
-        // client id, else the managed identity.
-        // The SecretProviderClass said so (useVMManagedIdentity).
+        // The spec said so: a class's useVMManagedIdentity, or the pod's
+        // explicit annotation. The node's identity is never a fallback (M1):
+        // it may reach vaults this pod was never meant to.
         None if spec.azure.use_managed_identity => "managed".to_owned(),
+        // Otherwise what is present decides: a client secret, else workload
+        // identity, which names what is missing rather than falling back.
         None if secret.is_some() => "secret".to_owned(),
-        None if token_file.is_some() && client_id.is_some() => "workload".to_owned(),
-        None => "managed".to_owned(),
+        None => "workload".to_owned(),
     };
     let need = |v: Option<String>, mode, missing| v.ok_or(ConfigError::Missing { mode, missing });
     let auth = match mode.as_str() {
@@ -105,7 +109,7 @@ pub fn azure(
             client_id: need(
                 client_id,
                 "workload identity",
-                "AZURE_CLIENT_ID (or secret-injector.io/client-id)",
+                "a client id: AZURE_CLIENT_ID, the pod's secret-injector.io/client-id annotation, or the ServiceAccount's azure.workload.identity/client-id annotation (the node's managed identity is used only when the SecretProviderClass sets useVMManagedIdentity or SECRET_INJECTOR_AZURE_AUTH=managed)",
             )?,
             tenant_id: need(
                 tenant_id,
@@ -121,7 +125,10 @@ pub fn azure(
         "secret" => AzureAuth::ClientSecret {
             client_id: need(client_id, "client secret", "AZURE_CLIENT_ID")?,
             tenant_id: need(tenant_id, "client secret", "AZURE_TENANT_ID")?,
-            secret: need(secret, "client secret", "AZURE_CLIENT_SECRET")?,
+            secret: secret.ok_or(ConfigError::Missing {
+                mode: "client secret",
+                missing: "AZURE_CLIENT_SECRET",
+            })?,
         },
         _ => AzureAuth::Managed {
             client_id: if spec.azure.use_managed_identity {
@@ -147,7 +154,7 @@ pub fn azure(
             .azure
             .authority_host
             .clone()
-            .or_else(|| env.get("AZURE_AUTHORITY_HOST"))
+            .or_else(|| env.get(azure_env::AUTHORITY_HOST))
             .unwrap_or_else(|| DEFAULT_AUTHORITY_HOST.to_owned()),
         ca_bundle,
         resolve,
@@ -187,10 +194,52 @@ mod tests {
         assert!(matches!(a, AzureAuth::Workload { ref tenant_id, .. } if tenant_id == "t"));
     }
 
+    /// M1: no silent fallback to the node's managed identity.
     #[test]
     fn managed_identity_without_a_client_id_for_workload_identity() {
-        let a = auth(&[("AZURE_FEDERATED_TOKEN_FILE", "/t")]).unwrap();
+        for env in [&[("AZURE_FEDERATED_TOKEN_FILE", "/t")][..], &[]] {
+            let err = auth(env).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ConfigError::Missing {
+                        mode: "workload identity",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            let err = err.to_string();
+            for named in [
+                "AZURE_CLIENT_ID",
+                "secret-injector.io/client-id",
+                "azure.workload.identity/client-id",
+            ] {
+                assert!(err.contains(named), "{err}");
+            }
+        }
+        // A client id without a token file says that instead.
+        let err = auth(&[("AZURE_CLIENT_ID", "c")]).unwrap_err().to_string();
+        assert!(err.contains("AZURE_FEDERATED_TOKEN_FILE"), "{err}");
+    }
+
+    #[test]
+    fn m1_managed_identity_only_when_the_spec_or_the_operator_says_so() {
+        let a = auth(&[("SECRET_INJECTOR_AZURE_AUTH", "managed")]).unwrap();
         assert!(matches!(a, AzureAuth::Managed { client_id: None }));
+        let a = auth(&[
+            ("SECRET_INJECTOR_AZURE_AUTH", "managed"),
+            ("AZURE_CLIENT_ID", "uai"),
+        ])
+        .unwrap();
+        assert!(matches!(a, AzureAuth::Managed { client_id: Some(ref id) } if id == "uai"));
+        let mut spec = spec();
+        spec.azure.use_managed_identity = true;
+        let config = azure(&env(&[]), &spec, None, vec![], Duration::from_secs(1)).unwrap();
+        assert!(matches!(
+            config.auth,
+            AzureAuth::Managed { client_id: None }
+        ));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::{
 };
 
 use futures::{StreamExt, stream};
-use shared::{FileName, InjectionSpec, ObjectFormat, SecretObject, SecretRef};
+use shared::{FileName, InjectionSpec, ObjectFormat, SecretObject, SecretRef, StoreHosts};
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use crate::{
     plan::{self, Backoff, Known, Merged},
     provider::{FetchError, Fetched, Providers},
     status::Status,
-    transform,
+    text, transform,
     writer::{AtomicWriter, WriteError},
 };
 
@@ -30,8 +30,49 @@ pub struct RoundReport {
     pub failures: Vec<(FileName, FetchError)>,
     /// Distinct store requests made this round.
     pub fetches: usize,
-    /// What could not be published (a synced Secret), in one line.
-    pub publish_error: Option<String>,
+    /// What could not be published (a synced Secret).
+    pub publish_error: Option<PublishError>,
+}
+
+/// What the app depends on and could not be published, in one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishError {
+    pub message: String,
+    /// Retrying cannot help (a Secret that is not ours to write): the init
+    /// run fails at once instead of at its deadline, and the sidecar does
+    /// not retry it sooner than its interval.
+    pub permanent: bool,
+}
+
+impl PublishError {
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+}
+
+/// A transient error: retried.
+impl From<String> for PublishError {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            permanent: false,
+        }
+    }
+}
+
+impl From<&str> for PublishError {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
+    }
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// Where a round's outcome goes beyond the files: the Kubernetes API (synced
@@ -39,9 +80,13 @@ pub struct RoundReport {
 #[async_trait::async_trait]
 pub trait Publish: Send {
     /// Err: what the app depends on and could not be published; the init run
-    /// retries it until its deadline, the sidecar next round.
-    async fn publish(&mut self, spec: &InjectionSpec, round: &RoundFacts<'_>)
-    -> Result<(), String>;
+    /// retries a transient error until its deadline and fails at once on a
+    /// permanent one, the sidecar retries next round.
+    async fn publish(
+        &mut self,
+        spec: &InjectionSpec,
+        round: &RoundFacts<'_>,
+    ) -> Result<(), PublishError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +96,10 @@ pub enum EngineError {
     /// The init run's deadline passed: one line naming each failing object.
     #[error("{0}")]
     Deadline(String),
+    /// Something the app depends on can never be published as things are
+    /// (a synced Secret that is not ours): one line saying what to do.
+    #[error("{0}")]
+    Refused(String),
 }
 
 pub struct Engine {
@@ -69,6 +118,8 @@ pub struct Engine {
     /// A complete set is in the volume (written by us or an earlier run).
     has_set: bool,
     failed_publishes: u32,
+    /// The operator's allowlist: checked again here before anything is sent.
+    store_hosts: StoreHosts,
 }
 
 type FetchKey = (SecretRef, Option<ObjectFormat>);
@@ -89,7 +140,13 @@ impl Engine {
             failing: BTreeSet::new(),
             has_set: false,
             failed_publishes: 0,
+            store_hosts: StoreHosts::default(),
         }
+    }
+
+    pub fn with_store_hosts(mut self, hosts: StoreHosts) -> Self {
+        self.store_hosts = hosts;
+        self
     }
 
     pub fn with_publisher(mut self, publisher: Box<dyn Publish>) -> Self {
@@ -118,26 +175,51 @@ impl Engine {
 
     /// Picks up the files a previous run (the init container) wrote, so an
     /// unchanged store means no rewrite. Returns whether there were any.
+    ///
+    /// The rule (M4): the volume is world-writable, so what is on disk seeds
+    /// the last-good values only when it agrees with the status file the same
+    /// writer left beside it: every object of this spec has its file in the
+    /// set and a status entry with the same source and a non-empty version,
+    /// and the set holds no other file. Anything else (a set planted or
+    /// half-replaced by another container, a status from another spec, no
+    /// status at all) is ignored and the sidecar starts fresh: it fetches
+    /// before it trusts anything. This does not authenticate the files (a
+    /// container that can write the volume can forge both); it keeps a set
+    /// without provenance from standing in as "last good" while the store is
+    /// failing, and the first successful fetch replaces whatever was seeded.
     pub fn resume(&mut self) -> Result<bool, WriteError> {
         let Some(current) = self.writer.read_current()? else {
             return Ok(false);
         };
-        self.status = Status::read(self.writer.dir()).unwrap_or_default();
-        for (file, entry) in current {
-            let version = self
-                .status
+        let status = Status::read(self.writer.dir()).unwrap_or_default();
+        let mut known = BTreeMap::new();
+        for object in &self.spec.objects {
+            let recorded = status
                 .objects
-                .get(file.as_str())
+                .get(object.file.as_str())
+                .filter(|s| s.source == object.source.to_string())
                 .and_then(|s| s.version.clone())
-                .unwrap_or_default();
-            self.known.insert(
-                file,
+                .filter(|v| !v.is_empty());
+            let (Some(version), Some(entry)) = (recorded, current.get(&object.file)) else {
+                tracing::warn!(file = %object.file, "the files in the volume do not match the status file; fetching before using them");
+                return Ok(false);
+            };
+            known.insert(
+                object.file.clone(),
                 Known {
-                    bytes: entry.data,
+                    bytes: entry.data.clone(),
                     version,
                 },
             );
         }
+        if current.len() != known.len() {
+            tracing::warn!(
+                "the volume holds files this spec does not name; fetching before using them"
+            );
+            return Ok(false);
+        }
+        self.status = status;
+        self.known = known;
         self.has_set = true;
         Ok(true)
     }
@@ -149,9 +231,13 @@ impl Engine {
         unique.dedup();
         let fetches = unique.len();
         let providers = &self.providers;
+        let hosts = &self.store_hosts;
         let results: HashMap<FetchKey, Result<Fetched, FetchError>> = stream::iter(unique)
             .map(|k| async move {
-                let result = providers.fetch(&k.0, k.1).await;
+                let result = match allowed(hosts, &k.0) {
+                    Ok(()) => providers.fetch(&k.0, k.1).await,
+                    Err(e) => Err(e),
+                };
                 (k, result)
             })
             .buffer_unordered(self.concurrency)
@@ -296,18 +382,31 @@ impl Engine {
     /// The init container's job: rounds until every file has a value, backing
     /// off between them, or the deadline passes. Never writes a partial set.
     pub async fn init(&mut self, deadline: Duration) -> Result<RoundReport, EngineError> {
-        let until = Instant::now() + deadline;
+        // Elapsed time against the deadline: no `Instant` arithmetic, which
+        // panics on overflow for a huge `--deadline`.
+        let started = Instant::now();
         loop {
             let report = self.round().await?;
             if report.complete && report.publish_error.is_none() {
                 return Ok(report);
             }
+            if let Some(error) = report.publish_error.as_ref().filter(|e| e.permanent) {
+                return Err(EngineError::Refused(text::bounded(
+                    &format!("secret-injector: {error}"),
+                    text::TERMINATION_LIMIT,
+                )));
+            }
             let delay = self.next_delay(&report);
-            if Instant::now() + delay >= until {
-                return Err(EngineError::Deadline(match &report.publish_error {
+            if started.elapsed().saturating_add(delay) >= deadline {
+                let message = match &report.publish_error {
                     Some(error) if report.complete => format!("secret-injector: {error}"),
                     _ => self.describe_failures(&report.failures),
-                }));
+                };
+                // The termination message: one line that kubelet keeps whole.
+                return Err(EngineError::Deadline(text::bounded(
+                    &message,
+                    text::TERMINATION_LIMIT,
+                )));
             }
             tokio::time::sleep(delay).await;
         }
@@ -322,8 +421,9 @@ impl Engine {
             &report.failures,
             unit,
         );
-        // A Secret the app waits for could not be synced: retry it soon.
-        if report.publish_error.is_some() {
+        // A Secret the app waits for could not be synced: retry it soon
+        // (unless retrying cannot help).
+        if report.publish_error.as_ref().is_some_and(|e| !e.permanent) {
             delay.min(self.backoff.delay(self.failed_publishes, unit))
         } else {
             delay
@@ -357,6 +457,17 @@ impl Engine {
             .map(|(file, e)| format!("cannot fetch {file} from {}: {e}", self.source_of(file)))
             .collect();
         format!("secret-injector: {}", parts.join("; "))
+    }
+}
+
+/// H1, again in the sidecar: a host the operator's list does not name is
+/// never sent a request, whatever the spec says.
+fn allowed(hosts: &StoreHosts, source: &SecretRef) -> Result<(), FetchError> {
+    match source.named_host() {
+        Some((host, port)) => hosts
+            .check(&host, port)
+            .map_err(|refused| FetchError::Forbidden(format!("{source}: {refused}").into())),
+        None => Ok(()),
     }
 }
 

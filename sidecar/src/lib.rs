@@ -13,5 +13,6 @@ pub mod plan;
 pub mod provider;
 pub mod secret;
 pub mod status;
+pub mod text;
 pub mod transform;
 pub mod writer;

@@ -11,10 +11,37 @@ use crate::{
     writer::{FileEntry, FileSet},
 };
 
+/// The longest the sidecar ever waits between rounds. A longer interval (or
+/// a store's Retry-After) is clamped to it, so no arithmetic on a delay can
+/// overflow and no timer is armed for centuries.
+pub const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// `delay × factor`, clamped to `[0, MAX_DELAY]`, for any `Duration` and any
+/// factor (`Duration::mul_f64` panics on overflow; this never does).
+fn scaled(delay: Duration, factor: f64) -> Duration {
+    let factor = if factor.is_finite() {
+        factor.max(0.0)
+    } else {
+        1.0
+    };
+    Duration::try_from_secs_f64(delay.min(MAX_DELAY).as_secs_f64() * factor)
+        .unwrap_or(MAX_DELAY)
+        .min(MAX_DELAY)
+}
+
+/// A jitter sample in [0, 1]; anything else (NaN, infinities) is the middle.
+fn unit_sample(unit: f64) -> f64 {
+    if unit.is_finite() {
+        unit.clamp(0.0, 1.0)
+    } else {
+        0.5
+    }
+}
+
 /// The rotation interval, spread ±10% so pods started together do not poll
 /// the store in lockstep. `unit` is a uniform sample in [0, 1).
 pub fn jittered(interval: Duration, unit: f64) -> Duration {
-    interval.mul_f64(0.9 + 0.2 * unit.clamp(0.0, 1.0))
+    scaled(interval, 0.9 + 0.2 * unit_sample(unit))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +66,7 @@ impl Backoff {
         let exp = self
             .initial
             .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)));
-        exp.min(self.max).mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0))
+        scaled(exp.min(self.max), 0.8 + 0.4 * unit_sample(unit))
     }
 }
 
@@ -53,7 +80,7 @@ pub fn next_delay(
 ) -> Duration {
     let regular = interval.map(|i| jittered(i, unit));
     if failures.is_empty() {
-        return regular.unwrap_or(backoff.max);
+        return regular.unwrap_or(backoff.max).min(MAX_DELAY);
     }
     let mut delay = backoff.delay(consecutive_failed_rounds.max(1), unit);
     // Retrying sooner than the interval, but never later.
@@ -64,7 +91,7 @@ pub fn next_delay(
     if let Some(after) = failures.iter().filter_map(|(_, e)| e.retry_after()).max() {
         delay = delay.max(after);
     }
-    delay
+    delay.min(MAX_DELAY)
 }
 
 /// What was last fetched successfully for one file.
@@ -180,6 +207,46 @@ mod tests {
         assert!(jittered(i, 0.999_999) <= Duration::from_secs(110));
     }
 
+    /// L1: no interval, backoff or Retry-After panics, however large.
+    #[test]
+    fn l1_extreme_durations_never_panic_and_stay_bounded() {
+        let extremes = [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_secs(1),
+            MAX_DELAY,
+            MAX_DELAY + Duration::from_secs(1),
+            Duration::from_secs(u64::MAX / 2),
+            Duration::from_secs(u64::MAX),
+            Duration::MAX,
+        ];
+        let units = [0.0, 0.5, 0.999_999, 1.0, -1.0, 2.0, f64::NAN, f64::INFINITY];
+        for &d in &extremes {
+            for &unit in &units {
+                assert!(jittered(d, unit) <= MAX_DELAY, "{d:?} {unit}");
+                for initial in extremes {
+                    let backoff = Backoff { initial, max: d };
+                    for attempt in [0, 1, 2, 31, 32, u32::MAX] {
+                        assert!(backoff.delay(attempt, unit) <= MAX_DELAY);
+                    }
+                    let throttled = [(
+                        file("a"),
+                        FetchError::Throttled {
+                            retry_after: Some(initial),
+                            detail: Default::default(),
+                        },
+                    )];
+                    for failures in [&throttled[..], &[]] {
+                        let delay = next_delay(Some(d), &backoff, u32::MAX, failures, unit);
+                        assert!(delay <= MAX_DELAY);
+                    }
+                }
+            }
+        }
+        assert_eq!(jittered(Duration::MAX, 0.5), MAX_DELAY);
+        assert_eq!(jittered(Duration::ZERO, 0.5), Duration::ZERO);
+    }
+
     #[test]
     fn backoff_doubles_and_caps() {
         let b = Backoff::default();
@@ -217,7 +284,7 @@ mod tests {
             file("a"),
             FetchError::Throttled {
                 retry_after: Some(Duration::from_secs(7)),
-                detail: String::new(),
+                detail: Default::default(),
             },
         )];
         assert_eq!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use shared::{ObjectFormat, SecretRef};
 
-use crate::secret::SecretBytes;
+use crate::{secret::SecretBytes, text};
 
 /// A value as the store returned it, with the store's version id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,36 +15,71 @@ pub struct Fetched {
     pub version: String,
 }
 
+/// An error's detail as it may be shown: one line of at most
+/// [`text::DETAIL_LIMIT`] bytes, however long or multi-line the store's (or
+/// the HTTP layer's) text was. The only way to make one, so no unbounded body
+/// reaches the status file, an Event, a log line or the termination message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Detail(String);
+
+impl Detail {
+    pub fn new(text: &str) -> Self {
+        Self(text::bounded(text, text::DETAIL_LIMIT))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Detail {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
+impl From<String> for Detail {
+    fn from(text: String) -> Self {
+        Self::new(&text)
+    }
+}
+
+impl std::fmt::Display for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Why a fetch failed. Messages name the object and the store, never a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
     #[error("401 Unauthorized: {0}")]
-    Unauthorized(String),
+    Unauthorized(Detail),
     #[error("403 Forbidden: {0}")]
-    Forbidden(String),
+    Forbidden(Detail),
     #[error("404 Not Found: {0}")]
-    NotFound(String),
+    NotFound(Detail),
     #[error("429 Too Many Requests{}: {detail}", .retry_after.map(|d| format!(" (retry after {}s)", d.as_secs())).unwrap_or_default())]
     Throttled {
         retry_after: Option<Duration>,
-        detail: String,
+        detail: Detail,
     },
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Detail),
     #[error("DNS: {0}")]
-    Dns(String),
+    Dns(Detail),
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(Detail),
     #[error("timeout: {0}")]
-    Timeout(String),
+    Timeout(Detail),
     #[error("connection: {0}")]
-    Connection(String),
+    Connection(Detail),
     #[error("credential: {0}")]
-    Credential(String),
+    Credential(Detail),
     #[error("the value cannot be used: {0}")]
-    Invalid(String),
+    Invalid(Detail),
     #[error("{0}")]
-    Unsupported(String),
+    Unsupported(Detail),
 }
 
 impl FetchError {
@@ -71,6 +106,25 @@ impl FetchError {
             Self::Throttled { retry_after, .. } => *retry_after,
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn l2_a_ten_kilobyte_detail_is_one_bounded_line() {
+        let body = format!("{}\n<html>{}</html>", "e".repeat(5000), "b".repeat(5000));
+        let err = FetchError::Unavailable(body.into());
+        let text = err.to_string();
+        assert!(!text.contains('\n'), "{text}");
+        assert!(
+            text.len() <= "store unavailable: ".len() + crate::text::DETAIL_LIMIT,
+            "{}",
+            text.len()
+        );
+        assert!(text.ends_with('…'), "{text}");
     }
 }
 
@@ -101,10 +155,13 @@ impl Providers {
             _ => None,
         };
         provider.ok_or_else(|| {
-            FetchError::Unsupported(format!(
-                "the {} store is not supported by this sidecar yet (Azure Key Vault is)",
-                source.provider()
-            ))
+            FetchError::Unsupported(
+                format!(
+                    "the {} store is not supported by this sidecar yet (Azure Key Vault is)",
+                    source.provider()
+                )
+                .into(),
+            )
         })
     }
 

@@ -1,4 +1,29 @@
 //! Secret bytes: never printed, zeroed when dropped.
+//!
+//! Zeroisation (L3) is best effort. The sidecar's own copies are wiped when
+//! dropped: `SecretBytes` (every value from the store to the file), the value
+//! moved (not cloned) out of the SDK's secret model in `azure`, the client
+//! secret (`AzureAuth::ClientSecret`, a `Zeroizing<String>`), base64 and hex
+//! decoding buffers and the parsed JSON in `transform`, PEM bodies in `pem`
+//! (a private key's included), and the synced Secrets' data in `kube_sink`,
+//! built, returned by the apiserver or read to check ownership
+//! (`cluster::WipedSecret`).
+//!
+//! What cannot be reached, and stays in freed memory until reused:
+//! - the Azure SDK's internals: the HTTP response body it parses the value
+//!   from, its JSON parser's buffers, the client secret inside
+//!   `azure_core::credentials::Secret` (a plain `Cow<str>`), the access
+//!   tokens it caches, and reqwest/hyper/rustls buffers;
+//! - kube's request and response bodies: a synced Secret is serialised
+//!   (base64 by k8s-openapi) into a body we never own, and the apiserver's
+//!   answer is read into one before it is parsed;
+//! - serde_json's scratch buffers while parsing a JSON value, and the
+//!   process environment (`AZURE_CLIENT_SECRET` as the container got it).
+//!
+//! That is acceptable here: the same values sit as plain files in the pod's
+//! memory-backed volume (tmpfs) for as long as the pod runs, readable by the
+//! app by design. Wiping narrows how long a copy lingers in the sidecar's
+//! heap (and what a memory dump of it would show); it is not a boundary.
 
 use std::fmt;
 

@@ -6,16 +6,23 @@
 use std::{
     collections::BTreeMap,
     fs,
+    io::{Read, Write},
     path::{Path, PathBuf},
     time::SystemTime,
 };
+
+use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 
 use serde::{Deserialize, Serialize};
 use shared::InjectionSpec;
 
 use crate::plan::Merged;
 
-pub const STATUS_FILE: &str = "..secret-injector-status.json";
+pub use shared::contract::STATUS_FILE;
+const STATUS_TMP: &str = "..secret-injector-status.json.tmp";
+/// Far above what any spec's status takes (errors are bounded): a larger
+/// file is not one this sidecar wrote.
+pub const MAX_STATUS_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -74,14 +81,130 @@ impl Status {
         dir.join(STATUS_FILE)
     }
 
+    /// The status file, if it is a regular file of plausible size that
+    /// parses. The volume is world-writable (M4): a symlink planted under
+    /// this name is not followed, a FIFO does not block.
     pub fn read(dir: &Path) -> Option<Self> {
-        serde_json::from_slice(&fs::read(Self::path(dir)).ok()?).ok()
+        let fd = rfs::open(
+            Self::path(dir),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let stat = rfs::fstat(&fd).ok()?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile
+            || u64::try_from(stat.st_size).unwrap_or(u64::MAX) > MAX_STATUS_BYTES
+        {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        fs::File::from(fd)
+            .take(MAX_STATUS_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        if bytes.len() as u64 > MAX_STATUS_BYTES {
+            return None;
+        }
+        serde_json::from_slice(&bytes).ok()
     }
 
-    /// Written whole, by rename: readers never see half a file.
+    /// Written whole, by rename: readers never see half a file. The temp file
+    /// is made fresh (`O_EXCL`, `O_NOFOLLOW`) after removing whatever has its
+    /// name, so a planted symlink never redirects the write outside the
+    /// volume; a name re-planted in between makes the create fail (retried
+    /// next round), never write through it.
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        let tmp = dir.join("..secret-injector-status.json.tmp");
-        fs::write(&tmp, serde_json::to_vec_pretty(self).unwrap_or_default())?;
+        let tmp = dir.join(STATUS_TMP);
+        match rfs::unlink(&tmp) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let fd = rfs::open(
+            &tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )?;
+        let mut file = fs::File::from(fd);
+        file.write_all(&serde_json::to_vec_pretty(self).unwrap_or_default())?;
+        drop(file);
         fs::rename(tmp, Self::path(dir))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> Status {
+        let mut status = Status::default();
+        status.objects.insert(
+            "a".into(),
+            ObjectStatus {
+                source: "azure://kv/secrets/a".into(),
+                version: Some("v1".into()),
+                ..Default::default()
+            },
+        );
+        status
+    }
+
+    #[test]
+    fn written_whole_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        status().write(dir.path()).unwrap();
+        assert_eq!(Status::read(dir.path()), Some(status()));
+        // Written again over itself.
+        status().write(dir.path()).unwrap();
+        assert_eq!(Status::read(dir.path()), Some(status()));
+    }
+
+    #[test]
+    fn m4_a_planted_status_temp_symlink_is_not_written_through() {
+        let root = tempfile::tempdir().unwrap();
+        let vol = root.path().join("vol");
+        fs::create_dir(&vol).unwrap();
+        let victim = root.path().join("victim.json");
+        fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, vol.join(STATUS_TMP)).unwrap();
+        // A dangling one, to a file that would be created outside.
+        let created = root.path().join("created-outside");
+        status().write(&vol).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(Status::read(&vol), Some(status()));
+
+        std::os::unix::fs::symlink(&created, vol.join(STATUS_TMP)).unwrap();
+        status().write(&vol).unwrap();
+        assert!(!created.exists());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+    }
+
+    #[test]
+    fn m4_a_status_file_that_is_a_symlink_fifo_or_too_large_is_not_read() {
+        let root = tempfile::tempdir().unwrap();
+        let vol = root.path().join("vol");
+        fs::create_dir(&vol).unwrap();
+        let outside = root.path().join("status.json");
+        status().write(root.path()).unwrap();
+        fs::rename(Status::path(root.path()), &outside).unwrap();
+        std::os::unix::fs::symlink(&outside, Status::path(&vol)).unwrap();
+        assert_eq!(Status::read(&vol), None);
+
+        fs::remove_file(Status::path(&vol)).unwrap();
+        let dir = fs::File::open(&vol).unwrap();
+        rfs::mkfifoat(&dir, STATUS_FILE, Mode::from_raw_mode(0o644)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let v = vol.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(Status::read(&v));
+        });
+        let read = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("Status::read hung on a FIFO");
+        assert_eq!(read, None);
+
+        fs::remove_file(Status::path(&vol)).unwrap();
+        let big = fs::File::create(Status::path(&vol)).unwrap();
+        big.set_len(MAX_STATUS_BYTES + 1).unwrap();
+        assert_eq!(Status::read(&vol), None);
     }
 }

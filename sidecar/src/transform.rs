@@ -3,8 +3,50 @@
 
 use base64::Engine;
 use shared::{ObjectEncoding, SecretObject, SecretRef};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::{provider::FetchError, secret::SecretBytes};
+
+/// A value parsed from a secret: its strings (keys included) are wiped when
+/// it is dropped. Numbers, booleans and null hold no heap memory here
+/// (serde_json's `arbitrary_precision` is off). What serde_json's parser
+/// allocated and freed while parsing is not reached (see `secret`).
+struct WipedJson(serde_json::Value);
+
+impl Drop for WipedJson {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+fn wipe(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match std::mem::take(value) {
+        Value::String(mut s) => s.zeroize(),
+        Value::Array(items) => {
+            for mut item in items {
+                wipe(&mut item);
+            }
+        }
+        Value::Object(map) => {
+            for (mut key, mut item) in map {
+                key.zeroize();
+                wipe(&mut item);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// Base64 into a buffer sized up front (no reallocation leaves a copy) and
+/// wiped, whole capacity, if decoding fails half way.
+fn decode_base64(text: &[u8]) -> Option<SecretBytes> {
+    let mut out = Zeroizing::new(Vec::with_capacity(text.len() / 4 * 3 + 3));
+    base64::engine::general_purpose::STANDARD
+        .decode_vec(text, &mut out)
+        .ok()?;
+    Some(SecretBytes::new(std::mem::take(&mut *out)))
+}
 
 pub fn to_file_bytes(
     object: &SecretObject,
@@ -27,23 +69,32 @@ pub fn to_file_bytes(
 
 fn extract_json_key(value: &SecretBytes, key: &str) -> Result<SecretBytes, FetchError> {
     // Errors never quote the value: it is the secret.
-    let parsed: serde_json::Value = serde_json::from_slice(value.expose()).map_err(|_| {
-        FetchError::Invalid(format!(
-            "the value is not a JSON object, so key {key:?} cannot be read from it"
-        ))
-    })?;
-    let field = parsed
-        .as_object()
+    let mut parsed = WipedJson(serde_json::from_slice(value.expose()).map_err(|_| {
+        FetchError::Invalid(
+            format!("the value is not a JSON object, so key {key:?} cannot be read from it").into(),
+        )
+    })?);
+    let mut field = parsed
+        .0
+        .as_object_mut()
         .ok_or_else(|| {
-            FetchError::Invalid(format!(
-                "the value is JSON but not an object, so key {key:?} cannot be read from it"
-            ))
+            FetchError::Invalid(
+                format!(
+                    "the value is JSON but not an object, so key {key:?} cannot be read from it"
+                )
+                .into(),
+            )
         })?
-        .get(key)
-        .ok_or_else(|| FetchError::Invalid(format!("the JSON value has no key {key:?}")))?;
-    Ok(match field {
-        serde_json::Value::String(s) => SecretBytes::from(s.clone()),
-        other => SecretBytes::from(other.to_string()),
+        .remove(key)
+        .ok_or_else(|| FetchError::Invalid(format!("the JSON value has no key {key:?}").into()))?;
+    Ok(match &mut field {
+        // Moved out, not copied.
+        serde_json::Value::String(s) => SecretBytes::from(std::mem::take(s)),
+        other => {
+            let text = SecretBytes::from(other.to_string());
+            wipe(other);
+            text
+        }
     })
 }
 
@@ -61,17 +112,9 @@ fn decode(value: &SecretBytes, encoding: ObjectEncoding) -> Result<SecretBytes, 
     };
     match encoding {
         ObjectEncoding::Utf8 => Ok(value.clone()),
-        ObjectEncoding::Base64 => {
-            let text = text();
-            base64::engine::general_purpose::STANDARD
-                .decode(text.expose())
-                .map(SecretBytes::new)
-                .map_err(|_| {
-                    FetchError::Invalid(
-                        "objectEncoding is base64 but the value is not valid base64".into(),
-                    )
-                })
-        }
+        ObjectEncoding::Base64 => decode_base64(text().expose()).ok_or_else(|| {
+            FetchError::Invalid("objectEncoding is base64 but the value is not valid base64".into())
+        }),
         ObjectEncoding::Hex => {
             let text = text();
             if !text.len().is_multiple_of(2) {
@@ -79,19 +122,20 @@ fn decode(value: &SecretBytes, encoding: ObjectEncoding) -> Result<SecretBytes, 
                     "objectEncoding is hex but the value has an odd number of digits".into(),
                 ));
             }
-            text.expose()
-                .chunks(2)
-                .map(|pair| {
-                    let digit = |b: u8| (b as char).to_digit(16);
-                    match (digit(pair[0]), digit(pair[1])) {
-                        (Some(h), Some(l)) => Ok((h * 16 + l) as u8),
-                        _ => Err(FetchError::Invalid(
+            // Sized up front and wiped if a digit is bad half way.
+            let mut out = Zeroizing::new(Vec::with_capacity(text.len() / 2));
+            for pair in text.expose().chunks(2) {
+                let digit = |b: u8| (b as char).to_digit(16);
+                match (digit(pair[0]), digit(pair[1])) {
+                    (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
+                    _ => {
+                        return Err(FetchError::Invalid(
                             "objectEncoding is hex but the value has a non-hex character".into(),
-                        )),
+                        ));
                     }
-                })
-                .collect::<Result<Vec<u8>, _>>()
-                .map(SecretBytes::new)
+                }
+            }
+            Ok(SecretBytes::new(std::mem::take(&mut *out)))
         }
     }
 }
@@ -153,6 +197,21 @@ mod tests {
         let err = to_file_bytes(&azure, &value).unwrap_err().to_string();
         assert!(err.contains("no key \"password\""), "{err}");
         assert!(!err.contains("admin"), "{err}");
+    }
+
+    #[test]
+    fn json_values_are_wiped_when_dropped() {
+        let mut value: serde_json::Value =
+            serde_json::from_str(r#"{"k":"secret","n":[{"deep":"also"}],"x":1}"#).unwrap();
+        wipe(&mut value);
+        assert_eq!(value, serde_json::Value::Null);
+        let nested = bytes(r#"{"outer":{"inner":"v"},"list":[1,"two"]}"#);
+        let mut o = object("azure://kv-one/secrets/db");
+        o.json_key = Some("outer".into());
+        assert_eq!(
+            to_file_bytes(&o, &nested).unwrap().expose(),
+            br#"{"inner":"v"}"#
+        );
     }
 
     #[test]

@@ -171,7 +171,7 @@ impl Fixture {
             auth: AzureAuth::ClientSecret {
                 client_id: CLIENT.into(),
                 tenant_id: TENANT.into(),
-                secret: CLIENT_SECRET.into(),
+                secret: zeroize::Zeroizing::new(CLIENT_SECRET.into()),
             },
             authority_host: "https://login.microsoftonline.com/".into(),
             ca_bundle: Some(self.emulator.ca_pem().as_bytes().to_vec()),
@@ -287,9 +287,20 @@ async fn managed_identity_through_the_identity_endpoint() {
         ),
         ("IDENTITY_HEADER", IDENTITY_HEADER.to_owned()),
     ];
-    let out = finish(&mut f.sidecar(&["fetch", "--once"], &seed_spec(), &env));
+    // As a SecretProviderClass with useVMManagedIdentity: "true" asks.
+    let managed = seed_spec().replacen('{', r#"{"azure":{"useManagedIdentity":true},"#, 1);
+    let out = finish(&mut f.sidecar(&["fetch", "--once"], &managed, &env));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(f.read("db-user"), b"administrator");
+
+    // M1: without it, a missing client id is an error, never the node's identity.
+    let out = finish(&mut f.sidecar(&["fetch", "--once"], &seed_spec(), &env));
+    assert!(!out.status.success());
+    let last = stderr(&out).lines().last().unwrap_or_default().to_owned();
+    assert!(
+        last.contains("needs a client id: AZURE_CLIENT_ID"),
+        "{last}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -522,23 +533,53 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
+fn status_of(f: &Fixture) -> serde_json::Value {
+    std::fs::read(f.out().join("..secret-injector-status.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// The log canary: a whole life at trace level (a planted volume, the first
+/// set, a rotation, an outage, a capped error) and no value in the logs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sidecar_rotates_keeps_files_through_an_outage_and_never_logs_a_secret() {
     let f = Fixture::start().await;
     let state = f.emulator.state();
     let canary = "CANARY-value-that-must-never-be-logged-51f0";
     state.set_secret(VAULT, "db-pass", canary).unwrap();
+
+    // M4: another container planted a set outside the volume and a status
+    // temp link to a file outside it, before the sidecar starts.
+    let planted = "CANARY-planted-value-never-read-or-logged-c4a7";
+    let outside = f.dir.path().join("planted");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("db-pass"), planted).unwrap();
+    std::fs::write(outside.join("db-user"), planted).unwrap();
+    let victim = f.dir.path().join("victim-status.json");
+    std::fs::write(&victim, "keep").unwrap();
+    std::fs::create_dir_all(f.out()).unwrap();
+    std::os::unix::fs::symlink("../planted", f.out().join("..data")).unwrap();
+    std::os::unix::fs::symlink(&victim, f.out().join("..secret-injector-status.json.tmp")).unwrap();
+
     let mut env = secret_env();
     env.push(("RUST_LOG", "trace".into()));
     let mut child = f.sidecar(&["run"], &spec(
         &format!(r#"{{"file":"db-user","source":"azure://{VAULT}/secrets/db-user"}},{{"file":"db-pass","source":"azure://{VAULT}/secrets/db-pass"}}"#),
         "5s",
     ), &env).spawn().unwrap();
-    // A native sidecar: no init container ran, so it fetches first.
+    // A native sidecar: no init container ran (and the planted set is not
+    // one), so it fetches first.
     wait_for("the first set", Duration::from_secs(20), || {
-        f.out().join("..data").exists()
+        f.out().join("db-pass").exists()
+            && status_of(&f)["objects"]["db-pass"]["version"].is_string()
     });
     assert_eq!(f.read("db-pass"), canary.as_bytes());
+    assert_eq!(
+        std::fs::read_to_string(outside.join("db-pass")).unwrap(),
+        planted
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
     let probe = Command::new(SIDECAR)
         .args(["probe", "--dir", f.out().to_str().unwrap()])
         .env("SECRET_INJECTOR_SPEC", seed_spec())
@@ -546,40 +587,32 @@ async fn the_sidecar_rotates_keeps_files_through_an_outage_and_never_logs_a_secr
         .unwrap();
     assert!(probe.success());
 
-    // Rotation: the file follows within the interval (5s ± 10%) plus a round.
+    // Rotation: the file follows within the interval (5s ± 10%) plus a round
+    // (the status file is written just after the files).
     let rotated = "CANARY-rotated-value-also-secret-77aa";
     let version = state.set_secret(VAULT, "db-pass", rotated).unwrap();
     wait_for("the rotated value", Duration::from_secs(15), || {
         f.read("db-pass") == rotated.as_bytes()
+            && status_of(&f)["objects"]["db-pass"]["version"] == version.as_str()
     });
-    let status: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(f.out().join("..secret-injector-status.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(status["objects"]["db-pass"]["version"], version);
 
     // Outage: the files stay byte-identical, the status names the failure.
     state.set_fault(FaultTarget::AllVaults, Fault::Down);
     wait_for(
         "the failure in the status file",
         Duration::from_secs(15),
-        || {
-            let status: serde_json::Value = serde_json::from_slice(
-                &std::fs::read(f.out().join("..secret-injector-status.json")).unwrap(),
-            )
-            .unwrap();
-            status["objects"]["db-pass"]["errorKind"] == "unavailable"
-        },
+        || status_of(&f)["objects"]["db-pass"]["errorKind"] == "unavailable",
     );
+    let error = status_of(&f)["objects"]["db-pass"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(error.len() <= 300 && !error.contains('\n'), "{error}");
     assert_eq!(f.read("db-pass"), rotated.as_bytes());
     assert_eq!(f.read("db-user"), b"administrator");
     state.clear_faults(None);
     wait_for("recovery", Duration::from_secs(40), || {
-        let status: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(f.out().join("..secret-injector-status.json")).unwrap(),
-        )
-        .unwrap();
-        status["objects"]["db-pass"].get("error").is_none()
+        status_of(&f)["objects"]["db-pass"].get("error").is_none()
     });
 
     let stopped = Instant::now();
@@ -587,7 +620,7 @@ async fn the_sidecar_rotates_keeps_files_through_an_outage_and_never_logs_a_secr
     eprintln!("sidecar exited {:?} after SIGTERM", stopped.elapsed());
     assert!(status.success(), "{status:?}");
     let out = child.wait_with_output().unwrap();
-    let logs = format!(
+    let mut logs = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
@@ -596,7 +629,61 @@ async fn the_sidecar_rotates_keeps_files_through_an_outage_and_never_logs_a_secr
         logs.len() > 1000,
         "trace logging produced almost nothing: {logs}"
     );
-    for forbidden in [canary, rotated, CLIENT_SECRET, "mysupersecretpassword"] {
+    // The planted volume was noticed (once), in words of our own.
+    assert_eq!(
+        logs.matches("treating the volume as holding no set")
+            .count(),
+        1,
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("../planted"),
+        "a planted link target reached the log"
+    );
+
+    // L2: an error longer than its cap (a long, missing name), at trace level:
+    // one bounded line, a bounded status entry, and still no value logged.
+    let long_name = "n".repeat(127);
+    let capped = finish(
+        f.sidecar(
+            &["fetch", "--once"],
+            &spec(
+                &format!(r#"{{"file":"db-pass","source":"azure://{VAULT}/secrets/db-pass"}},{{"file":"missing","source":"azure://{VAULT}/secrets/{long_name}"}}"#),
+                "1m",
+            ),
+            &env,
+        )
+        .args(["--deadline", "2s"]),
+    );
+    assert!(!capped.status.success());
+    let capped_logs = stderr(&capped);
+    // At trace level the runtime may still log its shutdown after the line.
+    let last = capped_logs
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("secret-injector: "))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        last.starts_with("secret-injector: cannot fetch missing from"),
+        "{last}"
+    );
+    assert!(last.len() <= 2040, "{}", last.len());
+    assert!(last.contains('…'), "the detail was not capped: {last}");
+    let entry = status_of(&f)["objects"]["missing"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!entry.is_empty() && entry.len() <= 300, "{entry}");
+    logs.push_str(&capped_logs);
+
+    for forbidden in [
+        canary,
+        rotated,
+        planted,
+        CLIENT_SECRET,
+        "mysupersecretpassword",
+    ] {
         assert!(!logs.contains(forbidden), "{forbidden} reached the log");
     }
 }

@@ -61,7 +61,7 @@ impl Provider for ScriptedStore {
                 version: version.clone(),
             }),
             Some(Err(e)) => Err(e.clone()),
-            None => Err(FetchError::NotFound(format!("{uri} does not exist"))),
+            None => Err(FetchError::NotFound(format!("{uri} does not exist").into())),
         }
     }
 }
@@ -347,7 +347,11 @@ type PublishedRound = (bool, bool, Vec<String>, Vec<String>);
 struct RecordingPublisher {
     rounds: Arc<Mutex<Vec<PublishedRound>>>,
     notes: Arc<Mutex<Vec<&'static str>>>,
+    /// Each Event's note as it would be published.
+    messages: Arc<Mutex<Vec<String>>>,
     refusals: Arc<Mutex<usize>>,
+    /// Answer every publish with this permanent error (a Secret not ours).
+    refused: Arc<Mutex<Option<String>>>,
 }
 
 #[async_trait]
@@ -356,7 +360,7 @@ impl secret_injector_sidecar::engine::Publish for RecordingPublisher {
         &mut self,
         _: &InjectionSpec,
         round: &secret_injector_sidecar::cluster::RoundFacts<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), secret_injector_sidecar::engine::PublishError> {
         let names = |files: &[shared::FileName]| files.iter().map(|f| f.to_string()).collect();
         self.rounds.lock().unwrap().push((
             round.complete,
@@ -364,11 +368,20 @@ impl secret_injector_sidecar::engine::Publish for RecordingPublisher {
             names(round.changed),
             round.failures.iter().map(|(f, _)| f.to_string()).collect(),
         ));
-        self.notes.lock().unwrap().extend(
-            secret_injector_sidecar::cluster::notes_for(round)
-                .iter()
-                .map(|n| n.reason),
-        );
+        let notes = secret_injector_sidecar::cluster::notes_for(round);
+        self.notes
+            .lock()
+            .unwrap()
+            .extend(notes.iter().map(|n| n.reason));
+        self.messages
+            .lock()
+            .unwrap()
+            .extend(notes.iter().map(|n| n.bounded_message()));
+        if let Some(message) = self.refused.lock().unwrap().clone() {
+            return Err(secret_injector_sidecar::engine::PublishError::permanent(
+                message,
+            ));
+        }
         let mut refusals = self.refusals.lock().unwrap();
         if *refusals > 0 {
             *refusals -= 1;
@@ -419,6 +432,27 @@ async fn a_secret_that_never_syncs_fails_the_init_run_with_the_reason() {
     assert_eq!(read(dir.path(), "db-user"), "administrator");
 }
 
+/// H2: a Secret that is not ours fails the init run at once, not at its
+/// deadline, with the refusal's words.
+#[tokio::test]
+async fn h2_a_refused_secret_fails_the_init_run_at_once() {
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    store.set(PASS, "mysupersecretpassword", "p1");
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = RecordingPublisher::default();
+    let refusal = "Secret default/k8s-secret exists and was not created by secret-injector for SecretProviderClass kv (it has no label secrets-store.csi.k8s.io/managed: \"true\"); secret-injector never takes over a Secret; delete it or rename secretObjects[].secretName";
+    *publisher.refused.lock().unwrap() = Some(refusal.to_owned());
+    let mut engine =
+        engine(&store, dir.path(), spec("")).with_publisher(Box::new(publisher.clone()));
+    let started = std::time::Instant::now();
+    let err = engine.init(Duration::from_secs(60)).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(matches!(err, EngineError::Refused(_)), "{err}");
+    assert_eq!(err.to_string(), format!("secret-injector: {refusal}"));
+    assert_eq!(publisher.rounds.lock().unwrap().len(), 1, "retried");
+}
+
 #[tokio::test]
 async fn rotation_and_failure_events_follow_the_store() {
     let store = ScriptedStore::default();
@@ -447,4 +481,118 @@ async fn rotation_and_failure_events_follow_the_store() {
     );
     let rounds = publisher.rounds.lock().unwrap().clone();
     assert_eq!(rounds[1].2, ["db-pass"]);
+}
+
+#[tokio::test]
+async fn l2_a_ten_kilobyte_store_error_is_bounded_in_the_status_file_events_and_termination_message()
+ {
+    use secret_injector_sidecar::text::{DETAIL_LIMIT, EVENT_NOTE_LIMIT, TERMINATION_LIMIT};
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    // A store (or a proxy in front of it) answering with a 10 KB page.
+    let huge = format!(
+        "<html>\n{}\n{}</html>",
+        "e".repeat(5 * 1024),
+        "é".repeat(2600)
+    );
+    let mut extra = String::new();
+    for i in 0..20 {
+        let uri = format!("azure://kv-aks-csi-weu-01/secrets/extra-{i}");
+        extra.push_str(&format!(r#",{{"file":"extra-{i}","source":"{uri}"}}"#));
+        store.fail(&uri, FetchError::Unavailable(huge.as_str().into()));
+    }
+    store.fail(PASS, FetchError::Unavailable(huge.as_str().into()));
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = RecordingPublisher::default();
+    let mut engine =
+        engine(&store, dir.path(), spec(&extra)).with_publisher(Box::new(publisher.clone()));
+    let err = engine
+        .init(Duration::from_millis(200))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.len() <= TERMINATION_LIMIT, "{}", err.len());
+    assert!(!err.contains('\n'));
+    assert!(err.starts_with("secret-injector: cannot fetch"), "{err}");
+
+    let status = Status::read(dir.path()).unwrap();
+    let error = status.objects["db-pass"].error.clone().unwrap();
+    assert!(error.len() <= DETAIL_LIMIT + 32, "{}", error.len());
+    assert!(!error.contains('\n'));
+
+    let messages = publisher.messages.lock().unwrap().clone();
+    assert!(!messages.is_empty());
+    for message in messages {
+        assert!(message.len() <= EVENT_NOTE_LIMIT, "{}", message.len());
+    }
+}
+
+/// M4: what is on disk seeds the last-good values only when the status file
+/// agrees with it; otherwise the sidecar fetches first.
+#[tokio::test]
+async fn m4_resume_seeds_last_good_values_only_when_consistent_with_the_status_file() {
+    let store = ScriptedStore::default();
+    store.set(USER, "administrator", "v1");
+    store.set(PASS, "pw", "p1");
+
+    // A set with no status file beside it (planted, or a status lost).
+    let dir = tempfile::tempdir().unwrap();
+    let planted: secret_injector_sidecar::writer::FileSet = ["db-user", "db-pass"]
+        .into_iter()
+        .map(|f| {
+            (
+                shared::FileName::new(f).unwrap(),
+                secret_injector_sidecar::writer::FileEntry {
+                    data: SecretBytes::from("planted".to_owned()),
+                    mode: 0o640,
+                },
+            )
+        })
+        .collect();
+    AtomicWriter::new(dir.path()).write(&planted).unwrap();
+    let mut fresh = engine(&store, dir.path(), spec(""));
+    assert!(!fresh.resume().unwrap(), "seeded from a set without status");
+    // The store is down: the planted value is not kept as "last good".
+    store.fail(PASS, FetchError::Unavailable("down".into()));
+    let report = fresh.round().await.unwrap();
+    assert!(!report.complete && !report.wrote);
+    store.set(PASS, "pw", "p1");
+    assert!(fresh.round().await.unwrap().wrote);
+    assert_eq!(read(dir.path(), "db-pass"), "pw");
+
+    // Consistent: resumes without a rewrite.
+    let mut restarted = engine(&store, dir.path(), spec(""));
+    assert!(restarted.resume().unwrap());
+    assert!(!restarted.round().await.unwrap().wrote);
+
+    // A status entry without a version, or for another source: fresh.
+    let mut status = Status::read(dir.path()).unwrap();
+    status.objects.get_mut("db-pass").unwrap().version = None;
+    status.write(dir.path()).unwrap();
+    assert!(!engine(&store, dir.path(), spec("")).resume().unwrap());
+    let mut status = Status::read(dir.path()).unwrap();
+    let pass = status.objects.get_mut("db-pass").unwrap();
+    pass.version = Some("p1".into());
+    pass.source = "azure://elsewhere/secrets/db-pass".into();
+    status.write(dir.path()).unwrap();
+    assert!(!engine(&store, dir.path(), spec("")).resume().unwrap());
+
+    // A file the spec does not name: fresh.
+    let mut status = Status::read(dir.path()).unwrap();
+    status.objects.get_mut("db-pass").unwrap().source = PASS.into();
+    status.write(dir.path()).unwrap();
+    assert!(engine(&store, dir.path(), spec("")).resume().unwrap());
+    let mut with_extra = AtomicWriter::new(dir.path())
+        .read_current()
+        .unwrap()
+        .unwrap();
+    with_extra.insert(
+        shared::FileName::new("extra").unwrap(),
+        secret_injector_sidecar::writer::FileEntry {
+            data: SecretBytes::from("x".to_owned()),
+            mode: 0o640,
+        },
+    );
+    AtomicWriter::new(dir.path()).write(&with_extra).unwrap();
+    assert!(!engine(&store, dir.path(), spec("")).resume().unwrap());
 }

@@ -65,8 +65,8 @@ created_once() {
 }
 check "two replicas started together end with one CA" one_ca
 check "exactly one replica created it" created_once
-check "the caBundle of both webhooks is the Secret's CA" \
-  sh -c "[ -n \"\$1\" ] && [ \"\$1\" = \"\$2\" ] && [ \"\$1\" = \"\$3\" ]" _ "$(secret_ca)" "$(bundle_of 0)" "$(bundle_of 1)"
+check "the caBundle of the three webhooks is the Secret's CA" \
+  sh -c "[ -n \"\$1\" ] && [ \"\$1\" = \"\$2\" ] && [ \"\$1\" = \"\$3\" ] && [ \"\$1\" = \"\$4\" ]" _ "$(secret_ca)" "$(bundle_of 0)" "$(bundle_of 1)" "$(bundle_of 2)"
 
 # An annotated pod: the apiserver calls the webhook through its Service.
 K apply -f manifests/examples/seed-pod-annotations.yaml >/dev/null
@@ -79,8 +79,8 @@ check "it has the init container and the sidecar" \
 check "the app reads its secret" test "$(K exec "$pod" -c nginx -- cat /mnt/secrets-store/db-user)" = administrator
 
 # A steady stream of pod creations (server-side dry run: admitted, not run),
-# each checked for the injection; a webhook failure is ignored by the
-# apiserver (failurePolicy Ignore), so a missing injection is the failure.
+# each checked for the injection. Labelled for opt-in, so a webhook failure
+# refuses the creation (failurePolicy Fail); either way it counts as failed.
 stream() {
   local i=0
   while [ ! -e "$W/stream.stop" ]; do
@@ -90,9 +90,10 @@ apiVersion: v1
 kind: Pod
 metadata:
   name: stream-$i
+  labels: {secret-injector.io/inject: "true"}
   annotations:
-    secret-injector.io/inject: "true"
     secret-injector.io/secret-db-user: azure://$VAULT/secrets/db-user
+    secret-injector.io/client-id: $CLIENT
 spec:
   containers: [{name: app, image: nginx:1.23.1}]
 YAML

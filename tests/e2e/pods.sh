@@ -59,44 +59,42 @@ e2e_images "$W"
 
 # The webhook, registered with the apiserver; `auto` asks the apiserver (1.20: classic sidecars).
 port=$(kc_free_port)
-kc_spawn webhook "$W" "$repo/target/debug/webhook" serve --listen "127.0.0.1:$port" \
-  --self-signed --self-signed-names 127.0.0.1 --self-signed-ca-out "$W/webhook-ca.pem" \
-  --sidecar-image secret-injector-sidecar:e2e --sidecar-image-pull-policy Never \
-  --native-sidecar auto --default-rotation-interval "${INTERVAL}s"
-for _ in $(seq 1 100); do
-  in_ns curl -fsS --cacert "$W/webhook-ca.pem" "https://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-K apply -f - >/dev/null <<YAML
-apiVersion: admissionregistration.k8s.io/v1
-kind: MutatingWebhookConfiguration
-metadata: {name: secret-injector}
-webhooks:
-- name: inject.secret-injector.io
+start_webhook() {
+  kc_spawn webhook "$W" "$repo/target/debug/webhook" serve --listen "127.0.0.1:$port" \
+    --self-signed --self-signed-names 127.0.0.1 --self-signed-ca-out "$W/webhook-ca.pem" \
+    --sidecar-image secret-injector-sidecar:e2e --sidecar-image-pull-policy Never \
+    --native-sidecar auto --default-rotation-interval "${INTERVAL}s"
+  for _ in $(seq 1 100); do
+    in_ns curl -fsS --cacert "$W/webhook-ca.pem" "https://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+}
+# The three entries of manifests/base/webhook.yaml, at the process's URL.
+register_webhook() {
+  local entry ca
+  ca=$(base64 -w0 "$W/webhook-ca.pem")
+  entry() { # name path failurePolicy selector-yaml
+    cat <<ENTRY
+- name: $1
   admissionReviewVersions: ["v1"]
-  clientConfig:
-    url: https://127.0.0.1:$port/mutate
-    caBundle: $(base64 -w0 "$W/webhook-ca.pem")
+  clientConfig: {url: "https://127.0.0.1:$port$2", caBundle: $ca}
   rules: [{apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["pods"]}]
-  namespaceSelector:
-    matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system]}]
+  $4
   sideEffects: None
   reinvocationPolicy: IfNeeded
-  failurePolicy: Fail
+  failurePolicy: $3
   timeoutSeconds: 5
-- name: csi.secret-injector.io
-  admissionReviewVersions: ["v1"]
-  clientConfig:
-    url: https://127.0.0.1:$port/mutate-csi
-    caBundle: $(base64 -w0 "$W/webhook-ca.pem")
-  rules: [{apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["pods"]}]
-  namespaceSelector:
-    matchLabels: {secret-injector.io/csi-compat: enabled}
-  sideEffects: None
-  reinvocationPolicy: IfNeeded
-  failurePolicy: Fail
-  timeoutSeconds: 5
-YAML
+ENTRY
+  }
+  {
+    printf 'apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata: {name: secret-injector}\nwebhooks:\n'
+    entry csi.secret-injector.io /mutate-csi Fail 'namespaceSelector: {matchLabels: {secret-injector.io/csi-compat: enabled}}'
+    entry label.secret-injector.io /mutate Fail 'objectSelector: {matchLabels: {secret-injector.io/inject: "true"}}'
+    entry inject.secret-injector.io /mutate Ignore 'objectSelector: {matchExpressions: [{key: secret-injector.io/inject, operator: NotIn, values: ["true"]}]}'
+  } | K apply -f - >/dev/null
+}
+start_webhook
+register_webhook
 sleep 2 # the apiserver picks webhook configurations up asynchronously
 
 # The seed's Deployment in annotation form, rotation shortened for the test.
@@ -148,6 +146,38 @@ K delete deployment nginx-deployment --wait=true >/dev/null
 K wait --for=delete pod -l app=nginx --timeout=60s >/dev/null 2>&1 || true
 K label namespace default secret-injector.io/csi-compat=enabled --overwrite >/dev/null
 K apply -f manifests/examples/rbac/pod-role.yaml >/dev/null
+# The seed's Deployment names no ServiceAccount: bind the Role to `default`
+# of this throw-away namespace (the example binds an app's own account).
+K create rolebinding secret-injector-pod-default --role=secret-injector-pod \
+  --serviceaccount=default:default >/dev/null
+# H3: the Role is enough for the seed's manifests, and no more.
+can_i_table() {
+  local as=system:serviceaccount:default:default line verb what want got bad=0
+  while read -r want verb what; do
+    got=$(K auth can-i --as="$as" "$verb" "$what" 2>/dev/null || true)
+    printf 'pods:   can-i %-6s %-60s %s\n' "$verb" "$what" "$got"
+    [ "$got" = "$want" ] || bad=1
+  done <<TABLE
+yes get secrets/k8s-secret
+yes create secrets/k8s-secret
+yes patch secrets/k8s-secret
+no get secrets/other-secret
+no patch secrets/other-secret
+no create secrets/other-secret
+no list secrets
+no watch secrets
+no delete secrets/k8s-secret
+yes create secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io
+yes patch secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io
+no get secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io
+no delete secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io
+yes create events
+no list pods
+no get configmaps
+TABLE
+  return "$bad"
+}
+check "the example Role grants the seed exactly what it needs (kubectl auth can-i)" can_i_table
 # Known values and versions (a new version each, same values as the seed's).
 version_of() { admin -d "{\"value\":\"$2\"}" "https://10.77.0.1/admin/vaults/$VAULT/secrets/$1" | jq -r .version; }
 user_version=$(version_of db-user administrator)
@@ -263,3 +293,66 @@ check "a missing secret: a FailedMount Event on the pod names the file" failed_m
 check "a missing secret: the app container has not started" \
   test "$(K get pod missing-secret -o jsonpath='{.status.containerStatuses[0].started}')" != true
 K delete pod missing-secret --wait=false >/dev/null
+
+# H2: secretObjects never take over a Secret they did not create. A Secret
+# made by someone else under the class's secretName: the pod is refused (its
+# init container fails at once, saying why) and the Secret stays as it was.
+K create secret generic k8s-secret --from-literal=username=theirs --from-literal=other=kept >/dev/null
+before=$(K get secret k8s-secret -o json | jq -S '{data, type, labels: .metadata.labels, owners: .metadata.ownerReferences, rv: .metadata.resourceVersion}')
+K apply -f manifests/examples/seed/10-secretProviderClass_secretObjects.yml -f manifests/examples/seed/11-deployment.yml >/dev/null
+refused() {
+  for _ in $(seq 1 90); do
+    K get events --field-selector reason=SecretSyncRefused -o jsonpath='{.items[*].message}' 2>/dev/null |
+      grep -q 'k8s-secret' && return 0
+    K get pods -l app=nginx -o jsonpath='{.items[*].status.initContainerStatuses[0].lastState.terminated.message}{.items[*].status.initContainerStatuses[0].state.terminated.message}' 2>/dev/null |
+      grep -q 'never takes over' && return 0
+    sleep 1
+  done
+  K get pods -l app=nginx -o wide || true
+  K get events --field-selector involvedObject.kind=Pod | tail -10 || true
+  return 1
+}
+check "h2: a pod whose secretObjects name someone else's Secret is refused, saying why" refused
+check "h2: the app of that pod has not started" \
+  test "$(K get pods -l app=nginx -o jsonpath='{.items[0].status.containerStatuses[0].started}')" != true
+unchanged() {
+  [ "$(K get secret k8s-secret -o json | jq -S '{data, type, labels: .metadata.labels, owners: .metadata.ownerReferences, rv: .metadata.resourceVersion}')" = "$before" ]
+}
+check "h2: the Secret is byte-identical afterwards (data, type, labels, owners, resourceVersion)" unchanged
+K delete deployment nginx-deployment --wait=true >/dev/null
+K delete secret k8s-secret >/dev/null
+
+# M6: opting in by label is failurePolicy Fail, so with the webhook down a
+# labelled pod is refused rather than started without its files; a pod that
+# asked for nothing still starts (the annotation entry is Ignore, and the
+# label entry's objectSelector never sends it).
+labelled_pod() {
+  cat <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $1
+  labels: {secret-injector.io/inject: "true"}
+  annotations:
+    secret-injector.io/secret-db-user: azure://$VAULT/secrets/db-user
+    secret-injector.io/tenant-id: $TENANT
+    secret-injector.io/client-id: $CLIENT
+spec:
+  containers: [{name: app, image: nginx:1.23.1}]
+YAML
+}
+KC_NETNS=$NETNS kc_stop_pid "$W/webhook.pid" "$W/" 5
+refused_while_down() { ! labelled_pod labelled-down | K apply -f - >"$W/down.out" 2>&1 && grep -q 'failed calling webhook' "$W/down.out"; }
+check "m6: with the webhook down, a pod labelled for opt-in is refused" refused_while_down
+K run plain-down --image=nginx:1.23.1 --restart=Never >/dev/null
+check "m6: with the webhook down, a pod without opt-in still starts" \
+  K wait --for=condition=Ready pod/plain-down --timeout=120s
+start_webhook
+register_webhook
+sleep 2
+labelled_pod labelled-up | K apply -f - >/dev/null
+check "m6: with the webhook back, the labelled pod is injected and starts" \
+  K wait --for=condition=Ready pod/labelled-up --timeout=180s
+check "m6: the labelled pod (no inject annotation) carries the injected status" \
+  test "$(K get pod labelled-up -o jsonpath='{.metadata.annotations.secret-injector\.io/status}')" = injected
+K delete pod plain-down labelled-up --wait=false >/dev/null

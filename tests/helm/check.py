@@ -67,21 +67,28 @@ for mode, values in modes.items():
           all(e["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]
               and e["sideEffects"] == "None" and e["reinvocationPolicy"] == "IfNeeded" and e["timeoutSeconds"] == 5
               for e in entries))
-    check(f"{mode}: failurePolicy Ignore (inject), Fail (csi)",
-          [e["failurePolicy"] for e in entries] == ["Ignore", "Fail"])
+    check(f"{mode}: csi (Fail), label (Fail, objectSelector), inject (Ignore, the rest), in that order",
+          [(e["name"], e["failurePolicy"]) for e in entries]
+          == [("csi.secret-injector.io", "Fail"), ("label.secret-injector.io", "Fail"), ("inject.secret-injector.io", "Ignore")]
+          and entries[1]["objectSelector"] == {"matchLabels": {"secret-injector.io/inject": "true"}}
+          and entries[2]["objectSelector"]["matchExpressions"][0]["operator"] == "NotIn")
+    check(f"{mode}: the operator's limits reach the webhook",
+          {"SECRET_INJECTOR_ALLOWED_STORE_HOSTS", "SECRET_INJECTOR_MIN_ROTATION_INTERVAL",
+           "SECRET_INJECTOR_MAX_ROTATION_INTERVAL", "SECRET_INJECTOR_ALLOW_MANAGED_IDENTITY"}
+          <= {e["name"] for e in container["env"]})
     check(f"{mode}: never kube-system or its own namespace",
           all({"kube-system", "secret-injector"} <= set(e["namespaceSelector"]["matchExpressions"][0]["values"])
               for e in entries))
     bundles = [e["clientConfig"].get("caBundle") for e in entries]
     if mode == "selfManaged":
         check("selfManaged: --tls-managed, the webhook writes the caBundle",
-              "--tls-managed" in args and bundles == [None, None])
+              "--tls-managed" in args and bundles == [None, None, None])
         rules = [r for d in find(docs, "ClusterRole") for r in d["rules"]]
         check("selfManaged: may update only its own webhook configuration",
               any(r.get("resourceNames") == ["secret-injector"] and r["verbs"] == ["get", "update"] for r in rules))
     elif mode == "provided":
         check("provided: the Secret mounted, the caBundle given",
-              "--tls-cert-file=/tls/tls.crt" in args and bundles == [CA, CA]
+              "--tls-cert-file=/tls/tls.crt" in args and bundles == [CA, CA, CA]
               and deployment["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"] == "my-webhook-tls")
     else:
         certificate = find(docs, "Certificate")
@@ -89,6 +96,24 @@ for mode, values in modes.items():
               len(certificate) == 1
               and "secret-injector.secret-injector.svc" in certificate[0]["spec"]["dnsNames"]
               and webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "secret-injector/secret-injector")
+
+# matchConditions (CEL) exist from Kubernetes 1.28: rendered on request (and
+# by `auto` on such clusters); the renders applied to the 1.20 apiserver lack them.
+with_mc = find(render({"webhook": {"matchConditions": "true"}}), "MutatingWebhookConfiguration")[0]["webhooks"]
+check("matchConditions: only on the annotation webhook, with the opt-in expression",
+      [bool(e.get("matchConditions")) for e in with_mc] == [False, False, True]
+      and "'secret-injector.io/inject' in object.metadata.annotations" in with_mc[2]["matchConditions"][0]["expression"])
+without = find(render({"webhook": {"matchConditions": "false"}}), "MutatingWebhookConfiguration")[0]["webhooks"]
+check("matchConditions: false renders none", not any(e.get("matchConditions") for e in without))
+policy = find(render({"networkPolicy": {"enabled": True, "from": [{"ipBlock": {"cidr": "10.0.0.0/24"}}]}}), "NetworkPolicy")
+check("networkPolicy: only the listed sources reach port 8443",
+      len(policy) == 1 and policy[0]["spec"]["ingress"][0]["ports"] == [{"port": 8443, "protocol": "TCP"}]
+      and policy[0]["spec"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "10.0.0.0/24"}}])
+try:
+    render({"networkPolicy": {"enabled": True}})
+    check("networkPolicy without sources is refused", False)
+except helm_python.HelmError as e:
+    check("networkPolicy without sources is refused, naming networkPolicy.from", "networkPolicy.from" in str(e))
 
 try:
     render({"tls": {"mode": "provided"}})

@@ -234,6 +234,7 @@ fn inject(args: InjectArgs) -> anyhow::Result<()> {
         .injector
         .native_sidecars_without_discovery()
         .unwrap_or(false);
+    args.injector.check()?;
     let config = args.injector.resolve(native);
     let injected = inject::inject_stream_with(
         &input,
@@ -250,6 +251,7 @@ fn inject(args: InjectArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    args.injector.check()?;
     // In a cluster (or with a kubeconfig): the apiserver's version and the
     // SecretProviderClasses. Local runs have neither, and need neither.
     let client = match kube::Client::try_default().await {

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
-use shared::{Defaults, FileMode, Rotation};
+use clap::{ArgAction, Args, ValueEnum};
+use shared::{Defaults, FileMode, Limits, Rotation, StoreHosts};
 
 /// Kubernetes minor version from which init containers with
 /// `restartPolicy: Always` (native sidecars) are on by default and stable enough.
@@ -129,6 +129,52 @@ pub struct InjectorArgs {
     /// Tenant used when a pod does not set secret-injector.io/tenant-id.
     #[arg(long, env = "SECRET_INJECTOR_AZURE_TENANT_ID")]
     pub azure_tenant_id: Option<String>,
+
+    /// Store hosts a pod or SecretProviderClass may name, comma-separated:
+    /// host[:port] or *.suffix[:port] (port a number or *; none means 443).
+    /// IP addresses, loopback, link-local and cluster-internal names must be
+    /// listed by name. The sidecar checks the same list before it sends
+    /// anything.
+    #[arg(long, env = shared::store_hosts::ALLOWED_STORE_HOSTS_ENV,
+          default_value = shared::store_hosts::DEFAULT_ALLOWED_STORE_HOSTS)]
+    pub allowed_store_hosts: StoreHosts,
+
+    /// The shortest rotation interval a pod may ask for (at least 5s).
+    #[arg(long, env = "SECRET_INJECTOR_MIN_ROTATION_INTERVAL", default_value = "5s",
+          value_parser = parse_duration)]
+    pub min_rotation_interval: Duration,
+
+    /// The longest rotation interval a pod may ask for (at most 720h).
+    #[arg(long, env = "SECRET_INJECTOR_MAX_ROTATION_INTERVAL", default_value = "24h",
+          value_parser = parse_duration)]
+    pub max_rotation_interval: Duration,
+
+    /// Whether pods and SecretProviderClasses may use the node's managed
+    /// identity (useVMManagedIdentity, secret-injector.io/use-managed-identity).
+    #[arg(long, env = "SECRET_INJECTOR_ALLOW_MANAGED_IDENTITY", default_value = "true",
+          action = ArgAction::Set)]
+    pub allow_managed_identity: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "--min-rotation-interval {min} and --max-rotation-interval {max}: accepted: {floor} <= min <= max <= {ceiling}"
+    )]
+    RotationBounds {
+        min: Rotation,
+        max: Rotation,
+        floor: Rotation,
+        ceiling: Rotation,
+    },
+    #[error(
+        "--default-rotation-interval {value} is outside --min-rotation-interval {min} and --max-rotation-interval {max}"
+    )]
+    DefaultRotation {
+        value: Rotation,
+        min: Rotation,
+        max: Rotation,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -183,6 +229,40 @@ pub struct InjectorConfig {
 }
 
 impl InjectorArgs {
+    /// Flags that only make sense together.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let (min, max) = (self.min_rotation_interval, self.max_rotation_interval);
+        if min < shared::MIN_ROTATION_INTERVAL || min > max || max > shared::MAX_ROTATION_INTERVAL {
+            return Err(ConfigError::RotationBounds {
+                min: Rotation::Every(min),
+                max: Rotation::Every(max),
+                floor: Rotation::Every(shared::MIN_ROTATION_INTERVAL),
+                ceiling: Rotation::Every(shared::MAX_ROTATION_INTERVAL),
+            });
+        }
+        let limits = self.limits();
+        if limits
+            .check_rotation(self.default_rotation_interval)
+            .is_err()
+        {
+            return Err(ConfigError::DefaultRotation {
+                value: self.default_rotation_interval,
+                min: Rotation::Every(min),
+                max: Rotation::Every(max),
+            });
+        }
+        Ok(())
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            store_hosts: self.allowed_store_hosts.clone(),
+            min_rotation: self.min_rotation_interval,
+            max_rotation: self.max_rotation_interval,
+            allow_managed_identity: self.allow_managed_identity,
+        }
+    }
+
     /// `native_sidecars` is decided by the caller (flag, version flag, or the apiserver).
     pub fn resolve(&self, native_sidecars: bool) -> InjectorConfig {
         let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
@@ -203,6 +283,7 @@ impl InjectorArgs {
                 mount_path: self.default_mount_path.clone(),
                 rotation: self.default_rotation_interval,
                 file_permission: self.default_file_permission,
+                limits: self.limits(),
             },
             azure_authority_host: self.azure_authority_host.clone(),
             azure_tenant_id: self.azure_tenant_id.clone(),

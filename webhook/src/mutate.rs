@@ -18,7 +18,7 @@ use shared::{
     AnnotationErrors, AzureIdentity, ClassRequest, InjectionSpec, ProviderClassError, Request,
     SPEC_ENV,
     annotations::{self, NO_SIDECAR_REASON, STATUS, STATUS_INJECTED},
-    spec_from_provider_class,
+    contract,
 };
 
 use crate::{classes::Context, config::InjectorConfig};
@@ -37,11 +37,6 @@ pub const AZURE_TOKEN_DIR: &str = "/var/run/secrets/azure/tokens";
 pub const AZURE_TOKEN_FILE: &str = "azure-identity-token";
 pub const AZURE_TOKEN_AUDIENCE: &str = "api://AzureADTokenExchange";
 const AZURE_TOKEN_EXPIRATION_SECONDS: i64 = 3600;
-
-/// Sidecar subcommands: the contract with the sidecar binary.
-pub const FETCH_ONCE_ARGS: &[&str] = &["fetch", "--once"];
-pub const RUN_ARGS: &[&str] = &["run"];
-pub const PROBE_ARGS: &[&str] = &["probe"];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MutationError {
@@ -70,6 +65,19 @@ pub enum MutationError {
         "the pod already has a container named {0:?}, a name secret-injector needs for its own container; rename yours"
     )]
     ContainerNameTaken(&'static str),
+    #[error(
+        "container {container:?} mounts volume {volume:?}, which secret-injector adds and mounts itself; remove that volumeMount"
+    )]
+    VolumeMountTaken {
+        container: String,
+        volume: &'static str,
+    },
+    #[error(
+        "the pod reads Azure Key Vault but names no identity: set {client_id} (workload identity), annotate its ServiceAccount {account:?} with azure.workload.identity/client-id, or ask for the node's managed identity with {managed}: \"true\" (or useVMManagedIdentity in the SecretProviderClass)",
+        client_id = annotations::CLIENT_ID,
+        managed = annotations::USE_MANAGED_IDENTITY
+    )]
+    NoAzureIdentity { account: String },
     #[error(
         "container {container:?} already mounts something at {mount_path}; set {annotation} to another path",
         annotation = annotations::MOUNT_PATH
@@ -120,17 +128,7 @@ pub fn decide_with(
     ctx: &Context<'_>,
 ) -> Result<Decision, MutationError> {
     static NONE: BTreeMap<String, String> = BTreeMap::new();
-    let mut pod_annotations = pod.metadata.annotations.as_ref().unwrap_or(&NONE);
-    // The label opts in as the annotation does (it is what an objectSelector sees).
-    let labelled;
-    if opted_in_by_label(pod)
-        && pod_annotations.get(annotations::INJECT).map(String::as_str) != Some("true")
-    {
-        let mut with_inject = pod_annotations.clone();
-        with_inject.insert(annotations::INJECT.to_owned(), "true".to_owned());
-        labelled = with_inject;
-        pod_annotations = &labelled;
-    }
+    let pod_annotations = pod.metadata.annotations.as_ref().unwrap_or(&NONE);
     if is_injected(pod, pod_annotations) {
         return Ok(Decision::Skip {
             reason: SkipReason::AlreadyInjected,
@@ -138,9 +136,13 @@ pub fn decide_with(
         });
     }
     let csi = csi_volume(pod)?;
-    match annotations::parse(pod_annotations, &config.defaults)? {
+    let by_label = opted_in_by_label(pod);
+    let by_annotation_only =
+        !by_label && pod_annotations.get(annotations::INJECT).map(String::as_str) == Some("true");
+    let decision = match annotations::parse_opted_in(pod_annotations, &config.defaults, by_label)? {
         Request::OptedIn(mut spec) => {
             identity_from_service_account(&mut spec, pod, ctx);
+            check_identity(&spec, pod)?;
             mutate(pod, &spec, config).map(Decision::Inject)
         }
         Request::FromClass(request) => {
@@ -169,7 +171,27 @@ pub fn decide_with(
                 warnings,
             }),
         },
+    };
+    match decision {
+        Ok(Decision::Inject(mut mutation)) if by_annotation_only => {
+            mutation.warnings.push(format!(
+                "secret-injector: this pod opts in with the annotation {INJECT}, whose webhook is failurePolicy Ignore: while the webhook is unavailable such a pod starts without its files. Label the pod {INJECT}: \"true\" instead (its webhook refuses the pod rather than start it without them)",
+                INJECT = annotations::INJECT
+            ));
+            Ok(Decision::Inject(mutation))
+        }
+        other => other,
     }
+}
+
+/// The opt-in label `secret-injector.io/inject: "true"`, which the webhook
+/// configuration's objectSelector matches (failurePolicy Fail).
+pub fn opted_in_by_label(pod: &Pod) -> bool {
+    pod.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(annotations::INJECT))
+        .is_some_and(|v| v == "true")
 }
 
 /// The pod's Secrets Store CSI volume: (index, volume name, class name).
@@ -203,14 +225,18 @@ fn from_class(
 ) -> Result<Mutation, MutationError> {
     // The request's namespace (the apiserver's), never the object's.
     let namespace = ctx.namespace;
-    let class =
-        ctx.classes
-            .get(namespace, &request.class)
-            .ok_or_else(|| MutationError::UnknownClass {
-                namespace: namespace.to_owned(),
-                name: request.class.clone(),
-            })?;
-    let (mut spec, class_warnings) = spec_from_provider_class(&class, &request.defaults)?;
+    // Read once per watch event (or document); the pod's options apply here.
+    let class = ctx
+        .classes
+        .parsed(namespace, &request.class)
+        .ok_or_else(|| MutationError::UnknownClass {
+            namespace: namespace.to_owned(),
+            name: request.class.clone(),
+        })?;
+    let (mut spec, class_warnings) = match class.as_ref() {
+        Ok(class) => class.spec(&request.defaults)?,
+        Err(e) => return Err(e.clone().into()),
+    };
     spec.containers = request.containers.clone();
     if let Some(id) = &request.azure.client_id {
         spec.azure.client_id = Some(id.clone());
@@ -219,6 +245,7 @@ fn from_class(
         spec.azure.tenant_id = Some(id.clone());
     }
     identity_from_service_account(&mut spec, pod, ctx);
+    check_identity(&spec, pod)?;
     let mut mutation = mutate_with(pod, &spec, config, plan)?;
     mutation.warnings.extend(
         class_warnings
@@ -236,15 +263,7 @@ fn identity_from_service_account(spec: &mut InjectionSpec, pod: &Pod, ctx: &Cont
     if azure.use_managed_identity || (azure.client_id.is_some() && azure.tenant_id.is_some()) {
         return;
     }
-    let pod_spec = pod.spec.as_ref();
-    let account = pod_spec
-        .and_then(|s| {
-            s.service_account_name
-                .as_deref()
-                .or(s.service_account.as_deref())
-        })
-        .filter(|a| !a.is_empty())
-        .unwrap_or("default");
+    let account = service_account_name(pod);
     // The request's namespace (the apiserver's), never the object's.
     let namespace = ctx.namespace;
     let found = ctx.accounts.identity(namespace, account);
@@ -256,12 +275,31 @@ fn identity_from_service_account(spec: &mut InjectionSpec, pod: &Pod, ctx: &Cont
     }
 }
 
-fn opted_in_by_label(pod: &Pod) -> bool {
-    pod.metadata
-        .labels
+/// M1: Azure objects need an identity the pod, its class or its
+/// ServiceAccount named; the node's managed identity only when asked for.
+fn check_identity(spec: &InjectionSpec, pod: &Pod) -> Result<(), MutationError> {
+    let azure = &spec.azure;
+    if spec.providers().contains_key("azure")
+        && azure.client_id.is_none()
+        && !azure.use_managed_identity
+    {
+        return Err(MutationError::NoAzureIdentity {
+            account: service_account_name(pod).to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn service_account_name(pod: &Pod) -> &str {
+    pod.spec
         .as_ref()
-        .and_then(|l| l.get(annotations::INJECT))
-        .is_some_and(|v| v == "true")
+        .and_then(|s| {
+            s.service_account_name
+                .as_deref()
+                .or(s.service_account.as_deref())
+        })
+        .filter(|a| !a.is_empty())
+        .unwrap_or("default")
 }
 
 fn pod_annotations_contain(pod: &Pod, key: &str) -> bool {
@@ -370,6 +408,33 @@ pub fn mutate_with(
         );
     }
 
+    // M4: a CSI volume is read-only for the app at the volume level; its
+    // memory replacement is writable unless every app mount says otherwise.
+    if let VolumePlan::ReplaceCsi { name, .. } = plan {
+        for (list, containers) in [
+            ("containers", pod_spec.containers.as_slice()),
+            ("initContainers", init_containers),
+        ] {
+            for (i, container) in containers.iter().enumerate() {
+                for (j, m) in container.volume_mounts.iter().flatten().enumerate() {
+                    if m.name == name && m.read_only != Some(true) {
+                        ops.add(
+                            &[
+                                "spec",
+                                list,
+                                &i.to_string(),
+                                "volumeMounts",
+                                &j.to_string(),
+                                "readOnly",
+                            ],
+                            Value::Bool(true),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     // Read-only mounts in the targets, before our init container shifts the
     // init containers' indexes.
     let mount = VolumeMount {
@@ -415,7 +480,7 @@ pub fn mutate_with(
         let mut sidecar = first_init.clone();
         if let Some(map) = sidecar.as_object_mut() {
             map.insert("name".to_owned(), SIDECAR_CONTAINER_NAME.into());
-            map.insert("args".to_owned(), RUN_ARGS.into());
+            map.insert("args".to_owned(), contract::args::RUN.into());
         }
         sidecar
     });
@@ -446,7 +511,7 @@ pub fn mutate_with(
         ops.add(&["spec", "serviceAccountName"], Value::String(account));
     }
 
-    // Annotations: a pod opted in by its label may have none yet.
+    // Annotations: `metadata.annotations` exists, since the pod opted in with one.
     let mut new_annotations = vec![(STATUS, STATUS_INJECTED.to_owned())];
     // `kubectl logs` and `exec` keep going to the app, not to our sidecar.
     if let Some(first) = pod_spec.containers.first()
@@ -553,9 +618,23 @@ fn check_names(
     if uses_azure {
         ours.push(AZURE_TOKEN_VOLUME_NAME);
     }
-    for name in ours {
-        if volumes.iter().any(|v| v.name == name) {
+    for name in &ours {
+        if volumes.iter().any(|v| v.name == *name) {
             return Err(MutationError::VolumeNameTaken(name));
+        }
+    }
+    // M4, L4: a mount declared before the volume exists would become valid
+    // (and writable) once we add it.
+    for container in containers.iter().chain(init_containers) {
+        let mounts = container.volume_mounts.iter().flatten();
+        if let Some(volume) = mounts
+            .filter_map(|m| ours.iter().find(|o| **o == m.name))
+            .next()
+        {
+            return Err(MutationError::VolumeMountTaken {
+                container: container.name.clone(),
+                volume,
+            });
         }
     }
     if containers
@@ -668,22 +747,30 @@ fn env(spec: &InjectionSpec, config: &InjectorConfig, uses_azure: bool) -> Vec<E
     };
     let mut env = vec![
         plain(SPEC_ENV, spec.to_env_value()),
-        field("POD_NAME", "metadata.name"),
-        field("POD_NAMESPACE", "metadata.namespace"),
-        field("POD_UID", "metadata.uid"),
-        field("POD_SERVICE_ACCOUNT", "spec.serviceAccountName"),
+        field(contract::env::POD_NAME, "metadata.name"),
+        field(contract::env::POD_NAMESPACE, "metadata.namespace"),
+        field(contract::env::POD_UID, "metadata.uid"),
+        field(
+            contract::env::POD_SERVICE_ACCOUNT,
+            "spec.serviceAccountName",
+        ),
+        // The sidecar checks every store host again before it sends anything.
+        plain(
+            contract::env::ALLOWED_STORE_HOSTS,
+            config.defaults.limits.store_hosts.to_string(),
+        ),
     ];
     if uses_azure {
         env.push(plain(
-            "AZURE_FEDERATED_TOKEN_FILE",
+            contract::azure::FEDERATED_TOKEN_FILE,
             format!("{AZURE_TOKEN_DIR}/{AZURE_TOKEN_FILE}"),
         ));
         env.push(plain(
-            "AZURE_AUTHORITY_HOST",
+            contract::azure::AUTHORITY_HOST,
             config.azure_authority_host.clone(),
         ));
         if let Some(client_id) = &spec.azure.client_id {
-            env.push(plain("AZURE_CLIENT_ID", client_id.clone()));
+            env.push(plain(contract::azure::CLIENT_ID, client_id.clone()));
         }
         if let Some(tenant) = spec
             .azure
@@ -691,7 +778,7 @@ fn env(spec: &InjectionSpec, config: &InjectorConfig, uses_azure: bool) -> Vec<E
             .as_ref()
             .or(config.azure_tenant_id.as_ref())
         {
-            env.push(plain("AZURE_TENANT_ID", tenant.clone()));
+            env.push(plain(contract::azure::TENANT_ID, tenant.clone()));
         }
     }
     env
@@ -713,11 +800,11 @@ struct Injected<'a> {
 
 impl Injected<'_> {
     fn init_container(&self) -> Container {
-        self.container(INIT_CONTAINER_NAME, FETCH_ONCE_ARGS)
+        self.container(INIT_CONTAINER_NAME, contract::args::FETCH_ONCE)
     }
 
     fn sidecar(&self) -> Container {
-        self.container(SIDECAR_CONTAINER_NAME, RUN_ARGS)
+        self.container(SIDECAR_CONTAINER_NAME, contract::args::RUN)
     }
 
     /// An init container with `restartPolicy: Always`: kubelet holds the next
@@ -728,7 +815,7 @@ impl Injected<'_> {
         let mut container = self.sidecar();
         container.restart_policy = Some("Always".to_owned());
         let mut probe_command = vec![config.command.clone()];
-        probe_command.extend(PROBE_ARGS.iter().map(|a| (*a).to_owned()));
+        probe_command.extend(contract::args::PROBE.iter().map(|a| (*a).to_owned()));
         let period = 1;
         container.startup_probe = Some(Probe {
             exec: Some(ExecAction {

@@ -13,7 +13,7 @@ use rstest::rstest;
 use secret_injector_webhook::{
     InjectorConfig,
     accounts::ServiceAccounts,
-    classes::ProviderClasses,
+    classes::{Parsed, ProviderClasses},
     server::{self, AppState, Limits, MAX_BODY_BYTES},
 };
 use serde_json::{Value, json};
@@ -401,7 +401,7 @@ async fn a_pod_create_without_a_request_namespace_is_denied(#[case] namespace: O
 struct Unlisted;
 
 impl ProviderClasses for Unlisted {
-    fn get(&self, _: &str, _: &str) -> Option<Value> {
+    fn parsed(&self, _: &str, _: &str) -> Option<Arc<Parsed>> {
         None
     }
     fn synced(&self) -> bool {
@@ -534,8 +534,8 @@ struct Changing {
 }
 
 impl ProviderClasses for Changing {
-    fn get(&self, namespace: &str, name: &str) -> Option<Value> {
-        ProviderClasses::get(&*self.classes.lock().unwrap(), namespace, name)
+    fn parsed(&self, namespace: &str, name: &str) -> Option<Arc<Parsed>> {
+        self.classes.lock().unwrap().parsed(namespace, name)
     }
     fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)

@@ -51,7 +51,7 @@ fn repeated(
     text
 }
 
-const OPTED_IN: &str = r#""metadata":{"name":"p","annotations":{"secret-injector.io/inject":"true","secret-injector.io/secret-a":"azure://kv-test-01/secrets/a"}}"#;
+const OPTED_IN: &str = r#""metadata":{"name":"p","annotations":{"secret-injector.io/inject":"true","secret-injector.io/secret-a":"azure://kv-test-01/secrets/a","secret-injector.io/client-id":"00000000-0000-0000-0000-000000000001"}}"#;
 const CONTAINER: &str = r#"{"name":"app","image":"nginx"}"#;
 
 struct Case {
@@ -86,7 +86,7 @@ fn cases() -> Vec<Case> {
     };
     // The annotation big, on the pod itself (not in its own status).
     let big_annotation = repeated(
-        r#"{"metadata":{"name":"p","annotations":{"secret-injector.io/inject":"true","secret-injector.io/secret-a":"azure://kv-test-01/secrets/a","big":""#,
+        r#"{"metadata":{"name":"p","annotations":{"secret-injector.io/inject":"true","secret-injector.io/secret-a":"azure://kv-test-01/secrets/a","secret-injector.io/client-id":"00000000-0000-0000-0000-000000000001","big":""#,
         |_| "abcdefgh".to_owned(),
         "",
         &format!(r#""}}}},"spec":{{"containers":[{CONTAINER}]}}}}"#),

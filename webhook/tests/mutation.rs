@@ -22,12 +22,13 @@ fn seed_pod() -> Value {
         "metadata": {
             "generateName": "nginx-deployment-5d59d67564-",
             "namespace": "default",
-            "labels": {"app": "nginx"},
+            "labels": {"app": "nginx", "secret-injector.io/inject": "true"},
             "annotations": {
                 "secret-injector.io/inject": "true",
                 "secret-injector.io/secret-db-user": SEED_USER,
                 "secret-injector.io/secret-db-pass": SEED_PASS,
                 "secret-injector.io/rotation-interval": "1m",
+                "secret-injector.io/client-id": "00000000-0000-0000-0000-000000000001",
             },
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
                 "name": "nginx-deployment-5d59d67564", "uid": "6f2d2b43-7c1f-4d2c-a8f5-0a0b7a3d9d11",
@@ -348,6 +349,10 @@ fn pod_without_opt_in_is_left_alone() {
         .as_object_mut()
         .unwrap()
         .remove("secret-injector.io/inject");
+    pod["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("secret-injector.io/inject");
     assert_eq!(
         decide(&pod, &config()).unwrap(),
         Decision::Skip {
@@ -360,6 +365,10 @@ fn pod_without_opt_in_is_left_alone() {
         .as_object_mut()
         .unwrap()
         .remove("annotations");
+    bare["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("secret-injector.io/inject");
     assert!(matches!(
         decide(&bare, &config()).unwrap(),
         Decision::Skip {
@@ -774,6 +783,10 @@ fn workload_identity_comes_from_the_service_account_unless_the_pod_names_one() {
 
     let mut pod = seed_pod();
     pod["spec"]["serviceAccountName"] = json!("app-sa");
+    pod["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("secret-injector.io/client-id");
     let stored = inject_with(&pod);
     let sidecar = container(&stored, "secret-injector");
     assert_eq!(
@@ -791,10 +804,116 @@ fn workload_identity_comes_from_the_service_account_unless_the_pod_names_one() {
         Some("99999999-8888-7777-6666-555555555555")
     );
 
-    // Another account without the annotation: nothing invented.
-    let stored = inject_with(&seed_pod());
-    assert_eq!(
-        env(container(&stored, "secret-injector"), "AZURE_CLIENT_ID"),
-        None
+    // M1: another account without the annotation: nothing invented, and no
+    // silent fall back to the node's managed identity either.
+    let mut pod = seed_pod();
+    pod["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("secret-injector.io/client-id");
+    let typed: Pod = serde_json::from_value(pod.clone()).unwrap();
+    let err = mutate::decide_with(&typed, &config(), &ctx).unwrap_err();
+    assert!(
+        matches!(&err, MutationError::NoAzureIdentity { account } if account == "default"),
+        "{err}"
     );
+    let text = err.to_string();
+    assert!(text.contains("secret-injector.io/client-id"), "{text}");
+    assert!(text.contains("azure.workload.identity/client-id"), "{text}");
+
+    // Asking for the node's managed identity is explicit.
+    pod["metadata"]["annotations"]["secret-injector.io/use-managed-identity"] = json!("true");
+    let stored = inject_with(&pod);
+    let spec = shared::InjectionSpec::from_env_value(
+        env(container(&stored, "secret-injector"), shared::SPEC_ENV).unwrap(),
+    )
+    .unwrap();
+    assert!(spec.azure.use_managed_identity);
+}
+
+// M4, L4: a pod may not pre-declare mounts of the volumes we add.
+#[rstest]
+#[case("secret-injector-secrets")]
+#[case("secret-injector-azure-token")]
+fn m4_mounts_of_our_volumes_declared_by_the_pod_are_denied(#[case] volume: &str) {
+    let mut pod = seed_pod();
+    pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": volume, "mountPath": "/x"}));
+    let err = decide(&pod, &config()).unwrap_err();
+    assert!(
+        matches!(&err, MutationError::VolumeMountTaken { container, volume: v } if container == "nginx" && v == &volume),
+        "{err}"
+    );
+}
+
+// H1: the admission refuses what the operator does not allow, and tells the
+// sidecar the same list so it checks again.
+#[test]
+fn h1_store_hosts_are_the_operators() {
+    let mut pod = seed_pod();
+    pod["metadata"]["annotations"]["secret-injector.io/secret-x"] =
+        json!("azure://169.254.169.254/secrets/x");
+    let text = decide(&pod, &config()).unwrap_err().to_string();
+    assert!(text.contains("secret-injector.io/secret-x"), "{text}");
+    assert!(text.contains("169.254.169.254:443"), "{text}");
+
+    let (stored, _) = inject(&seed_pod(), &config());
+    for name in ["secret-injector-init", "secret-injector"] {
+        assert_eq!(
+            env(
+                container(&stored, name),
+                "SECRET_INJECTOR_ALLOWED_STORE_HOSTS"
+            ),
+            Some(shared::store_hosts::DEFAULT_ALLOWED_STORE_HOSTS)
+        );
+    }
+}
+
+// M6: the label opts in (objectSelector, failurePolicy Fail); the annotation
+// still does, with a warning that recommends the label.
+#[test]
+fn m6_the_label_opts_in_and_the_annotation_is_warned_about() {
+    let mut labelled = seed_pod();
+    labelled["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("secret-injector.io/inject");
+    labelled["metadata"]["labels"]["secret-injector.io/inject"] = json!("true");
+    let (pod, mutation) = inject(&labelled, &config());
+    assert!(containers(&pod).contains(&"secret-injector"));
+    assert!(
+        !mutation
+            .warnings
+            .iter()
+            .any(|w| w.contains("Label the pod")),
+        "{:?}",
+        mutation.warnings
+    );
+
+    let mut annotated = seed_pod();
+    annotated["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("secret-injector.io/inject");
+    let (_, mutation) = inject(&annotated, &config());
+    assert!(
+        mutation
+            .warnings
+            .iter()
+            .any(|w| w.contains("Label the pod secret-injector.io/inject: \"true\"")),
+        "{:?}",
+        mutation.warnings
+    );
+
+    let mut wrong = labelled.clone();
+    wrong["metadata"]["labels"]["secret-injector.io/inject"] = json!("yes");
+    assert!(matches!(
+        decide(&wrong, &config()).unwrap(),
+        Decision::Skip {
+            reason: SkipReason::NotOptedIn,
+            ..
+        }
+    ));
 }

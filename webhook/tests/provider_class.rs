@@ -171,3 +171,43 @@ spec:
     assert_eq!(injected.rotation.to_string(), "30s");
     assert_eq!(injected.objects.len(), 2);
 }
+
+// M4: a CSI volume is read-only at the volume level; its memory replacement
+// must stay read-only for the app even where the app's mount forgot to say so.
+#[test]
+fn m4_a_converted_volume_stays_read_only_for_the_app() {
+    let writable = DEPLOYMENT_02.replace("readOnly: true", "readOnly: false");
+    assert_ne!(writable, DEPLOYMENT_02, "the seed mounts read-only");
+    let input = format!("{CLASS_01}---\n{writable}");
+    let result = inject_stream_with(&input, &InjectorConfig::default(), CSI).unwrap();
+    let pod = pod_spec(&result.output, 1);
+    let app_mount = pod.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "secrets-mount")
+        .unwrap();
+    assert_eq!(app_mount.read_only, Some(true));
+    // Our own containers write into it.
+    let init = &pod.init_containers.as_ref().unwrap()[0];
+    let ours = init
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "secrets-mount")
+        .unwrap();
+    assert_ne!(ours.read_only, Some(true));
+}
+
+// H1: a class's vault is checked against the operator's allowlist.
+#[test]
+fn h1_a_class_outside_the_allowlist_is_refused_at_injection() {
+    let mut config = InjectorConfig::default();
+    config.defaults.limits.store_hosts = "*.vault.azure.cn".parse().unwrap();
+    let input = format!("{CLASS_01}---\n{DEPLOYMENT_02}");
+    let err = inject_stream_with(&input, &config, CSI)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("parameters.keyvaultName"), "{err}");
+    assert!(err.contains("--allowed-store-hosts"), "{err}");
+}

@@ -574,7 +574,20 @@ async fn the_service_accounts_client_id_reaches_the_sidecar() {
     let typed: Pod = serde_json::from_value(pod).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let stored = cluster.pods().create(&params, &typed).await.unwrap();
+        // Until the account is seen, the pod names no identity and is refused
+        // (never given the node's managed identity instead).
+        let stored = match cluster.pods().create(&params, &typed).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                assert!(
+                    e.to_string().contains("names no identity"),
+                    "unexpected refusal: {e}"
+                );
+                assert!(Instant::now() < deadline, "still refused: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
         let sidecar = stored
             .spec
             .unwrap()

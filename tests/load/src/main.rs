@@ -686,7 +686,7 @@ fn four_mib_reviews() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     };
     let zeros = review_of(&filled(r#"{"x":["#, "0", ",", "]}"));
     let annotation = review_of(&filled(
-        r#"{"metadata":{"name":"p","annotations":{"secret-injector.io/inject":"true","secret-injector.io/secret-a":"azure://kv-test-01/secrets/a","big":""#,
+        r#"{"metadata":{"name":"p","annotations":{"secret-injector.io/inject":"true","secret-injector.io/secret-a":"azure://kv-test-01/secrets/a","secret-injector.io/client-id":"00000000-0000-0000-0000-000000000001","big":""#,
         "abcdefgh",
         "",
         r#""}},"spec":{"containers":[{"name":"app","image":"nginx"}]}}"#,

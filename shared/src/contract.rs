@@ -1,0 +1,47 @@
+//! The webhook↔sidecar contract: what the webhook writes into the injected
+//! containers (arguments, env, the spec) and the sidecar reads back, in one
+//! place so the two binaries cannot drift. The spec carries a version: a
+//! sidecar that meets a newer one refuses it, naming both, rather than drop
+//! fields it does not know (an operator who upgrades the webhook but pins an
+//! older `--sidecar-image`).
+
+/// The env var of the injected containers that carries the serialised spec.
+pub const SPEC_ENV: &str = "SECRET_INJECTOR_SPEC";
+
+/// The version of the spec this build writes and the newest it reads. Bump
+/// it with every field an older sidecar must not ignore.
+pub const SPEC_VERSION: u32 = 1;
+
+/// The sidecar's subcommands, as the webhook runs them.
+pub mod args {
+    /// The init container: fetch everything once, write the set, exit.
+    pub const FETCH_ONCE: &[&str] = &["fetch", "--once"];
+    /// The sidecar: re-poll and rotate until SIGTERM.
+    pub const RUN: &[&str] = &["run"];
+    /// The native sidecar's startup probe: exit 0 once a set is written.
+    pub const PROBE: &[&str] = &["probe"];
+}
+
+/// The downward-API env the webhook sets and the sidecar reads (Secret sync,
+/// SecretProviderClassPodStatus, Events).
+pub mod env {
+    pub const POD_NAME: &str = "POD_NAME";
+    pub const POD_NAMESPACE: &str = "POD_NAMESPACE";
+    pub const POD_UID: &str = "POD_UID";
+    pub const POD_SERVICE_ACCOUNT: &str = "POD_SERVICE_ACCOUNT";
+    /// The operator's allowlist of store hosts, checked again by the sidecar.
+    pub const ALLOWED_STORE_HOSTS: &str = crate::store_hosts::ALLOWED_STORE_HOSTS_ENV;
+}
+
+/// Azure's own variable names (its SDKs and workload identity webhook use
+/// them), which the webhook sets for Key Vault objects.
+pub mod azure {
+    pub const FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
+    pub const CLIENT_ID: &str = "AZURE_CLIENT_ID";
+    pub const TENANT_ID: &str = "AZURE_TENANT_ID";
+    pub const AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
+}
+
+/// The status file beside the files: per object, version, last success and
+/// failure. Names starting with `..` belong to the writer, never to a secret.
+pub const STATUS_FILE: &str = "..secret-injector-status.json";

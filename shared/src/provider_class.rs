@@ -598,8 +598,17 @@ impl Reader {
     }
 
     /// `parameters.objects`: `array:` of YAML strings (or, leniently, maps).
+    /// Bounded in size, and without anchors or aliases: nothing expands.
     fn raw_objects(&mut self, text: &str) -> Result<Vec<RawObject>, ProviderClassError> {
         const ACCEPTED: &str = "a YAML map with key array: a list of YAML strings, each a map of objectName, objectType, ...";
+        if text.len() > MAX_OBJECTS_BYTES {
+            return Err(self.invalid(
+                "parameters.objects",
+                &format!("more than {MAX_OBJECTS_BYTES} bytes"),
+                format!("at most {MAX_OBJECTS_BYTES} bytes (64 KiB) of YAML"),
+            ));
+        }
+        self.refuse_anchors("parameters.objects", text)?;
         let doc: Yaml = serde_yaml_ng::from_str(text).map_err(|e| ProviderClassError::Yaml {
             class: self.class.clone(),
             field: "parameters.objects".to_owned(),
@@ -649,6 +658,8 @@ impl Reader {
         let parsed;
         let map = match item {
             Yaml::String(text) => {
+                // An escape in the outer document can spell an anchor here.
+                self.refuse_anchors(&field, text)?;
                 parsed = serde_yaml_ng::from_str::<Yaml>(text).map_err(|e| {
                     ProviderClassError::Yaml {
                         class: self.class.clone(),
@@ -692,6 +703,22 @@ impl Reader {
             values.insert(key.to_owned(), value);
         }
         Ok(RawObject { field, values })
+    }
+
+    /// Refuses YAML anchors (`&name`) and aliases (`*name`) before the
+    /// parser sees them, so no alias is ever expanded.
+    fn refuse_anchors(&self, field: &str, text: &str) -> Result<(), ProviderClassError> {
+        match find_anchor_or_alias(text) {
+            None => Ok(()),
+            Some(found) => Err(self.invalid(
+                field,
+                &found.token,
+                format!(
+                    "YAML without anchors (&name) or aliases (*name), found at line {}, column {}; & and * may only follow a letter, a digit or one of _-./+=",
+                    found.line, found.column
+                ),
+            )),
+        }
     }
 
     fn object(
@@ -969,6 +996,52 @@ impl Reader {
 }
 
 /// A YAML scalar as the string Go would read into a string field.
+/// The largest `parameters.objects` read: a few hundred objects. The reader
+/// (and the webhook's cache) holds nothing larger.
+pub const MAX_OBJECTS_BYTES: usize = 64 * 1024;
+
+/// Where a YAML text may hold an anchor or alias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AnchorOrAlias {
+    line: usize,
+    column: usize,
+    /// The `&` or `*` and what follows, up to 32 characters.
+    token: String,
+}
+
+/// A conservative check, sound for libyaml (which serde_yaml_ng runs): a
+/// token can start with `&` or `*` only at the start of the text or after a
+/// blank, a line break, a flow or value indicator (`[]{},:?`), a quote or a
+/// BOM. After a letter, digit or one of `_-./+=` the character is inside a
+/// plain scalar or a tag, or libyaml rejects it, so only those predecessors
+/// are let through. Everything else is refused, also inside quotes and
+/// comments, which errs on the side of refusing.
+fn find_anchor_or_alias(text: &str) -> Option<AnchorOrAlias> {
+    let safe_before = |c: char| c.is_ascii_alphanumeric() || "_-./+=".contains(c);
+    let mut previous: Option<char> = None;
+    let (mut line, mut column) = (1, 0);
+    for (i, c) in text.char_indices() {
+        column += 1;
+        if matches!(c, '&' | '*') && !previous.is_some_and(safe_before) {
+            return Some(AnchorOrAlias {
+                line,
+                column,
+                token: text[i..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace())
+                    .take(32)
+                    .collect(),
+            });
+        }
+        if c == '\n' {
+            line += 1;
+            column = 0;
+        }
+        previous = Some(c);
+    }
+    None
+}
+
 fn scalar(value: &Yaml) -> Option<String> {
     match value {
         Yaml::Null => Some(String::new()),
@@ -1022,6 +1095,51 @@ mod tests {
         include_str!("../../manifests/examples/seed/10-secretProviderClass_secretObjects.yml");
     const CLASS: &str = "kv-aks-csi-weu-01";
     const REMOVE: &str = "<remove>";
+
+    /// A `parameters.objects` one byte over the limit, valid YAML otherwise.
+    fn big_objects() -> &'static str {
+        let mut text = String::from("array: []");
+        text.push_str(&" ".repeat(MAX_OBJECTS_BYTES + 1 - text.len()));
+        Box::leak(text.into_boxed_str())
+    }
+
+    #[rstest]
+    #[case::start("*a", Some((1, 1, "*a")))]
+    #[case::after_space("key: &x value", Some((1, 6, "&x")))]
+    #[case::flow("[a,*b]", Some((1, 4, "*b]")))]
+    #[case::flow_value("{a:*b}", Some((1, 4, "*b}")))]
+    #[case::tab("-\t*a", Some((1, 3, "*a")))]
+    #[case::next_line("a: b\n*c: d", Some((2, 1, "*c:")))]
+    #[case::line_separator("a:\u{2028}*b", Some((1, 4, "*b")))]
+    #[case::bom("\u{feff}*a", Some((1, 2, "*a")))]
+    // Refused although libyaml reads them as text: quoted, commented, mid-scalar.
+    #[case::quoted("a: \"*b\"", Some((1, 5, "*b\"")))]
+    #[case::comment("a: b # see *c", Some((1, 12, "*c")))]
+    #[case::mid_scalar("a: b &c", Some((1, 6, "&c")))]
+    // Inside a word: part of a plain scalar, never a token.
+    #[case::in_words("objectName: a*b\nobjectAlias: x&y.txt\nv: 1+*2", None)]
+    #[case::none("array:\n  - |\n    objectName: a\n", None)]
+    fn anchors_and_aliases_are_found_where_a_token_may_start(
+        #[case] text: &str,
+        #[case] found: Option<(usize, usize, &str)>,
+    ) {
+        assert_eq!(
+            find_anchor_or_alias(text),
+            found.map(|(line, column, token)| AnchorOrAlias {
+                line,
+                column,
+                token: token.to_owned()
+            })
+        );
+    }
+
+    #[test]
+    fn objects_at_the_limit_are_read() {
+        let mut text = objects(&["objectName: db-user\nobjectType: secret"]);
+        text.push_str(&" ".repeat(MAX_OBJECTS_BYTES - text.len()));
+        let class = class(&[("objects", &text)]);
+        assert!(read(&class).is_ok(), "{:?}", read(&class).err());
+    }
 
     fn yaml(text: &str) -> Value {
         serde_yaml_ng::from_str(text).unwrap()
@@ -1462,6 +1580,10 @@ mod tests {
     #[case::sync_key_twice(&[], Some(("/spec/secretObjects", json!([{"secretName": "s", "data": [{"objectName": "db-user", "key": "u"}, {"objectName": "db-pass", "key": "u"}]}]))), "invalid", "spec.secretObjects[0].data[1].key", "\"u\"", "not used by another entry")]
     #[case::sync_no_key(&[], Some(("/spec/secretObjects", json!([{"secretName": "s", "data": [{"objectName": "db-user"}]}]))), "missing", "spec.secretObjects[0].data[0].key", "", "key of the Secret")]
     #[case::sync_shape(&[], Some(("/spec/secretObjects", json!([{"secretName": "s", "labels": ["a"]}]))), "invalid", "spec.secretObjects[0]", "labels", "secretName, type")]
+    #[case::objects_too_large(&[("objects", big_objects())], None, "invalid", "parameters.objects", "more than 65536 bytes", "at most 65536 bytes (64 KiB)")]
+    #[case::anchor(&[("objects", "array:\n  - &one |\n    objectName: a\n    objectType: secret\n  - *one\n")], None, "invalid", "parameters.objects", "\"&one\"", "found at line 2, column 5")]
+    #[case::alias_in_object(&[("objects", "array:\n  - \"objectName: \\x2aname\\nobjectType: secret\"\n")], None, "invalid", "parameters.objects[0]", "\"*name\"", "found at line 1, column 13")]
+    #[case::merge_key(&[("objects", obj(&["base: &b {objectType: secret}", "<<: *b\nobjectName: a"]))], None, "invalid", "parameters.objects", "\"&b\"", "without anchors (&name) or aliases (*name)")]
     fn errors_name_class_field_value_and_rule(
         #[case] params: &[(&str, &str)],
         #[case] replace: Option<(&str, Value)>,

@@ -35,6 +35,17 @@ impl AccountIdentity {
 
 pub trait ServiceAccounts: Send + Sync {
     fn identity(&self, namespace: &str, name: &str) -> AccountIdentity;
+
+    /// Whether every ServiceAccount is known: before a watch has listed them,
+    /// "no annotation" may just be "not seen yet".
+    fn synced(&self) -> bool {
+        true
+    }
+
+    /// Changes whenever a ServiceAccount may have changed.
+    fn generation(&self) -> u64 {
+        0
+    }
 }
 
 /// Nothing known (local runs without an apiserver).
@@ -59,19 +70,33 @@ impl ServiceAccounts for BTreeMap<(String, String), AccountIdentity> {
 /// watcher: no token Secrets or other fields travel).
 pub struct WatchedAccounts {
     store: kube::runtime::reflector::Store<PartialObjectMeta<ServiceAccount>>,
+    synced: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl WatchedAccounts {
     pub fn start(client: kube::Client) -> Self {
-        use kube::runtime::{reflector, watcher};
+        use kube::runtime::{WatchStreamExt, reflector, watcher};
         // PartialObjectMeta: the API sends metadata only.
         let api: kube::Api<PartialObjectMeta<ServiceAccount>> = kube::Api::all(client);
         let (store, writer) = reflector::store();
+        let generation = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         crate::classes::drive(
-            reflector(writer, watcher(api, watcher::Config::default())),
+            crate::classes::counted(
+                reflector(
+                    writer,
+                    watcher(api, watcher::Config::default()).modify(prune),
+                ),
+                generation.clone(),
+            ),
             "watching ServiceAccounts",
         );
-        Self { store }
+        let synced = crate::classes::flag_when_ready(store.clone());
+        Self {
+            store,
+            synced,
+            generation,
+        }
     }
 
     pub async fn wait_until_ready(&self, timeout: std::time::Duration) -> bool {
@@ -81,6 +106,26 @@ impl WatchedAccounts {
     }
 }
 
+/// What the cache keeps of a ServiceAccount: its key and the two annotations
+/// it is read for (no managedFields, labels or other annotations).
+pub fn prune(account: &mut PartialObjectMeta<ServiceAccount>) {
+    let meta = std::mem::take(&mut account.metadata);
+    let annotations: BTreeMap<String, String> = meta
+        .annotations
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k == CLIENT_ID_ANNOTATION || k == TENANT_ID_ANNOTATION)
+        .collect();
+    account.metadata = kube::core::ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        resource_version: meta.resource_version,
+        annotations: (!annotations.is_empty()).then_some(annotations),
+        ..Default::default()
+    };
+}
+
 impl ServiceAccounts for WatchedAccounts {
     fn identity(&self, namespace: &str, name: &str) -> AccountIdentity {
         let key = kube::runtime::reflector::ObjectRef::new(name).within(namespace);
@@ -88,5 +133,13 @@ impl ServiceAccounts for WatchedAccounts {
             .get(&key)
             .map(|account| AccountIdentity::from_annotations(account.metadata.annotations.as_ref()))
             .unwrap_or_default()
+    }
+
+    fn synced(&self) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 }

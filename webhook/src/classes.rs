@@ -1,28 +1,57 @@
 //! SecretProviderClasses the mutation may read: a cache fed by a watch when
 //! serving (no API call per admission), or the documents of an `inject` stream.
+//! Either way a class reaches the mutation read ([`ParsedClass`]); the watch
+//! reads each class once, when its event arrives.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+};
 
 use serde_json::Value;
+use shared::{
+    ProviderClassError,
+    provider_class::{self, ParsedClass},
+};
+
+/// A class as read: what it fetches, or why it cannot be used.
+pub type Parsed = Result<ParsedClass, ProviderClassError>;
 
 pub trait ProviderClasses: Send + Sync {
-    /// The class `name` in `namespace`, as JSON.
-    fn get(&self, namespace: &str, name: &str) -> Option<Value>;
+    /// The class `name` in `namespace`, read.
+    fn parsed(&self, namespace: &str, name: &str) -> Option<Arc<Parsed>>;
+
+    /// Whether every class is known: a watch has listed them at least once.
+    /// Before that, "not found" means nothing.
+    fn synced(&self) -> bool {
+        true
+    }
+
+    /// Changes whenever a class may have changed, so answers computed from
+    /// the classes can be kept until then.
+    fn generation(&self) -> u64 {
+        0
+    }
 }
 
 /// No classes known (annotation-form pods only).
 pub struct NoClasses;
 
 impl ProviderClasses for NoClasses {
-    fn get(&self, _: &str, _: &str) -> Option<Value> {
+    fn parsed(&self, _: &str, _: &str) -> Option<Arc<Parsed>> {
         None
     }
 }
 
-/// Classes keyed by (namespace, name).
+/// Classes as JSON keyed by (namespace, name), read on each lookup (the
+/// documents of one `inject` run, tests).
 impl ProviderClasses for BTreeMap<(String, String), Value> {
-    fn get(&self, namespace: &str, name: &str) -> Option<Value> {
-        BTreeMap::get(self, &(namespace.to_owned(), name.to_owned())).cloned()
+    fn parsed(&self, namespace: &str, name: &str) -> Option<Arc<Parsed>> {
+        BTreeMap::get(self, &(namespace.to_owned(), name.to_owned()))
+            .map(|class| Arc::new(provider_class::read(class)))
     }
 }
 
@@ -71,11 +100,119 @@ where
     });
 }
 
-/// SecretProviderClasses kept current by a watch (kube's reflector): the
-/// admission path reads memory, never the API.
+/// SecretProviderClasses kept current by a watch: each class is read when
+/// its event arrives (again only when its uid or resourceVersion changed)
+/// and only the result is kept, never the object. The admission path reads
+/// memory, never the API.
 pub struct WatchedClasses {
-    store: kube::runtime::reflector::Store<kube::core::DynamicObject>,
-    resource: kube::core::ApiResource,
+    state: Arc<WatchState>,
+}
+
+/// A list page of whole classes is held in memory before they are read: keep it short.
+const LIST_PAGE_SIZE: u32 = 25;
+
+#[derive(Default)]
+struct WatchState {
+    live: RwLock<HashMap<(String, String), Entry>>,
+    /// The classes of a list in progress (a watch restart lists again).
+    listing: Mutex<Option<HashMap<(String, String), Entry>>>,
+    synced: AtomicBool,
+    generation: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Entry {
+    uid: Option<String>,
+    resource_version: Option<String>,
+    parsed: Arc<Parsed>,
+}
+
+impl WatchState {
+    fn apply(&self, event: &kube::runtime::watcher::Event<kube::core::DynamicObject>) {
+        use kube::runtime::watcher::Event;
+        match event {
+            Event::Init => {
+                if let Ok(mut listing) = self.listing.lock() {
+                    *listing = Some(HashMap::new());
+                }
+            }
+            Event::InitApply(object) => {
+                let entry = self.entry(object);
+                if let (Ok(mut listing), Some((key, entry))) = (self.listing.lock(), entry) {
+                    listing.get_or_insert_with(HashMap::new).insert(key, entry);
+                }
+            }
+            Event::InitDone => {
+                let listed = self.listing.lock().ok().and_then(|mut l| l.take());
+                if let (Some(listed), Ok(mut live)) = (listed, self.live.write()) {
+                    *live = listed;
+                }
+                self.synced.store(true, Ordering::Release);
+            }
+            Event::Apply(object) => {
+                if let (Some((key, entry)), Ok(mut live)) = (self.entry(object), self.live.write())
+                {
+                    live.insert(key, entry);
+                }
+            }
+            Event::Delete(object) => {
+                if let (Some(key), Ok(mut live)) = (key_of(object), self.live.write()) {
+                    live.remove(&key);
+                }
+            }
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The class read, or the entry already read for this uid and resourceVersion.
+    fn entry(&self, object: &kube::core::DynamicObject) -> Option<((String, String), Entry)> {
+        let key = key_of(object)?;
+        let (uid, resource_version) = (
+            object.metadata.uid.clone(),
+            object.metadata.resource_version.clone(),
+        );
+        let known = self.live.read().ok().and_then(|live| {
+            live.get(&key)
+                .filter(|e| {
+                    resource_version.is_some()
+                        && e.uid == uid
+                        && e.resource_version == resource_version
+                })
+                .cloned()
+        });
+        let entry = known.unwrap_or_else(|| Entry {
+            uid,
+            resource_version,
+            parsed: Arc::new(provider_class::read(&class_json(object))),
+        });
+        Some((key, entry))
+    }
+}
+
+fn key_of(object: &kube::core::DynamicObject) -> Option<(String, String)> {
+    Some((
+        object.metadata.namespace.clone()?,
+        object.metadata.name.clone()?,
+    ))
+}
+
+/// What the reader needs of a watched class: its type (watch events may
+/// omit it), its name and its spec; nothing else is copied.
+fn class_json(object: &kube::core::DynamicObject) -> Value {
+    let mut class = serde_json::Map::new();
+    class.insert(
+        "apiVersion".into(),
+        provider_class::PROVIDER_CLASS_API_VERSION.into(),
+    );
+    class.insert("kind".into(), provider_class::PROVIDER_CLASS_KIND.into());
+    class.insert(
+        "metadata".into(),
+        serde_json::json!({ "name": object.metadata.name }),
+    );
+    if let Some(spec) = object.data.get("spec") {
+        class.insert("spec".into(), spec.clone());
+    }
+    Value::Object(class)
 }
 
 impl WatchedClasses {
@@ -91,41 +228,191 @@ impl WatchedClasses {
 
     /// Starts the watch in the background; returns the cache at once.
     pub fn start(client: kube::Client) -> Self {
-        use kube::runtime::{reflector, watcher};
+        use futures::StreamExt;
+        use kube::runtime::watcher;
         let resource = Self::resource();
         let api: kube::Api<kube::core::DynamicObject> = kube::Api::all_with(client, &resource);
-        let writer = reflector::store::Writer::new(resource.clone());
-        let store = writer.as_reader();
+        let config = watcher::Config::default().page_size(LIST_PAGE_SIZE);
+        let state = Arc::new(WatchState::default());
+        let applied = state.clone();
         // Errors are typically a CRD not installed yet; the watch retries.
         drive(
-            reflector(writer, watcher(api, watcher::Config::default())),
+            watcher(api, config).inspect(move |event| {
+                if let Ok(event) = event {
+                    applied.apply(event);
+                }
+            }),
             "watching SecretProviderClasses",
         );
-        Self { store, resource }
+        Self { state }
+    }
+
+    /// A cache fed by hand, as the watch feeds it (tests).
+    pub fn fed(events: &[kube::runtime::watcher::Event<kube::core::DynamicObject>]) -> Self {
+        let state = Arc::new(WatchState::default());
+        for event in events {
+            state.apply(event);
+        }
+        Self { state }
     }
 
     /// Waits (bounded) for the first complete list, so readiness means "knows the classes".
     pub async fn wait_until_ready(&self, timeout: std::time::Duration) -> bool {
-        tokio::time::timeout(timeout, self.store.wait_until_ready())
-            .await
-            .is_ok_and(|r| r.is_ok())
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.synced() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        true
+    }
+
+    /// Classes held (read or refused).
+    pub fn len(&self) -> usize {
+        self.state.live.read().map_or(0, |l| l.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
-impl ProviderClasses for WatchedClasses {
-    fn get(&self, namespace: &str, name: &str) -> Option<Value> {
-        let key = kube::runtime::reflector::ObjectRef::new_with(name, self.resource.clone())
-            .within(namespace);
-        let object = self.store.get(&key)?;
-        let mut value = serde_json::to_value(object.as_ref()).ok()?;
-        // Watch events may omit the type; the parser checks it.
-        if let Some(map) = value.as_object_mut() {
-            map.insert(
-                "apiVersion".into(),
-                Value::String(self.resource.api_version.clone()),
-            );
-            map.insert("kind".into(), Value::String(self.resource.kind.clone()));
+/// `stream`, counting its events (each after the store has applied it).
+pub(crate) fn counted<S, T>(stream: S, generation: Arc<AtomicU64>) -> impl futures::Stream<Item = T>
+where
+    S: futures::Stream<Item = T>,
+{
+    use futures::StreamExt;
+    stream.inspect(move |_| {
+        generation.fetch_add(1, Ordering::AcqRel);
+    })
+}
+
+/// A flag that turns true once `store` has had its first complete list.
+pub(crate) fn flag_when_ready<K>(store: kube::runtime::reflector::Store<K>) -> Arc<AtomicBool>
+where
+    K: kube::Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone + Send + Sync,
+{
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            set.store(true, Ordering::Release);
         }
-        Some(value)
+    });
+    flag
+}
+
+impl ProviderClasses for WatchedClasses {
+    fn parsed(&self, namespace: &str, name: &str) -> Option<Arc<Parsed>> {
+        let live = self.state.live.read().ok()?;
+        live.get(&(namespace.to_owned(), name.to_owned()))
+            .map(|e| e.parsed.clone())
+    }
+
+    fn synced(&self) -> bool {
+        self.state.synced.load(Ordering::Acquire)
+    }
+
+    fn generation(&self) -> u64 {
+        self.state.generation.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use kube::{core::DynamicObject, runtime::watcher::Event};
+
+    use super::*;
+
+    const SEED: &str = include_str!("../../manifests/examples/seed/01-secretProviderClass.yml");
+
+    fn class(name: &str, resource_version: &str, objects: Option<&str>) -> DynamicObject {
+        let mut value: Value = serde_yaml_ng::from_str(SEED).unwrap();
+        value["metadata"] = serde_json::json!({
+            "name": name,
+            "namespace": "team",
+            "uid": format!("uid-{name}"),
+            "resourceVersion": resource_version,
+            "managedFields": [{"manager": "kubectl"}],
+        });
+        if let Some(objects) = objects {
+            value["spec"]["parameters"]["objects"] = objects.into();
+        }
+        // As a watch delivers it: no type.
+        value.as_object_mut().unwrap().remove("kind");
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn each_class_is_read_once_per_resource_version() {
+        let watched = WatchedClasses::fed(&[
+            Event::Init,
+            Event::InitApply(class("kv", "1", None)),
+            Event::InitDone,
+        ]);
+        assert!(watched.synced());
+        let first = watched.parsed("team", "kv").unwrap();
+        assert_eq!(first.as_ref().as_ref().unwrap().name(), "kv");
+        assert!(watched.parsed("other", "kv").is_none());
+
+        // The same version again (a watch restart lists it again): not read again.
+        let generation = watched.generation();
+        watched.state.apply(&Event::Init);
+        watched
+            .state
+            .apply(&Event::InitApply(class("kv", "1", None)));
+        watched.state.apply(&Event::InitDone);
+        assert!(Arc::ptr_eq(&first, &watched.parsed("team", "kv").unwrap()));
+        assert!(watched.generation() > generation);
+
+        // A new version is read; a deleted class is gone.
+        watched
+            .state
+            .apply(&Event::Apply(class("kv", "2", Some("array: ["))));
+        let second = watched.parsed("team", "kv").unwrap();
+        assert_eq!(second.as_ref().as_ref().unwrap_err().reason(), "yaml");
+        watched.state.apply(&Event::Delete(class("kv", "2", None)));
+        assert!(watched.parsed("team", "kv").is_none());
+        assert!(watched.is_empty());
+    }
+
+    #[test]
+    fn a_relist_drops_what_it_no_longer_lists_and_not_synced_until_listed() {
+        let watched = WatchedClasses::fed(&[Event::Init, Event::InitApply(class("a", "1", None))]);
+        assert!(!watched.synced());
+        assert!(
+            watched.parsed("team", "a").is_none(),
+            "not live before InitDone"
+        );
+        watched.state.apply(&Event::InitDone);
+        watched.state.apply(&Event::Init);
+        watched
+            .state
+            .apply(&Event::InitApply(class("b", "1", None)));
+        watched.state.apply(&Event::InitDone);
+        assert!(watched.parsed("team", "a").is_none());
+        assert!(watched.parsed("team", "b").is_some());
+    }
+
+    #[test]
+    fn an_oversized_class_is_kept_as_its_refusal_only() {
+        let objects = format!("array: []{}", " ".repeat(provider_class::MAX_OBJECTS_BYTES));
+        let watched = WatchedClasses::fed(&[
+            Event::Init,
+            Event::InitApply(class("big", "1", Some(&objects))),
+            Event::InitDone,
+        ]);
+        let parsed = watched.parsed("team", "big").unwrap();
+        let message = parsed.as_ref().as_ref().unwrap_err().to_string();
+        assert!(
+            message.starts_with("SecretProviderClass big: parameters.objects"),
+            "{message}"
+        );
+        assert!(message.contains("at most 65536 bytes"), "{message}");
     }
 }

@@ -137,6 +137,36 @@ pub struct ServeArgs {
     #[arg(long, env = "SECRET_INJECTOR_SHUTDOWN_GRACE", default_value = "10s",
           value_parser = parse_grace)]
     pub shutdown_grace: Duration,
+    /// A request's headers must arrive within this, or the connection is
+    /// closed (slow clients hold no connection); also how long a kept-alive
+    /// connection may sit idle.
+    #[arg(long, env = "SECRET_INJECTOR_HEADER_READ_TIMEOUT", default_value = "10s",
+          value_parser = parse_timeout)]
+    pub header_read_timeout: Duration,
+    /// From the first byte of a review's body to its answer; past it the
+    /// review is answered 504. Keep it a little under the webhook
+    /// configuration's timeoutSeconds (5), so the apiserver hears why.
+    #[arg(long, env = "SECRET_INJECTOR_REQUEST_TIMEOUT", default_value = "4s",
+          value_parser = parse_timeout)]
+    pub request_timeout: Duration,
+    /// Reviews handled at once (body read included); one more is answered 503
+    /// at once instead of queueing. /healthz, /readyz and /metrics are not counted.
+    #[arg(long, env = "SECRET_INJECTOR_MAX_CONCURRENT_REVIEWS", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_reviews: u16,
+    /// Require a client certificate that chains to a CA in this PEM file (read
+    /// at start). The kube-apiserver presents one when its
+    /// --admission-control-config-file names an AdmissionConfiguration whose
+    /// MutatingAdmissionWebhook kubeconfig has a user entry for this webhook's
+    /// Service (for example secret-injector.secret-injector.svc) with
+    /// client-certificate and client-key.
+    #[arg(long, env = "SECRET_INJECTOR_CLIENT_CA_FILE")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Answers kept for pod CREATEs whose object, namespace, classes and
+    /// ServiceAccounts are exactly those of one answered before (pods a
+    /// controller creates in one burst); objects over 64 KiB are not kept. 0 keeps none.
+    #[arg(long, env = "SECRET_INJECTOR_ANSWER_CACHE_ENTRIES", default_value_t = server::DEFAULT_ANSWERS)]
+    pub answer_cache_entries: usize,
     #[command(flatten)]
     pub injector: InjectorArgs,
 }
@@ -144,6 +174,15 @@ pub struct ServeArgs {
 fn parse_grace(s: &str) -> Result<Duration, String> {
     shared::parse_duration(s)
         .ok_or_else(|| format!("{s:?} is not a duration: use 10s, 1m or 1m30s"))
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match shared::parse_duration(s) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "{s:?} is not a timeout: use 500ms, 4s or 1m (more than 0)"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -252,26 +291,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         _ => bail!("give --tls-cert-file with --tls-key-file, --tls-managed, or --self-signed"),
     };
-    let tls_config = tls::server_config(resolver)?;
+    let tls_config = match &args.client_ca_file {
+        Some(ca) => tls::server_config_with_client_ca(resolver, ca)?,
+        None => tls::server_config(resolver)?,
+    };
 
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("binding {}", args.listen))?;
     let local = listener.local_addr()?;
     let mut state = server::AppState::new(config);
     state.csi_compat_everywhere = args.csi_compat_everywhere;
+    state.limits = server::Limits {
+        max_concurrent_reviews: usize::from(args.max_concurrent_reviews),
+        request_timeout: args.request_timeout,
+    };
+    state.answers = std::sync::Arc::new(crate::admission::Answers::new(args.answer_cache_entries));
     if let Some(client) = client {
-        let classes = WatchedClasses::start(client.clone());
-        if !classes.wait_until_ready(Duration::from_secs(10)).await {
-            tracing::warn!(
-                "SecretProviderClasses not listed yet (is the CRD installed?); serving, the watch retries"
-            );
-        }
-        state.classes = std::sync::Arc::new(classes);
-        let accounts = WatchedAccounts::start(client);
-        if !accounts.wait_until_ready(Duration::from_secs(10)).await {
-            tracing::warn!("ServiceAccounts not listed yet; serving, the watch retries");
-        }
-        state.accounts = std::sync::Arc::new(accounts);
+        // Serving starts at once; /readyz says 503, and reviews that need a
+        // cache are denied as not ready, until both watches have listed.
+        let classes = std::sync::Arc::new(WatchedClasses::start(client.clone()));
+        let accounts = std::sync::Arc::new(WatchedAccounts::start(client));
+        tokio::spawn(report_sync(classes.clone(), accounts.clone()));
+        state.classes = classes;
+        state.accounts = accounts;
     }
     let ready = state.ready.clone();
     let draining = state.draining.clone();
@@ -292,9 +334,42 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app = server::router(state);
     tracing::info!(address = %local, "serving /mutate over HTTPS");
     ready.store(true, Ordering::Release);
-    server::serve_tls(app, listener, tls_config, shutdown, args.shutdown_grace).await?;
+    let serving = server::Serving {
+        grace: args.shutdown_grace,
+        header_read_timeout: args.header_read_timeout,
+    };
+    server::serve_tls(app, listener, tls_config, shutdown, serving).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Logs when both caches have listed, and every 30 s what is still missing.
+async fn report_sync(
+    classes: std::sync::Arc<WatchedClasses>,
+    accounts: std::sync::Arc<WatchedAccounts>,
+) {
+    let started = std::time::Instant::now();
+    loop {
+        let listed = tokio::join!(
+            classes.wait_until_ready(Duration::from_secs(30)),
+            accounts.wait_until_ready(Duration::from_secs(30)),
+        );
+        if listed == (true, true) {
+            tracing::info!(
+                after_seconds = started.elapsed().as_secs(),
+                "SecretProviderClasses and ServiceAccounts listed: ready"
+            );
+            return;
+        }
+        if !listed.0 {
+            tracing::warn!(
+                "SecretProviderClasses not listed yet (is the CRD installed?); not ready, the watch retries"
+            );
+        }
+        if !listed.1 {
+            tracing::warn!("ServiceAccounts not listed yet; not ready, the watch retries");
+        }
+    }
 }
 
 fn keeper_config(args: &ServeArgs) -> anyhow::Result<KeeperConfig> {

@@ -24,7 +24,7 @@ impl Metrics {
         let requests = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "requests",
-            "Admission requests by outcome (injected, skipped, denied, ignored, bad_request)",
+            "Admission requests by outcome (injected, skipped, denied, ignored, undecodable, not_ready, bad_request, overloaded, timeout)",
             requests.clone(),
         );
         // 100 µs to about 1.6 s.
@@ -58,6 +58,13 @@ impl Metrics {
         if outcome == "injected" {
             self.injections.inc();
         }
+    }
+
+    /// A review turned away before it was read (`overloaded`, `timeout`).
+    pub fn refused(&self, outcome: &'static str) {
+        self.requests
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     pub fn encode(&self) -> String {

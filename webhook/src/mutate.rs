@@ -18,7 +18,7 @@ use shared::{
     AnnotationErrors, AzureIdentity, ClassRequest, InjectionSpec, ProviderClassError, Request,
     SPEC_ENV,
     annotations::{self, NO_SIDECAR_REASON, STATUS, STATUS_INJECTED},
-    contract, spec_from_provider_class,
+    contract,
 };
 
 use crate::{classes::Context, config::InjectorConfig};
@@ -223,15 +223,20 @@ fn from_class(
     request: &ClassRequest,
     plan: VolumePlan<'_>,
 ) -> Result<Mutation, MutationError> {
-    let namespace = pod_namespace(pod, ctx);
-    let class =
-        ctx.classes
-            .get(namespace, &request.class)
-            .ok_or_else(|| MutationError::UnknownClass {
-                namespace: namespace.to_owned(),
-                name: request.class.clone(),
-            })?;
-    let (mut spec, class_warnings) = spec_from_provider_class(&class, &request.defaults)?;
+    // The request's namespace (the apiserver's), never the object's.
+    let namespace = ctx.namespace;
+    // Read once per watch event (or document); the pod's options apply here.
+    let class = ctx
+        .classes
+        .parsed(namespace, &request.class)
+        .ok_or_else(|| MutationError::UnknownClass {
+            namespace: namespace.to_owned(),
+            name: request.class.clone(),
+        })?;
+    let (mut spec, class_warnings) = match class.as_ref() {
+        Ok(class) => class.spec(&request.defaults)?,
+        Err(e) => return Err(e.clone().into()),
+    };
     spec.containers = request.containers.clone();
     if let Some(id) = &request.azure.client_id {
         spec.azure.client_id = Some(id.clone());
@@ -259,7 +264,8 @@ fn identity_from_service_account(spec: &mut InjectionSpec, pod: &Pod, ctx: &Cont
         return;
     }
     let account = service_account_name(pod);
-    let namespace = pod_namespace(pod, ctx);
+    // The request's namespace (the apiserver's), never the object's.
+    let namespace = ctx.namespace;
     let found = ctx.accounts.identity(namespace, account);
     if azure.client_id.is_none() {
         azure.client_id = found.client_id;
@@ -294,15 +300,6 @@ fn service_account_name(pod: &Pod) -> &str {
         })
         .filter(|a| !a.is_empty())
         .unwrap_or("default")
-}
-
-/// A pod being created may not carry its namespace yet; the request does.
-fn pod_namespace<'a>(pod: &'a Pod, ctx: &'a Context<'_>) -> &'a str {
-    pod.metadata
-        .namespace
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .unwrap_or(ctx.namespace)
 }
 
 fn pod_annotations_contain(pod: &Pod, key: &str) -> bool {
@@ -475,16 +472,25 @@ pub fn mutate_with(
     } else {
         injected.init_container()
     };
+    let first_init = to_value(&first_init);
+    // The classic sidecar is the init container under another name and
+    // args: its JSON is the init container's with those two replaced, not
+    // a second container built and serialised.
+    let sidecar = (!config.native_sidecars && no_sidecar_reason.is_none()).then(|| {
+        let mut sidecar = first_init.clone();
+        if let Some(map) = sidecar.as_object_mut() {
+            map.insert("name".to_owned(), SIDECAR_CONTAINER_NAME.into());
+            map.insert("args".to_owned(), contract::args::RUN.into());
+        }
+        sidecar
+    });
     if init_containers.is_empty() {
-        ops.add(
-            &["spec", "initContainers"],
-            Value::Array(vec![to_value(&first_init)]),
-        );
+        ops.add(&["spec", "initContainers"], Value::Array(vec![first_init]));
     } else {
-        ops.add(&["spec", "initContainers", "0"], to_value(&first_init));
+        ops.add(&["spec", "initContainers", "0"], first_init);
     }
-    if !config.native_sidecars && no_sidecar_reason.is_none() {
-        ops.add(&["spec", "containers", "-"], to_value(&injected.sidecar()));
+    if let Some(sidecar) = sidecar {
+        ops.add(&["spec", "containers", "-"], sidecar);
     }
 
     // A projected ServiceAccount token needs `serviceAccountName`, which the

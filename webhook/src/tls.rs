@@ -48,6 +48,8 @@ pub enum TlsError {
     },
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+    #[error("{path} holds no usable CA certificate for client certificates: {reason}")]
+    ClientCa { path: PathBuf, reason: String },
 }
 
 /// Hands out the current certificate to each handshake.
@@ -87,12 +89,51 @@ fn provider() -> Result<Arc<CryptoProvider>, TlsError> {
 /// A server config that serves whatever the resolver holds, HTTP/1.1 only
 /// (the apiserver calls webhooks over HTTP/1.1 or HTTP/2; 1.1 keeps it simple).
 pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(provider()?)
+    let builder = ServerConfig::builder_with_provider(provider()?)
         .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+        .with_no_client_auth();
+    Ok(http1(builder.with_cert_resolver(resolver)))
+}
+
+/// [`server_config`], and a client must present a certificate that chains
+/// to a CA certificate in `ca_file` (PEM, read once): the handshake fails
+/// without one.
+pub fn server_config_with_client_ca(
+    resolver: Arc<CertResolver>,
+    ca_file: &Path,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let bad = |reason: String| TlsError::ClientCa {
+        path: ca_file.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(ca_file).map_err(|source| TlsError::Read {
+        path: ca_file.to_owned(),
+        source,
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| bad(format!("not PEM ({e})")))?;
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no PEM certificate".to_owned()));
+    }
+    let provider = provider()?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| bad(e.to_string()))?;
+    let builder = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier);
+    Ok(http1(builder.with_cert_resolver(resolver)))
+}
+
+fn http1(mut config: ServerConfig) -> Arc<ServerConfig> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Arc::new(config)
 }
 
 pub fn load_files(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {

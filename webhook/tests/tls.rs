@@ -99,10 +99,22 @@ async fn start(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
+    let config = tls::server_config(resolver).unwrap();
+    start_with(app, config, Duration::from_secs(10)).await
+}
+
+async fn start_with(
+    app: Router,
+    config: Arc<rustls::ServerConfig>,
+    header_read_timeout: Duration,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = tls::server_config(resolver).unwrap();
     let task = tokio::spawn(async move {
         server::serve_tls(
             app,
@@ -111,12 +123,52 @@ async fn start(
             async {
                 let _ = stopped.await;
             },
-            Duration::from_secs(5),
+            server::Serving {
+                grace: Duration::from_secs(5),
+                header_read_timeout,
+            },
         )
         .await
         .unwrap();
     });
     (addr, stop, task)
+}
+
+/// A TLS stream to the server, with no HTTP on it yet.
+async fn raw_tls(
+    connector: &TlsConnector,
+    addr: SocketAddr,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    connector
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Reads until the server closes (or `limit` passes); returns what it sent.
+async fn read_until_closed(
+    stream: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    limit: Duration,
+) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "still open after {limit:?}");
+    got
+}
+
+fn health_app() -> Router {
+    server::router(server::AppState::new(InjectorConfig::default()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,3 +262,146 @@ async fn shutdown_lets_in_flight_requests_finish() {
 }
 
 use rustls::pki_types::pem::PemObject;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stalled_mid_headers_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    install_provider();
+    let generated = tls::self_signed(&["127.0.0.1".to_owned()]).unwrap();
+    let ca = Ca::trusting(&generated.ca_pem);
+    let config = tls::server_config(tls::CertResolver::new(generated.key)).unwrap();
+    let (addr, _stop, _task) = start_with(health_app(), config, Duration::from_millis(300)).await;
+    let mut stream = raw_tls(&client_of(&ca), addr).await;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ")
+        .await
+        .unwrap();
+    stream.flush().await.unwrap();
+    let started = Instant::now();
+    let got = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    // Never answered as if the request were whole.
+    assert!(!String::from_utf8_lossy(&got).contains("200 OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_prior_knowledge_preface_is_refused() {
+    use tokio::io::AsyncWriteExt;
+    install_provider();
+    let generated = tls::self_signed(&["127.0.0.1".to_owned()]).unwrap();
+    let ca = Ca::trusting(&generated.ca_pem);
+    let config = tls::server_config(tls::CertResolver::new(generated.key)).unwrap();
+    let (addr, _stop, _task) = start_with(health_app(), config, Duration::from_secs(10)).await;
+    let mut stream = raw_tls(&client_of(&ca), addr).await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), None);
+    // The preface, then an empty SETTINGS frame.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    stream.flush().await.unwrap();
+    let got = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    // An HTTP/2 server would answer with its own SETTINGS frame (type 4).
+    assert!(
+        got.is_empty() || got.starts_with(b"HTTP/1.1 "),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_client_ca_only_clients_with_a_certificate_from_it_are_served() {
+    install_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let generated = tls::self_signed(&["127.0.0.1".to_owned()]).unwrap();
+    let server_ca = Ca::trusting(&generated.ca_pem);
+    let clients = ca();
+    let ca_file = dir.path().join("client-ca.crt");
+    std::fs::write(&ca_file, pem_of(&clients.der)).unwrap();
+    let config =
+        tls::server_config_with_client_ca(tls::CertResolver::new(generated.key), &ca_file).unwrap();
+    let (addr, _stop, _task) = start_with(health_app(), config, Duration::from_secs(10)).await;
+
+    let healthz = || {
+        Request::get("/healthz")
+            .header("host", "127.0.0.1")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    // Without a certificate: the handshake (or the first read after it) fails.
+    let refused = async {
+        let tcp = TcpStream::connect(addr).await.ok()?;
+        let stream = client_of(&server_ca)
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+            .await
+            .ok()?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        sender.send_request(healthz()).await.ok()
+    }
+    .await;
+    assert!(refused.is_none(), "served without a client certificate");
+
+    // With one the CA signed: served.
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["kube-apiserver".to_owned()])
+        .unwrap()
+        .signed_by(&key, &clients.issuer)
+        .unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(server_ca.der.clone()).unwrap();
+    let config = ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+    )
+    .unwrap();
+    let (_, mut sender) = connect(&TlsConnector::from(Arc::new(config)), addr).await;
+    let response = sender.send_request(healthz()).await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+fn pem_of(der: &CertificateDer<'_>) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
+/// A CA known by its certificate only (it signs nothing here).
+struct TrustedCa {
+    der: CertificateDer<'static>,
+}
+
+impl Ca {
+    fn trusting(pem: &str) -> TrustedCa {
+        TrustedCa {
+            der: CertificateDer::from_pem_slice(pem.as_bytes()).unwrap(),
+        }
+    }
+}
+
+fn client_of(ca: &TrustedCa) -> TlsConnector {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.der.clone()).unwrap();
+    let config = ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}

@@ -46,7 +46,11 @@ fuzz_target!(|data: &[u8]| {
                 "objects not sorted by file: {:?}",
                 spec.objects
             );
-            check!("spec-no-class", spec.provider_class.is_none(), "annotation form named a class");
+            check!(
+                "spec-no-class",
+                spec.provider_class.is_none(),
+                "annotation form named a class"
+            );
         }
         Request::FromClass(class) => {
             check!("opt-in", opted_in, "opted in without inject: \"true\"");
@@ -61,10 +65,10 @@ fuzz_target!(|data: &[u8]| {
                 "class-name",
                 !class.class.is_empty()
                     && class.class.len() <= 253
-                    && class
-                        .class
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'),
+                    && class.class.bytes().all(|b| b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || b == b'-'
+                        || b == b'.'),
                 "class name {:?} is not a DNS subdomain",
                 class.class
             );

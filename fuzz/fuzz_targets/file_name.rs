@@ -18,9 +18,17 @@ fuzz_target!(|data: &[u8]| {
     );
     let Ok(name) = result else { return };
     check_file_name(&name);
-    check!("file-name-verbatim", name.as_str() == text, "{text:?} became {name:?}");
+    check!(
+        "file-name-verbatim",
+        name.as_str() == text,
+        "{text:?} became {name:?}"
+    );
     let back = serde_json::to_string(&name)
         .ok()
         .and_then(|j| serde_json::from_str::<FileName>(&j).ok());
-    check!("file-name-json", back.as_ref() == Some(&name), "{name:?} -> {back:?}");
+    check!(
+        "file-name-json",
+        back.as_ref() == Some(&name),
+        "{name:?} -> {back:?}"
+    );
 });

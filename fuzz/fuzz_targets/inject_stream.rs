@@ -1,6 +1,7 @@
 //! `inject::inject_stream_with` (the offline `webhook inject`) on arbitrary
-//! text, with and without CSI conversion: no panic, the output is YAML, and
-//! injecting the output again changes nothing.
+//! text, with and without CSI conversion: no panic, the output is YAML with
+//! as many documents as the input, and injecting the output again changes
+//! nothing.
 #![no_main]
 
 use std::time::Duration;
@@ -35,6 +36,17 @@ fn config() -> InjectorConfig {
     }
 }
 
+/// How many non-empty YAML documents `text` holds, if it parses.
+fn documents(text: &str) -> Option<usize> {
+    let mut n = 0;
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        if !Value::deserialize(doc).ok()?.is_null() {
+            n += 1;
+        }
+    }
+    Some(n)
+}
+
 fuzz_target!(|data: &[u8]| {
     let text = fuzz_support::text(data);
     let config = config();
@@ -55,6 +67,15 @@ fuzz_target!(|data: &[u8]| {
             if parsed.is_err() {
                 break;
             }
+        }
+        // Every document of the input is still there (injected or as written).
+        if let (Some(before), Some(after)) = (documents(&text), documents(&first.output)) {
+            check!(
+                "inject-keeps-documents",
+                before == after,
+                "{before} documents in, {after} out\n input:\n{text}\n output:\n{}",
+                first.output
+            );
         }
         let second = inject_stream_with(&first.output, &config, options);
         match &second {

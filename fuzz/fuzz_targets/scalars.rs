@@ -6,19 +6,29 @@ use std::time::Duration;
 
 use fuzz_support::check;
 use libfuzzer_sys::fuzz_target;
-use shared::{FileMode, MIN_ROTATION_INTERVAL, Rotation, annotations::check_mount_path, parse_duration};
+use shared::{
+    FileMode, MIN_ROTATION_INTERVAL, Rotation, annotations::check_mount_path, parse_duration,
+};
 
 fuzz_target!(|data: &[u8]| {
     let text = fuzz_support::text(data);
     let s = text.as_ref();
 
     if let Some(d) = parse_duration(s) {
-        check!("duration-ascii", s.bytes().all(|b| b.is_ascii_digit() || b"hms".contains(&b)), "{s:?} -> {d:?}");
+        check!(
+            "duration-ascii",
+            s.bytes().all(|b| b.is_ascii_digit() || b"hms".contains(&b)),
+            "{s:?} -> {d:?}"
+        );
     }
     if let Ok(rotation) = s.parse::<Rotation>() {
         let shown = rotation.to_string();
         let back = shown.parse::<Rotation>();
-        check!("rotation-round-trip", back == Ok(rotation), "{s:?} -> {rotation:?} -> {shown:?} -> {back:?}");
+        check!(
+            "rotation-round-trip",
+            back == Ok(rotation),
+            "{s:?} -> {rotation:?} -> {shown:?} -> {back:?}"
+        );
         if let Rotation::Every(d) = rotation {
             check!("rotation-min", d >= MIN_ROTATION_INTERVAL, "{s:?} -> {d:?}");
             // What the sidecar does with it (sidecar/src/plan.rs `jittered`:
@@ -31,9 +41,18 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(mode) = s.parse::<FileMode>() {
-        check!("file-mode-bits", mode.bits() <= 0o777, "{s:?} -> {:o}", mode.bits());
+        check!(
+            "file-mode-bits",
+            mode.bits() <= 0o777,
+            "{s:?} -> {:o}",
+            mode.bits()
+        );
         let back = mode.to_string().parse::<FileMode>();
-        check!("file-mode-round-trip", back == Ok(mode), "{s:?} -> {mode:?} -> {back:?}");
+        check!(
+            "file-mode-round-trip",
+            back == Ok(mode),
+            "{s:?} -> {mode:?} -> {back:?}"
+        );
     }
     if let Ok(path) = check_mount_path(s) {
         check!(
@@ -49,6 +68,10 @@ fuzz_target!(|data: &[u8]| {
             "{s:?} -> {path:?}"
         );
         let again = check_mount_path(&path);
-        check!("mount-path-idempotent", again.as_deref() == Ok(path.as_str()), "{path:?} -> {again:?}");
+        check!(
+            "mount-path-idempotent",
+            again.as_deref() == Ok(path.as_str()),
+            "{path:?} -> {again:?}"
+        );
     }
 });

@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     let json = serde_json::to_string(&reference);
-    check!("ref-json", json.is_ok(), "{reference:?} does not serialise: {json:?}");
+    check!(
+        "ref-json",
+        json.is_ok(),
+        "{reference:?} does not serialise: {json:?}"
+    );
     if let Ok(json) = json {
         let back = serde_json::from_str::<SecretRef>(&json).map_err(|e| e.to_string());
         check!(

@@ -1,5 +1,5 @@
 # The recipes CI runs (.ci/run calls `make test`).
-.PHONY: run-local test lint unit sdk e2e bench fmt
+.PHONY: run-local test lint unit sdk e2e bench fmt fuzz
 
 # The main job on loopback.
 run-local:
@@ -34,6 +34,11 @@ bench:
 	cargo build --profile sidecar -p secret-injector-sidecar
 	target/release/webhook-load
 	target/release/sidecar-bench
+
+# Every fuzz target for 20 s on the stable toolchain (fuzz/README.md); not
+# part of `test`.
+fuzz:
+	fuzz/run.sh 20
 
 fmt:
 	cargo fmt --all

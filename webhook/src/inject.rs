@@ -158,9 +158,13 @@ fn split_documents(input: &str) -> Vec<&str> {
     let mut offset = 0;
     for line in input.split_inclusive('\n') {
         let bare = line.trim_end_matches(['\n', '\r']);
-        if bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t") {
+        if bare == "---" {
             docs.push(&input[start..offset]);
             start = offset + line.len();
+        } else if bare.starts_with("--- ") || bare.starts_with("---\t") {
+            // `--- {kind: ConfigMap, ...}`: the document starts on the marker's line.
+            docs.push(&input[start..offset]);
+            start = offset + 4;
         }
         offset += line.len();
     }

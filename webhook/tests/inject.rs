@@ -213,3 +213,16 @@ spec:
         result.output
     );
 }
+
+// Found by fuzz/inject_stream: content on a `--- ` line is a document too.
+#[test]
+fn a_document_that_starts_on_its_marker_line_is_kept() {
+    let input = "a: 1\n--- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n";
+    let result = secret_injector_webhook::inject::inject_stream_with(
+        input,
+        &secret_injector_webhook::InjectorConfig::default(),
+        secret_injector_webhook::inject::InjectOptions { csi_compat: false },
+    )
+    .unwrap();
+    assert!(result.output.contains("name: b"), "{}", result.output);
+}

@@ -64,7 +64,7 @@ start_webhook() {
     --self-signed --self-signed-names 127.0.0.1 --self-signed-ca-out "$W/webhook-ca.pem" \
     --sidecar-image secret-injector-sidecar:e2e --sidecar-image-pull-policy Never \
     --native-sidecar auto --default-rotation-interval "${INTERVAL}s"
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 600); do # ready once both watches have listed
     in_ns curl -fsS --cacert "$W/webhook-ca.pem" "https://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
     sleep 0.1
   done

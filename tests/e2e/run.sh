@@ -48,7 +48,7 @@ port=$(kc_free_port)
 kc_spawn webhook "$workdir" "$repo/target/debug/webhook" serve \
   --listen "127.0.0.1:$port" --self-signed --self-signed-names 127.0.0.1 \
   --self-signed-ca-out "$workdir/webhook-ca.pem" --native-sidecar auto
-for _ in $(seq 1 100); do
+for _ in $(seq 1 600); do  # ready once both watches have listed
   curl -fsS --cacert "$workdir/webhook-ca.pem" "https://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
   kc_pid_alive "$workdir/webhook.pid" "$workdir/" || { cat "$workdir/webhook.log" >&2; exit 1; }
   sleep 0.1

@@ -81,17 +81,20 @@ impl WatchedAccounts {
         let api: kube::Api<PartialObjectMeta<ServiceAccount>> = kube::Api::all(client);
         let (store, writer) = reflector::store();
         let generation = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let synced = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         crate::classes::drive(
-            crate::classes::counted(
-                reflector(
-                    writer,
-                    watcher(api, watcher::Config::default()).modify(prune),
+            crate::classes::flag_listed(
+                crate::classes::counted(
+                    reflector(
+                        writer,
+                        watcher(api, watcher::Config::default()).modify(prune),
+                    ),
+                    generation.clone(),
                 ),
-                generation.clone(),
+                synced.clone(),
             ),
             "watching ServiceAccounts",
         );
-        let synced = crate::classes::flag_when_ready(store.clone());
         Self {
             store,
             synced,
@@ -100,9 +103,14 @@ impl WatchedAccounts {
     }
 
     pub async fn wait_until_ready(&self, timeout: std::time::Duration) -> bool {
-        tokio::time::timeout(timeout, self.store.wait_until_ready())
-            .await
-            .is_ok_and(|r| r.is_ok())
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.synced() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        true
     }
 }
 

@@ -289,20 +289,23 @@ where
     })
 }
 
-/// A flag that turns true once `store` has had its first complete list.
-pub(crate) fn flag_when_ready<K>(store: kube::runtime::reflector::Store<K>) -> Arc<AtomicBool>
+/// Sets `listed` once the watch has delivered its first complete list.
+/// Read from the events themselves rather than `Store::wait_until_ready`,
+/// which wakes only its first waiter: a second one (the readiness flag)
+/// never saw the list and the webhook stayed unready.
+pub(crate) fn flag_listed<S, K, E>(
+    stream: S,
+    listed: Arc<AtomicBool>,
+) -> impl futures::Stream<Item = Result<kube::runtime::watcher::Event<K>, E>>
 where
-    K: kube::Resource + Clone + Send + Sync + 'static,
-    K::DynamicType: std::hash::Hash + Eq + Clone + Send + Sync,
+    S: futures::Stream<Item = Result<kube::runtime::watcher::Event<K>, E>>,
 {
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = flag.clone();
-    tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            set.store(true, Ordering::Release);
+    use futures::StreamExt;
+    stream.inspect(move |event| {
+        if matches!(event, Ok(kube::runtime::watcher::Event::InitDone)) {
+            listed.store(true, Ordering::Release);
         }
-    });
-    flag
+    })
 }
 
 impl ProviderClasses for WatchedClasses {
@@ -397,6 +400,25 @@ mod tests {
         watched.state.apply(&Event::InitDone);
         assert!(watched.parsed("team", "a").is_none());
         assert!(watched.parsed("team", "b").is_some());
+    }
+
+    #[tokio::test]
+    async fn the_listed_flag_turns_only_when_the_first_list_is_complete() {
+        use futures::StreamExt;
+        let listed = Arc::new(AtomicBool::new(false));
+        let events: Vec<Result<Event<DynamicObject>, ()>> = vec![
+            Ok(Event::Init),
+            Ok(Event::InitApply(class("a", "1", None))),
+            Err(()),
+            Ok(Event::InitDone),
+        ];
+        let mut stream = std::pin::pin!(flag_listed(futures::stream::iter(events), listed.clone()));
+        for _ in 0..3 {
+            stream.next().await;
+            assert!(!listed.load(Ordering::Acquire));
+        }
+        stream.next().await;
+        assert!(listed.load(Ordering::Acquire));
     }
 
     #[test]

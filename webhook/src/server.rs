@@ -157,10 +157,21 @@ fn refused(metrics: &Metrics, error: &BoxError, limits: Limits) -> Response {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.is_ready() {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+        return (StatusCode::OK, "ready").into_response();
     }
+    // Say what is missing: an operator reading a failed probe learns why.
+    let mut missing = Vec::new();
+    if !state.ready.load(Ordering::Acquire) {
+        missing.push("serving (starting or draining)");
+    }
+    if !state.classes.synced() {
+        missing.push("SecretProviderClasses not listed");
+    }
+    if !state.accounts.synced() {
+        missing.push("ServiceAccounts not listed");
+    }
+    let body = format!("not ready: {}\n", missing.join(", "));
+    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -136,6 +136,7 @@ fn pod(name: &str) -> Pod {
     serde_json::from_value(json!({
         "metadata": {"name": name, "annotations": {
             "secret-injector.io/inject": "true",
+            "secret-injector.io/client-id": "00000000-0000-0000-0000-000000000001",
             "secret-injector.io/secret-db-user": "azure://kv-aks-csi-weu-01/secrets/db-user"}},
         "spec": {"containers": [{"name": "app", "image": "nginx:1.23.1"}], "serviceAccountName": "default"}
     }))

@@ -45,11 +45,15 @@ def find(docs, kind, name=None):
 
 for mode, values in modes.items():
     docs = render(values)
+    # The renders are applied to the e2e's apiserver, 1.20: as `auto` resolves
+    # there (no matchConditions before 1.28). Helm's SDK renders offline for a
+    # newer version and has no option to name another.
+    applied = render({**values, "webhook": {"matchConditions": False}})
     # cert-manager's kinds apart: an apiserver without cert-manager knows none.
-    core = [d for d in docs if not d["apiVersion"].startswith("cert-manager.io/")]
+    core = [d for d in applied if not d["apiVersion"].startswith("cert-manager.io/")]
     (out / f"{mode}.yaml").write_text(yaml.safe_dump_all(core, sort_keys=False))
-    if len(core) < len(docs):
-        extra = [d for d in docs if d not in core]
+    if len(core) < len(applied):
+        extra = [d for d in applied if d not in core]
         (out / f"{mode}.cert-manager.yaml").write_text(yaml.safe_dump_all(extra, sort_keys=False))
     kinds = sorted({d["kind"] for d in docs})
     deployment = find(docs, "Deployment")[0]

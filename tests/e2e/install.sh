@@ -70,7 +70,7 @@ check "the caBundle of the three webhooks is the Secret's CA" \
 
 # An annotated pod: the apiserver calls the webhook through its Service.
 K apply -f manifests/examples/seed-pod-annotations.yaml >/dev/null
-pod_ready() { K wait --for=condition=Ready pod -l app=nginx --timeout=180s >/dev/null; }
+pod_ready() { pods_ready app=nginx; }
 check "an annotated pod is injected and runs" pod_ready
 pod=$(K get pods -l app=nginx -o jsonpath='{.items[0].metadata.name}')
 check "it has the init container and the sidecar" \

@@ -17,6 +17,16 @@ TENANT=00000000-0000-0000-0000-00000000000a
 CLIENT=00000000-0000-0000-0000-000000000001
 
 K() { tests/cluster/in-cluster-ns.sh "$W" kubectl "$@"; }
+
+# pods_ready <selector>: the selected pods exist and are Ready (180 s).
+# kubectl wait fails at once while a ReplicaSet has made no pod yet.
+pods_ready() {
+  for _ in $(seq 1 120); do
+    [ -n "$(K get pod -l "$1" -o name 2>/dev/null)" ] && break
+    sleep 0.5
+  done
+  K wait --for=condition=Ready pod -l "$1" --timeout=180s >/dev/null
+}
 in_ns() { tests/cluster/in-cluster-ns.sh "$W" "$@"; }
 admin() { in_ns curl -fsS --cacert "$W/emulator-ca.pem" -H 'Content-Type: application/json' "$@"; }
 

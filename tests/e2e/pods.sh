@@ -100,7 +100,7 @@ sleep 2 # the apiserver picks webhook configurations up asynchronously
 # The seed's Deployment in annotation form, rotation shortened for the test.
 sed "s|rotation-interval: 1m|rotation-interval: ${INTERVAL}s|" manifests/examples/seed-pod-annotations.yaml |
   K apply -f - >/dev/null
-pod_ready() { K wait --for=condition=Ready pod -l app=nginx --timeout=180s >/dev/null; }
+pod_ready() { pods_ready app=nginx; }
 check "the injected pod starts (init container fetched, sidecar running)" pod_ready
 pod=$(K get pods -l app=nginx -o jsonpath='{.items[0].metadata.name}')
 app_reads() { K exec "$pod" -c nginx -- cat "/mnt/secrets-store/$1"; }

@@ -3,8 +3,9 @@
 use std::{collections::BTreeMap, fmt, time::Duration};
 
 use crate::{
-    AzureIdentity, FileMode, FileName, FileNameError, HostRefused, InjectionSpec, ReferenceError,
-    Rotation, SecretObject, SecretRef, SpecError, StoreHosts, spec::DEFAULT_MOUNT_PATH,
+    AwsIdentity, FileMode, FileName, FileNameError, HostRefused, Identities, InjectionSpec,
+    ReferenceError, Rotation, SecretObject, SecretRef, SpecError, StoreHosts, is_role_arn,
+    spec::DEFAULT_MOUNT_PATH,
 };
 
 pub const PREFIX: &str = "secret-injector.io/";
@@ -19,6 +20,11 @@ pub const CLIENT_ID: &str = "secret-injector.io/client-id";
 pub const TENANT_ID: &str = "secret-injector.io/tenant-id";
 /// `"true"`: the node's managed identity (with `client-id`, a user-assigned
 /// one), as a SecretProviderClass's `useVMManagedIdentity` asks.
+/// The IAM role IRSA assumes, overriding the ServiceAccount's
+/// `eks.amazonaws.com/role-arn`.
+pub const AWS_ROLE_ARN: &str = "secret-injector.io/aws-role-arn";
+/// `"true"`: EKS Pod Identity instead of IRSA (the class's `usePodIdentity`).
+pub const AWS_USE_POD_IDENTITY: &str = "secret-injector.io/aws-use-pod-identity";
 pub const USE_MANAGED_IDENTITY: &str = "secret-injector.io/use-managed-identity";
 pub const SECRET_PROVIDER_CLASS: &str = "secret-injector.io/secret-provider-class";
 /// `secret-injector.io/secret-<file>: <uri>`
@@ -37,6 +43,8 @@ const KNOWN_KEYS: &[&str] = &[
     CLIENT_ID,
     TENANT_ID,
     USE_MANAGED_IDENTITY,
+    AWS_ROLE_ARN,
+    AWS_USE_POD_IDENTITY,
     SECRET_PROVIDER_CLASS,
     STATUS,
     NO_SIDECAR_REASON,
@@ -194,8 +202,9 @@ pub struct ClassRequest {
     /// Mount path, rotation and file mode: the operator's, overridden by the pod.
     pub defaults: Defaults,
     pub containers: Option<Vec<String>>,
-    /// `client-id` / `tenant-id` annotations, which win over the class.
-    pub azure: AzureIdentity,
+    /// Identity annotations (`client-id`, `tenant-id`, `aws-role-arn`,
+    /// ...), which win over the class.
+    pub identities: Identities,
 }
 
 /// Reads a pod's annotations. Only `inject: "true"` opts in; every other
@@ -234,7 +243,9 @@ pub fn parse_opted_in(
     let mut rotation = defaults.rotation;
     let mut containers = None;
     let mut file_permission = defaults.file_permission;
-    let mut azure = AzureIdentity::default();
+    let mut identities = Identities::default();
+    let azure = &mut identities.azure;
+    let mut aws = AwsIdentity::default();
     let mut managed = false;
     let mut class = None;
     let limits = &defaults.limits;
@@ -298,6 +309,19 @@ pub fn parse_opted_in(
                 "false" => {}
                 _ => errors.push(value_error(USE_MANAGED_IDENTITY, value, "\"true\" or \"false\"")),
             },
+            AWS_ROLE_ARN => match is_role_arn(value) {
+                true => aws.role_arn = Some(value.clone()),
+                false => errors.push(value_error(
+                    AWS_ROLE_ARN,
+                    value,
+                    "an IAM role ARN such as arn:aws:iam::123456789012:role/app",
+                )),
+            },
+            AWS_USE_POD_IDENTITY => match value.as_str() {
+                "true" => aws.use_pod_identity = true,
+                "false" => {}
+                _ => errors.push(value_error(AWS_USE_POD_IDENTITY, value, "\"true\" or \"false\"")),
+            },
             SECRET_PROVIDER_CLASS => match is_dns_subdomain(value) {
                 true => class = Some(value.clone()),
                 false => errors.push(AnnotationError::ClassName(value.clone())),
@@ -323,6 +347,7 @@ pub fn parse_opted_in(
         azure.use_managed_identity = true;
         azure.user_assigned_identity_id = azure.client_id.take();
     }
+    identities.aws = aws;
     if objects.is_empty() && class.is_none() && errors.is_empty() {
         errors.push(AnnotationError::NoSecrets);
     }
@@ -339,7 +364,7 @@ pub fn parse_opted_in(
                 limits: limits.clone(),
             },
             containers,
-            azure,
+            identities,
         }));
     }
     InjectionSpec::new(
@@ -348,7 +373,7 @@ pub fn parse_opted_in(
         rotation,
         containers,
         file_permission,
-        azure,
+        identities,
     )
     .map(Request::OptedIn)
     .map_err(|e| AnnotationErrors(vec![e.into()]))
@@ -447,6 +472,7 @@ const PROTECTED_PATHS: &[&str] = &[
     "/run/secrets/kubernetes.io",
     "/var/run/secrets/azure",
     "/var/run/secrets/eks.amazonaws.com",
+    "/var/run/secrets/pods.eks.amazonaws.com",
     "/var/run/secrets/secret-injector",
 ];
 
@@ -539,6 +565,7 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
+    use crate::Store;
 
     fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -587,7 +614,7 @@ mod tests {
         assert_eq!(spec.rotation, Rotation::Every(Duration::from_secs(60)));
         assert_eq!(spec.file_permission, FileMode::DEFAULT);
         assert_eq!(
-            spec.azure.tenant_id.as_deref(),
+            spec.identities.azure.tenant_id.as_deref(),
             Some("00000000-0000-0000-0000-00000000000a")
         );
         assert_eq!(spec.containers, None);
@@ -608,8 +635,8 @@ mod tests {
             ),
         ])
         .unwrap();
-        let providers: Vec<_> = spec.providers().into_keys().collect();
-        assert_eq!(providers, ["aws", "azure", "gcp", "vault"]);
+        let stores: Vec<_> = spec.stores().into_keys().collect();
+        assert_eq!(stores, Store::ALL);
     }
 
     #[test]
@@ -809,10 +836,10 @@ mod tests {
             (CLIENT_ID, "00000000-0000-0000-0000-000000000001"),
         ])
         .unwrap();
-        assert!(spec.azure.use_managed_identity);
-        assert_eq!(spec.azure.client_id, None);
+        assert!(spec.identities.azure.use_managed_identity);
+        assert_eq!(spec.identities.azure.client_id, None);
         assert_eq!(
-            spec.azure.user_assigned_identity_id.as_deref(),
+            spec.identities.azure.user_assigned_identity_id.as_deref(),
             Some("00000000-0000-0000-0000-000000000001")
         );
         let text = error_text(&[(USE_MANAGED_IDENTITY, "yes")]);
@@ -852,7 +879,7 @@ mod tests {
         );
         assert_eq!(request.defaults.mount_path, "/mnt/secrets-store");
         assert_eq!(request.containers, Some(vec!["app".into()]));
-        assert!(request.azure.client_id.is_some());
+        assert!(request.identities.azure.client_id.is_some());
     }
 
     #[test]

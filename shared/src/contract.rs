@@ -10,7 +10,7 @@ pub const SPEC_ENV: &str = "SECRET_INJECTOR_SPEC";
 
 /// The version of the spec this build writes and the newest it reads. Bump
 /// it with every field an older sidecar must not ignore.
-pub const SPEC_VERSION: u32 = 1;
+pub const SPEC_VERSION: u32 = 2;
 
 /// The sidecar's subcommands, as the webhook runs them.
 pub mod args {
@@ -45,3 +45,17 @@ pub mod azure {
 /// The status file beside the files: per object, version, last success and
 /// failure. Names starting with `..` belong to the writer, never to a secret.
 pub const STATUS_FILE: &str = "..secret-injector-status.json";
+
+/// The AWS SDKs' own variable names (EKS's webhooks set the same), which the
+/// webhook sets for AWS objects; the sidecar's SDK reads them.
+pub mod aws {
+    pub const ROLE_ARN: &str = "AWS_ROLE_ARN";
+    pub const WEB_IDENTITY_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+    pub const CONTAINER_CREDENTIALS_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+    pub const CONTAINER_AUTHORIZATION_TOKEN_FILE: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
+    /// The node's instance role is never a pod's identity (M1 for AWS).
+    pub const EC2_METADATA_DISABLED: &str = "AWS_EC2_METADATA_DISABLED";
+    /// The operator's endpoint for every AWS service (VPC endpoints, a test server).
+    pub const ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+    pub const STS_REGIONAL_ENDPOINTS: &str = "AWS_STS_REGIONAL_ENDPOINTS";
+}

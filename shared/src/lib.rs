@@ -5,6 +5,7 @@
 pub mod annotations;
 pub mod contract;
 mod file_name;
+mod identity;
 pub mod provider_class;
 mod reference;
 mod rotation;
@@ -14,16 +15,17 @@ pub mod store_hosts;
 pub use annotations::{AnnotationError, AnnotationErrors, ClassRequest, Defaults, Limits, Request};
 pub use contract::{SPEC_ENV, SPEC_VERSION};
 pub use file_name::{FileName, FileNameError, MAX_FILE_NAME_BYTES};
+pub use identity::{AwsIdentity, AzureIdentity, Identities, is_role_arn};
 pub use provider_class::{AzureCloud, ProviderClassError, spec_from_provider_class};
 pub use reference::{
-    ACCEPTED_FORMS, AwsRef, AzureObjectKind, AzureRef, GcpRef, ReferenceError, SecretRef,
-    VaultAddress, VaultRef,
+    ACCEPTED_FORMS, AwsRef, AwsService, AzureObjectKind, AzureRef, GcpRef, ReferenceError,
+    SecretRef, Store, VaultAddress, VaultRef,
 };
 pub use rotation::{
     MAX_ROTATION_INTERVAL, MIN_ROTATION_INTERVAL, Rotation, RotationError, parse_duration,
 };
 pub use spec::{
-    ALLOWED_SECRET_TYPES, AzureIdentity, DEFAULT_MOUNT_PATH, FileMode, FileModeError,
-    InjectionSpec, ObjectEncoding, ObjectFormat, SecretObject, SpecError, SyncTarget,
+    ALLOWED_SECRET_TYPES, DEFAULT_MOUNT_PATH, FileMode, FileModeError, InjectionSpec,
+    ObjectEncoding, ObjectFormat, SecretObject, SpecError, SyncTarget,
 };
 pub use store_hosts::{HostRefused, StoreHosts, StoreHostsError};

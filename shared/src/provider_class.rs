@@ -49,9 +49,9 @@ use serde_json::Value;
 use serde_yaml_ng::Value as Yaml;
 
 use crate::{
-    AzureIdentity, AzureObjectKind, AzureRef, Defaults, FileMode, FileName, InjectionSpec,
-    ObjectEncoding, ObjectFormat, ReferenceError, SecretObject, SecretRef, SpecError, SyncTarget,
-    VaultAddress,
+    AzureIdentity, AzureObjectKind, AzureRef, Defaults, FileMode, FileName, Identities,
+    InjectionSpec, ObjectEncoding, ObjectFormat, ReferenceError, SecretObject, SecretRef,
+    SpecError, SyncTarget, VaultAddress,
     annotations::{is_domain, is_guid},
     reference::{check_azure_object_name, check_azure_version, check_vault_name},
 };
@@ -247,7 +247,7 @@ pub fn spec_from_provider_class(
 pub struct ParsedClass {
     name: String,
     objects: Vec<SecretObject>,
-    azure: AzureIdentity,
+    identities: Identities,
     sync_targets: Vec<SyncTarget>,
     warnings: Vec<String>,
     /// The field that names the store host, for refusals (`parameters.keyvaultName`).
@@ -283,7 +283,7 @@ impl ParsedClass {
         defaults: &Defaults,
     ) -> Result<(InjectionSpec, Vec<String>), ProviderClassError> {
         let limits = &defaults.limits;
-        if self.azure.use_managed_identity && !limits.allow_managed_identity {
+        if self.identities.azure.use_managed_identity && !limits.allow_managed_identity {
             return Err(ProviderClassError::Invalid {
                 class: self.name.clone(),
                 field: "parameters.useVMManagedIdentity".to_owned(),
@@ -309,7 +309,7 @@ impl ParsedClass {
             defaults.rotation,
             None,
             defaults.file_permission,
-            self.azure.clone(),
+            self.identities.clone(),
         )
         .and_then(|spec| spec.with_sync_targets(self.sync_targets.clone()))
         .map(|spec| spec.with_provider_class(self.name.clone()))
@@ -482,7 +482,10 @@ impl Reader {
         Ok(ParsedClass {
             name: self.class.clone(),
             objects,
-            azure,
+            identities: Identities {
+                azure,
+                ..Identities::default()
+            },
             sync_targets,
             warnings: Vec::new(),
             host_field: "parameters.keyvaultName",
@@ -1218,7 +1221,7 @@ mod tests {
             "azure://kv-aks-csi-weu-01/secrets/db-user"
         );
         assert_eq!(
-            spec.azure,
+            spec.identities.azure,
             AzureIdentity {
                 client_id: None,
                 tenant_id: Some("00000000-0000-0000-0000-00000000000a".into()),
@@ -1329,7 +1332,7 @@ mod tests {
         assert_eq!(warnings, Vec::<String>::new());
         let (spec_01, _) = read(&yaml(SEED_01)).unwrap();
         assert_eq!(spec.objects, spec_01.objects);
-        assert_eq!(spec.azure, spec_01.azure);
+        assert_eq!(spec.identities.azure, spec_01.identities.azure);
         assert_eq!(
             spec.sync_targets,
             [SyncTarget {
@@ -1404,7 +1407,7 @@ mod tests {
         for object in &spec.objects {
             assert_eq!(azure(object).vault, expected);
         }
-        assert_eq!(spec.azure.authority_host.as_deref(), authority);
+        assert_eq!(spec.identities.azure.authority_host.as_deref(), authority);
         // The sovereign vault survives the trip through the env value.
         let value = spec.to_env_value();
         assert_eq!(InjectionSpec::from_env_value(&value).unwrap(), spec);
@@ -1434,7 +1437,7 @@ mod tests {
         .unwrap();
         assert_eq!(warnings, Vec::<String>::new());
         assert_eq!(
-            spec.azure,
+            spec.identities.azure,
             AzureIdentity {
                 client_id: Some("00000000-0000-0000-0000-0000000000ab".into()),
                 tenant_id: Some("00000000-0000-0000-0000-00000000000a".into()),
@@ -1446,8 +1449,8 @@ mod tests {
     #[test]
     fn system_assigned_managed_identity() {
         let (spec, _) = read(&class(&[("userAssignedIdentityID", "")])).unwrap();
-        assert!(spec.azure.use_managed_identity);
-        assert_eq!(spec.azure.user_assigned_identity_id, None);
+        assert!(spec.identities.azure.use_managed_identity);
+        assert_eq!(spec.identities.azure.user_assigned_identity_id, None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, fmt, str::FromStr};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    FileName, Rotation, SecretRef,
+    FileName, Identities, Rotation, SecretRef, Store,
     contract::{SPEC_ENV, SPEC_VERSION},
 };
 
@@ -27,8 +27,9 @@ pub struct InjectionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub containers: Option<Vec<String>>,
     pub file_permission: FileMode,
-    #[serde(default, skip_serializing_if = "AzureIdentity::is_empty")]
-    pub azure: AzureIdentity,
+    /// Who the sidecar is, per store; only the stores the objects use.
+    #[serde(default, skip_serializing_if = "Identities::is_empty")]
+    pub identities: Identities,
     /// The SecretProviderClass this spec was read from, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_class: Option<String>,
@@ -106,37 +107,6 @@ pub enum ObjectFormat {
     Pfx,
 }
 
-/// Azure workload identity; unset fields fall back to operator defaults.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AzureIdentity {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant_id: Option<String>,
-    /// Use the node's managed identity (IMDS) instead of workload identity.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub use_managed_identity: bool,
-    /// With `use_managed_identity`: the user-assigned identity's client id;
-    /// `None` means the system-assigned identity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_assigned_identity_id: Option<String>,
-    /// The Entra ID authority for a sovereign cloud, such as
-    /// `https://login.chinacloudapi.cn/`; `None` means the public cloud.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub authority_host: Option<String>,
-}
-
-impl AzureIdentity {
-    pub fn is_empty(&self) -> bool {
-        self.client_id.is_none()
-            && self.tenant_id.is_none()
-            && !self.use_managed_identity
-            && self.user_assigned_identity_id.is_none()
-            && self.authority_host.is_none()
-    }
-}
-
 fn first_version() -> u32 {
     1
 }
@@ -203,7 +173,7 @@ impl InjectionSpec {
         rotation: Rotation,
         containers: Option<Vec<String>>,
         file_permission: FileMode,
-        azure: AzureIdentity,
+        identities: Identities,
     ) -> Result<Self, SpecError> {
         objects.sort_by(|a, b| a.file.cmp(&b.file));
         check_objects(&objects)?;
@@ -214,7 +184,7 @@ impl InjectionSpec {
             rotation,
             containers,
             file_permission,
-            azure,
+            identities,
             provider_class: None,
             sync_targets: Vec::new(),
         })
@@ -255,20 +225,44 @@ impl InjectionSpec {
                 known: SPEC_VERSION,
             });
         }
-        let spec: Self =
+        let mut json: serde_json::Value =
             serde_json::from_str(value).map_err(|e| SpecError::Malformed(e.to_string()))?;
+        upgrade_v1(&mut json);
+        let spec: Self =
+            serde_json::from_value(json).map_err(|e| SpecError::Malformed(e.to_string()))?;
         check_objects(&spec.objects)?;
         check_sync_targets(&spec.objects, &spec.sync_targets)?;
         Ok(spec)
     }
 
-    /// The distinct stores this spec reads from, by provider name.
-    pub fn providers(&self) -> BTreeMap<&'static str, usize> {
+    /// The distinct stores this spec reads from, with their object counts.
+    pub fn stores(&self) -> BTreeMap<Store, usize> {
         let mut counts = BTreeMap::new();
         for object in &self.objects {
-            *counts.entry(object.source.provider()).or_default() += 1;
+            *counts.entry(object.source.store()).or_default() += 1;
         }
         counts
+    }
+
+    pub fn uses(&self, store: Store) -> bool {
+        self.objects.iter().any(|o| o.source.store() == store)
+    }
+}
+
+/// Version 1 carried Azure's identity as `azure`; version 2 keeps every
+/// store's under `identities`. A newer sidecar reads an older webhook's spec.
+fn upgrade_v1(json: &mut serde_json::Value) {
+    let Some(map) = json.as_object_mut() else {
+        return;
+    };
+    if map.get("version").and_then(|v| v.as_u64()).unwrap_or(1) >= 2 {
+        return;
+    }
+    if let Some(azure) = map.remove("azure") {
+        map.insert(
+            "identities".to_owned(),
+            serde_json::json!({ "azure": azure }),
+        );
     }
 }
 
@@ -447,7 +441,7 @@ mod tests {
             Rotation::Every(Duration::from_secs(120)),
             None,
             FileMode::DEFAULT,
-            AzureIdentity::default(),
+            Identities::default(),
         )
         .unwrap()
     }
@@ -470,22 +464,60 @@ mod tests {
     #[test]
     fn a_newer_spec_is_refused_naming_both_versions() {
         let value = spec().to_env_value();
-        assert!(value.starts_with(r#"{"version":1,"#), "{value}");
+        assert!(value.starts_with(r#"{"version":2,"#), "{value}");
         let newer = value.replacen(
-            r#""version":1"#,
-            r#""version":2,"onRotation":{"signal":"SIGHUP"}"#,
+            r#""version":2"#,
+            r#""version":3,"onRotation":{"signal":"SIGHUP"}"#,
             1,
         );
         let err = InjectionSpec::from_env_value(&newer).unwrap_err();
-        assert_eq!(err, SpecError::NewerVersion { spec: 2, known: 1 });
+        assert_eq!(err, SpecError::NewerVersion { spec: 3, known: 2 });
         assert!(err.to_string().contains("--sidecar-image"), "{err}");
-        let unknown = value.replacen(r#""version":1"#, r#""version":1,"outputs":[]"#, 1);
+        let unknown = value.replacen(r#""version":2"#, r#""version":2,"outputs":[]"#, 1);
         assert!(matches!(
             InjectionSpec::from_env_value(&unknown),
             Err(SpecError::Malformed(m)) if m.contains("outputs")
         ));
-        let unversioned = value.replacen(r#""version":1,"#, "", 1);
-        assert_eq!(InjectionSpec::from_env_value(&unversioned).unwrap(), spec());
+        let unversioned = value.replacen(r#""version":2,"#, "", 1);
+        assert_eq!(
+            InjectionSpec::from_env_value(&unversioned).unwrap().objects,
+            spec().objects
+        );
+    }
+
+    // An older webhook's spec (version 1, Azure's identity as `azure`) is
+    // read by this sidecar with the identity where version 2 keeps it.
+    #[test]
+    fn a_version_1_spec_keeps_its_azure_identity() {
+        let v1 = spec().to_env_value().replacen(
+            r#""version":2,"#,
+            r#""version":1,"azure":{"clientId":"c1","tenantId":"t1"},"#,
+            1,
+        );
+        let read = InjectionSpec::from_env_value(&v1).unwrap();
+        assert_eq!(read.identities.azure.client_id.as_deref(), Some("c1"));
+        assert_eq!(read.identities.azure.tenant_id.as_deref(), Some("t1"));
+        let v2 = spec()
+            .to_env_value()
+            .replacen(r#""version":2,"#, r#""version":2,"azure":{}"#, 1);
+        assert!(
+            InjectionSpec::from_env_value(&v2).is_err(),
+            "v2 has no azure field"
+        );
+    }
+
+    #[test]
+    fn identities_serialise_per_store_only_when_set() {
+        let mut spec = spec();
+        spec.identities.aws.role_arn = Some("arn:aws:iam::123456789012:role/app".into());
+        let value = spec.to_env_value();
+        assert!(
+            value.contains(
+                r#""identities":{"aws":{"roleArn":"arn:aws:iam::123456789012:role/app"}}"#
+            ),
+            "{value}"
+        );
+        assert_eq!(InjectionSpec::from_env_value(&value).unwrap(), spec);
     }
 
     #[test]
@@ -521,7 +553,7 @@ mod tests {
     #[test]
     fn new_fields_are_left_out_when_unset() {
         let value = spec().to_env_value();
-        for field in ["\"syncTargets\"", "\"providerClass\"", "\"azure\""] {
+        for field in ["\"syncTargets\"", "\"providerClass\"", "\"identities\""] {
             assert!(!value.contains(field), "{value}");
         }
     }
@@ -622,9 +654,9 @@ mod tests {
 
     #[test]
     fn managed_identity_serialises_only_when_chosen() {
-        let azure = AzureIdentity {
+        let azure = crate::AzureIdentity {
             use_managed_identity: true,
-            ..AzureIdentity::default()
+            ..crate::AzureIdentity::default()
         };
         assert!(!azure.is_empty());
         assert_eq!(
@@ -632,7 +664,7 @@ mod tests {
             r#"{"useManagedIdentity":true}"#
         );
         assert_eq!(
-            serde_json::to_string(&AzureIdentity::default()).unwrap(),
+            serde_json::to_string(&crate::AzureIdentity::default()).unwrap(),
             "{}"
         );
     }

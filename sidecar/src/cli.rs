@@ -4,15 +4,18 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use shared::Store;
+
+#[cfg(feature = "azure")]
+use crate::providers::azure::AzureProvider;
 
 use crate::{
-    azure::AzureProvider,
     cluster::PodIdentity,
     config::{self, EnvSource},
     engine::{Engine, EngineError},
     kube_sink::KubeSink,
     plan,
-    provider::Providers,
+    providers::{Providers, TransportOptions},
     writer::AtomicWriter,
 };
 
@@ -146,19 +149,12 @@ pub async fn run(cli: Cli, env: &impl EnvSource) -> Result<(), anyhow::Error> {
         };
     }
 
-    let mut providers = Providers::default();
-    if spec.providers().contains_key("azure") {
-        let resolve = config::parse_resolve(&cli.common.resolve)?;
-        let azure = config::azure(
-            env,
-            &spec,
-            cli.common.ca_bundle.as_ref(),
-            resolve,
-            cli.common.timeout,
-        )?;
-        tracing::info!(auth = ?azure.auth, authority = %azure.authority_host, "Azure Key Vault");
-        providers.azure = Some(Box::new(AzureProvider::new(azure)?));
-    }
+    let transport = TransportOptions {
+        ca_bundle: config::ca_bundle(cli.common.ca_bundle.as_ref())?,
+        resolve: config::parse_resolve(&cli.common.resolve)?,
+        timeout: cli.common.timeout,
+    };
+    let providers = providers(env, &spec, &transport).await?;
     let mut engine = Engine::new(spec, providers, writer)
         .with_concurrency(cli.common.concurrency)
         .with_store_hosts(cli.common.allowed_store_hosts.clone());
@@ -234,6 +230,38 @@ async fn shutdown_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// A provider for each store the spec uses that this build has; a store it
+/// lacks fails its objects with a message naming it (`Providers::for_ref`).
+async fn providers(
+    env: &impl EnvSource,
+    spec: &shared::InjectionSpec,
+    transport: &TransportOptions,
+) -> Result<Providers, anyhow::Error> {
+    let mut providers = Providers::new();
+    for store in spec.stores().into_keys() {
+        match store {
+            #[cfg(feature = "azure")]
+            Store::Azure => {
+                let azure = crate::providers::azure::config::from_env(env, spec, transport)?;
+                tracing::info!(auth = ?azure.auth, authority = %azure.authority_host, "Azure Key Vault");
+                providers.insert(store, Box::new(AzureProvider::new(azure)?));
+            }
+            #[cfg(feature = "aws")]
+            Store::Aws => {
+                let region = spec.objects.iter().find_map(|o| match &o.source {
+                    shared::SecretRef::Aws(r) => Some(r.region.clone()),
+                    _ => None,
+                });
+                let aws = crate::providers::aws::AwsProvider::new(transport, region).await?;
+                tracing::info!("AWS Secrets Manager and Parameter Store");
+                providers.insert(store, Box::new(aws));
+            }
+            _ => {}
+        }
+    }
+    Ok(providers)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use shared::{
     provider_class::PROVIDER_CLASS_API_VERSION,
 };
 
-use crate::{plan::Known, provider::FetchError};
+use crate::{plan::Known, providers::FetchError};
 
 /// The label the CSI driver puts on the Secrets it syncs; kept so selectors
 /// written for the driver still find them.

@@ -15,7 +15,7 @@ use crate::{
     cluster::RoundFacts,
     metrics::Metrics,
     plan::{self, Backoff, Known, Merged},
-    provider::{FetchError, Fetched, Providers},
+    providers::{FetchError, Fetched, Providers},
     status::Status,
     text, transform,
     writer::{AtomicWriter, WriteError},
@@ -393,6 +393,20 @@ impl Engine {
             if let Some(error) = report.publish_error.as_ref().filter(|e| e.permanent) {
                 return Err(EngineError::Refused(text::bounded(
                     &format!("secret-injector: {error}"),
+                    text::TERMINATION_LIMIT,
+                )));
+            }
+            // Retrying cannot mend a store this build lacks, a value that can
+            // never be written, or a policy that denies access: say so now.
+            let permanent: Vec<(FileName, FetchError)> = report
+                .failures
+                .iter()
+                .filter(|(_, e)| e.is_permanent())
+                .cloned()
+                .collect();
+            if !permanent.is_empty() {
+                return Err(EngineError::Refused(text::bounded(
+                    &self.describe_failures(&permanent),
                     text::TERMINATION_LIMIT,
                 )));
             }

@@ -1,7 +1,6 @@
 //! secret-injector's sidecar: fetch secrets from the store into files,
 //! atomically, and keep them rotated. Decisions are pure (`plan`), effects thin.
 
-pub mod azure;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -10,7 +9,7 @@ pub mod kube_sink;
 pub mod metrics;
 pub mod pem;
 pub mod plan;
-pub mod provider;
+pub mod providers;
 pub mod secret;
 pub mod status;
 pub mod text;

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 use shared::{FileMode, FileName, InjectionSpec};
 
 use crate::{
-    provider::FetchError,
+    providers::FetchError,
     secret::SecretBytes,
     writer::{FileEntry, FileSet},
 };
@@ -164,7 +164,7 @@ fn entry(known: &Known, mode: FileMode) -> FileEntry {
 
 #[cfg(test)]
 mod tests {
-    use shared::{AzureIdentity, Rotation, SecretObject};
+    use shared::{Rotation, SecretObject};
 
     use super::*;
 
@@ -187,7 +187,7 @@ mod tests {
             Rotation::Every(Duration::from_secs(60)),
             None,
             FileMode::DEFAULT,
-            AzureIdentity::default(),
+            shared::Identities::default(),
         )
         .unwrap()
     }

@@ -5,7 +5,7 @@ use base64::Engine;
 use shared::{ObjectEncoding, SecretObject, SecretRef};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::{provider::FetchError, secret::SecretBytes};
+use crate::{providers::FetchError, secret::SecretBytes};
 
 /// A value parsed from a secret: its strings (keys included) are wiped when
 /// it is dropped. Numbers, booleans and null hold no heap memory here

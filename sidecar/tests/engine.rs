@@ -14,7 +14,7 @@ use secret_injector_sidecar::{
     engine::{Engine, EngineError},
     metrics::Metrics,
     plan::Backoff,
-    provider::{FetchError, Fetched, Provider, Providers},
+    providers::{FetchError, Fetched, Provider, Providers},
     secret::SecretBytes,
     status::Status,
     writer::AtomicWriter,
@@ -78,9 +78,7 @@ fn spec(extra: &str) -> InjectionSpec {
 }
 
 fn engine(store: &ScriptedStore, dir: &std::path::Path, spec: InjectionSpec) -> Engine {
-    let providers = Providers {
-        azure: Some(Box::new(store.clone())),
-    };
+    let providers = Providers::new().with(shared::Store::Azure, Box::new(store.clone()));
     Engine::new(spec, providers, AtomicWriter::new(dir)).with_backoff(Backoff {
         initial: Duration::from_millis(20),
         max: Duration::from_millis(100),
@@ -237,7 +235,7 @@ async fn one_failing_object_does_not_stop_the_others() {
 }
 
 #[tokio::test]
-async fn init_retries_then_gives_up_with_one_line_and_no_partial_set() {
+async fn init_fails_at_once_on_a_denial_with_one_line_and_no_partial_set() {
     let store = ScriptedStore::default();
     store.set(USER, "administrator", "v1");
     store.fail(
@@ -246,17 +244,16 @@ async fn init_retries_then_gives_up_with_one_line_and_no_partial_set() {
     );
     let dir = tempfile::tempdir().unwrap();
     let mut engine = engine(&store, dir.path(), spec(""));
-    let err = engine.init(Duration::from_millis(300)).await.unwrap_err();
-    let EngineError::Deadline(line) = err else {
+    // A policy denial cannot mend by retrying: refused before the deadline.
+    let started = std::time::Instant::now();
+    let err = engine.init(Duration::from_secs(60)).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let EngineError::Refused(line) = err else {
         panic!("{err}")
     };
     assert!(!line.contains('\n'));
     assert!(line.contains("cannot fetch db-pass from azure://kv-aks-csi-weu-01/secrets/db-pass (vault https://kv-aks-csi-weu-01.vault.azure.net): 403 Forbidden"), "{line}");
-    assert!(
-        store.calls(PASS) >= 3,
-        "retried {} times",
-        store.calls(PASS)
-    );
+    assert_eq!(store.calls(PASS), 1, "asked once, not retried");
     assert!(!dir.path().join("..data").exists());
     assert!(
         !dir.path().join("db-user").exists(),

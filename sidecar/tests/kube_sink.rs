@@ -24,7 +24,7 @@ use secret_injector_sidecar::{
     engine::{Engine, EngineError},
     kube_sink::KubeSink,
     plan::Backoff,
-    provider::{FetchError, Fetched, Provider, Providers},
+    providers::{FetchError, Fetched, Provider, Providers},
     secret::SecretBytes,
     writer::AtomicWriter,
 };
@@ -343,9 +343,7 @@ impl Fixture {
         let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
         let client = kube::Client::try_from(config).unwrap();
         let sink = KubeSink::with_client(&spec(), pod(), client).unwrap();
-        let providers = Providers {
-            azure: Some(Box::new(self.store.clone())),
-        };
+        let providers = Providers::new().with(shared::Store::Azure, Box::new(self.store.clone()));
         Engine::new(spec(), providers, AtomicWriter::new(self.dir.path()))
             .with_backoff(Backoff {
                 initial: Duration::from_millis(20),

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use secret_injector_sidecar::{
     engine::Engine,
-    provider::{FetchError, Fetched, Provider, Providers},
+    providers::{FetchError, Fetched, Provider, Providers},
     secret::SecretBytes,
     writer::AtomicWriter,
 };
@@ -43,9 +43,7 @@ fn spec(uri: &str) -> InjectionSpec {
 async fn round(uri: &str, hosts: Option<&str>) -> (Vec<String>, Vec<FetchError>) {
     let dir = tempfile::tempdir().unwrap();
     let store = Recording::default();
-    let providers = Providers {
-        azure: Some(Box::new(store.clone())),
-    };
+    let providers = Providers::new().with(shared::Store::Azure, Box::new(store.clone()));
     let mut engine = Engine::new(spec(uri), providers, AtomicWriter::new(dir.path()));
     if let Some(hosts) = hosts {
         engine = engine.with_store_hosts(hosts.parse().unwrap());

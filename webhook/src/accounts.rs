@@ -1,35 +1,35 @@
-//! The Azure workload identity a pod's ServiceAccount names
-//! (`azure.workload.identity/client-id`, `/tenant-id`), so pods need not
-//! repeat it: a metadata-only watch when serving, or the documents of an
-//! `inject` stream.
+//! The identity annotations a pod's ServiceAccount carries for the stores
+//! (`azure.workload.identity/client-id`, `eks.amazonaws.com/role-arn`, ...:
+//! `stores::ACCOUNT_ANNOTATIONS`), so pods need not repeat them: a
+//! metadata-only watch when serving, or the documents of an `inject` stream.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::core::PartialObjectMeta;
 
-pub const CLIENT_ID_ANNOTATION: &str = "azure.workload.identity/client-id";
-pub const TENANT_ID_ANNOTATION: &str = "azure.workload.identity/tenant-id";
+use crate::stores::ACCOUNT_ANNOTATIONS;
 
-/// What a ServiceAccount's annotations say about its Azure identity.
+/// A ServiceAccount's identity annotations, those some store reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccountIdentity {
-    pub client_id: Option<String>,
-    pub tenant_id: Option<String>,
-}
+pub struct AccountIdentity(BTreeMap<String, String>);
 
 impl AccountIdentity {
     pub fn from_annotations(annotations: Option<&BTreeMap<String, String>>) -> Self {
-        let get = |key: &str| {
+        Self(
             annotations
-                .and_then(|a| a.get(key))
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        Self {
-            client_id: get(CLIENT_ID_ANNOTATION),
-            tenant_id: get(TENANT_ID_ANNOTATION),
-        }
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| ACCOUNT_ANNOTATIONS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.trim().to_owned()))
+                .filter(|(_, v)| !v.is_empty())
+                .collect(),
+        )
+    }
+
+    /// One annotation's value, trimmed; `None` when absent or empty.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
     }
 }
 
@@ -114,15 +114,15 @@ impl WatchedAccounts {
     }
 }
 
-/// What the cache keeps of a ServiceAccount: its key and the two annotations
-/// it is read for (no managedFields, labels or other annotations).
+/// What the cache keeps of a ServiceAccount: its key and the identity
+/// annotations it is read for (no managedFields, labels or other annotations).
 pub fn prune(account: &mut PartialObjectMeta<ServiceAccount>) {
     let meta = std::mem::take(&mut account.metadata);
     let annotations: BTreeMap<String, String> = meta
         .annotations
         .into_iter()
         .flatten()
-        .filter(|(k, _)| k == CLIENT_ID_ANNOTATION || k == TENANT_ID_ANNOTATION)
+        .filter(|(k, _)| ACCOUNT_ANNOTATIONS.contains(&k.as_str()))
         .collect();
     account.metadata = kube::core::ObjectMeta {
         name: meta.name,

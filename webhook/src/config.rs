@@ -130,6 +130,18 @@ pub struct InjectorArgs {
     #[arg(long, env = "SECRET_INJECTOR_AZURE_TENANT_ID")]
     pub azure_tenant_id: Option<String>,
 
+    /// EKS Pod Identity agent endpoint the sidecar asks for credentials
+    /// (`AWS_CONTAINER_CREDENTIALS_FULL_URI`) when a pod uses Pod Identity.
+    #[arg(long, env = "SECRET_INJECTOR_AWS_POD_IDENTITY_ENDPOINT",
+          default_value = crate::stores::aws::DEFAULT_POD_IDENTITY_ENDPOINT)]
+    pub aws_pod_identity_endpoint: String,
+
+    /// One endpoint for every AWS service the sidecar calls (STS, Secrets
+    /// Manager, SSM), set as `AWS_ENDPOINT_URL`: a VPC endpoint or a test
+    /// server. Unset: the SDK's regional endpoints.
+    #[arg(long, env = "SECRET_INJECTOR_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+
     /// Store hosts a pod or SecretProviderClass may name, comma-separated:
     /// host[:port] or *.suffix[:port] (port a number or *; none means 443).
     /// IP addresses, loopback, link-local and cluster-internal names must be
@@ -226,6 +238,8 @@ pub struct InjectorConfig {
     pub defaults: Defaults,
     pub azure_authority_host: String,
     pub azure_tenant_id: Option<String>,
+    pub aws_pod_identity_endpoint: String,
+    pub aws_endpoint_url: Option<String>,
 }
 
 impl InjectorArgs {
@@ -287,6 +301,8 @@ impl InjectorArgs {
             },
             azure_authority_host: self.azure_authority_host.clone(),
             azure_tenant_id: self.azure_tenant_id.clone(),
+            aws_pod_identity_endpoint: self.aws_pod_identity_endpoint.clone(),
+            aws_endpoint_url: self.aws_endpoint_url.clone().filter(|u| !u.is_empty()),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod managed_tls;
 pub mod metrics;
 pub mod mutate;
 pub mod server;
+pub mod stores;
 pub mod tls;
 pub mod tls_keeper;
 

@@ -7,36 +7,33 @@ use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation, jsonptr:
 use k8s_openapi::{
     api::core::v1::{
         Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
-        ObjectFieldSelector, Pod, PodSpec, Probe, ProjectedVolumeSource, ResourceRequirements,
-        SeccompProfile, SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount,
-        VolumeProjection,
+        ObjectFieldSelector, Pod, PodSpec, Probe, ResourceRequirements, SeccompProfile,
+        SecurityContext, Volume, VolumeMount,
     },
     apimachinery::pkg::api::resource::Quantity,
 };
 use serde_json::Value;
 use shared::{
-    AnnotationErrors, AzureIdentity, ClassRequest, InjectionSpec, ProviderClassError, Request,
+    AnnotationErrors, ClassRequest, Identities, InjectionSpec, ProviderClassError, Request,
     SPEC_ENV,
     annotations::{self, NO_SIDECAR_REASON, STATUS, STATUS_INJECTED},
     contract,
 };
 
-use crate::{classes::Context, config::InjectorConfig};
+use crate::{classes::Context, config::InjectorConfig, stores};
 
 pub const VOLUME_NAME: &str = "secret-injector-secrets";
 /// The Secrets Store CSI driver whose volumes can be converted.
 pub const CSI_DRIVER: &str = "secrets-store.csi.k8s.io";
-pub const AZURE_TOKEN_VOLUME_NAME: &str = "secret-injector-azure-token";
 pub const INIT_CONTAINER_NAME: &str = "secret-injector-init";
 pub const SIDECAR_CONTAINER_NAME: &str = "secret-injector";
 pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 
-/// Where the injected containers find the projected ServiceAccount token that
-/// Entra ID exchanges for an access token (same paths as Azure's own webhook).
-pub const AZURE_TOKEN_DIR: &str = "/var/run/secrets/azure/tokens";
-pub const AZURE_TOKEN_FILE: &str = "azure-identity-token";
-pub const AZURE_TOKEN_AUDIENCE: &str = "api://AzureADTokenExchange";
-const AZURE_TOKEN_EXPIRATION_SECONDS: i64 = 3600;
+// The stores' token paths, for callers that knew them here.
+pub use crate::stores::azure::{
+    TOKEN_AUDIENCE as AZURE_TOKEN_AUDIENCE, TOKEN_DIR as AZURE_TOKEN_DIR,
+    TOKEN_FILE as AZURE_TOKEN_FILE, TOKEN_VOLUME_NAME as AZURE_TOKEN_VOLUME_NAME,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MutationError {
@@ -72,12 +69,8 @@ pub enum MutationError {
         container: String,
         volume: &'static str,
     },
-    #[error(
-        "the pod reads Azure Key Vault but names no identity: set {client_id} (workload identity), annotate its ServiceAccount {account:?} with azure.workload.identity/client-id, or ask for the node's managed identity with {managed}: \"true\" (or useVMManagedIdentity in the SecretProviderClass)",
-        client_id = annotations::CLIENT_ID,
-        managed = annotations::USE_MANAGED_IDENTITY
-    )]
-    NoAzureIdentity { account: String },
+    #[error("the pod reads {store} but names no identity: {how}")]
+    NoIdentity { store: &'static str, how: String },
     #[error(
         "container {container:?} already mounts something at {mount_path}; set {annotation} to another path",
         annotation = annotations::MOUNT_PATH
@@ -141,8 +134,7 @@ pub fn decide_with(
         !by_label && pod_annotations.get(annotations::INJECT).map(String::as_str) == Some("true");
     let decision = match annotations::parse_opted_in(pod_annotations, &config.defaults, by_label)? {
         Request::OptedIn(mut spec) => {
-            identity_from_service_account(&mut spec, pod, ctx);
-            check_identity(&spec, pod)?;
+            complete_identities(&mut spec, pod, ctx)?;
             mutate(pod, &spec, config).map(Decision::Inject)
         }
         Request::FromClass(request) => {
@@ -161,7 +153,7 @@ pub fn decide_with(
                     class: class.to_owned(),
                     defaults: config.defaults.clone(),
                     containers: None,
-                    azure: AzureIdentity::default(),
+                    identities: Identities::default(),
                 };
                 let plan = VolumePlan::ReplaceCsi { index, name };
                 from_class(pod, config, ctx, &request, plan).map(Decision::Inject)
@@ -238,14 +230,18 @@ fn from_class(
         Err(e) => return Err(e.clone().into()),
     };
     spec.containers = request.containers.clone();
-    if let Some(id) = &request.azure.client_id {
-        spec.azure.client_id = Some(id.clone());
+    let named = &request.identities;
+    if let Some(id) = &named.azure.client_id {
+        spec.identities.azure.client_id = Some(id.clone());
     }
-    if let Some(id) = &request.azure.tenant_id {
-        spec.azure.tenant_id = Some(id.clone());
+    if let Some(id) = &named.azure.tenant_id {
+        spec.identities.azure.tenant_id = Some(id.clone());
     }
-    identity_from_service_account(&mut spec, pod, ctx);
-    check_identity(&spec, pod)?;
+    if let Some(role) = &named.aws.role_arn {
+        spec.identities.aws.role_arn = Some(role.clone());
+    }
+    spec.identities.aws.use_pod_identity |= named.aws.use_pod_identity;
+    complete_identities(&mut spec, pod, ctx)?;
     let mut mutation = mutate_with(pod, &spec, config, plan)?;
     mutation.warnings.extend(
         class_warnings
@@ -255,39 +251,17 @@ fn from_class(
     Ok(mutation)
 }
 
-/// Azure workload identity: what the pod (or its class) did not name comes
-/// from its ServiceAccount's `azure.workload.identity/client-id` and
-/// `/tenant-id`, as Azure's own workload identity webhook reads them.
-fn identity_from_service_account(spec: &mut InjectionSpec, pod: &Pod, ctx: &Context<'_>) {
-    let azure = &mut spec.azure;
-    if azure.use_managed_identity || (azure.client_id.is_some() && azure.tenant_id.is_some()) {
-        return;
-    }
+/// Each store's identity: what the pod and its class did not name comes from
+/// its ServiceAccount's annotations (`stores`); too little is refused.
+fn complete_identities(
+    spec: &mut InjectionSpec,
+    pod: &Pod,
+    ctx: &Context<'_>,
+) -> Result<(), MutationError> {
     let account = service_account_name(pod);
     // The request's namespace (the apiserver's), never the object's.
     let namespace = ctx.namespace;
-    let found = ctx.accounts.identity(namespace, account);
-    if azure.client_id.is_none() {
-        azure.client_id = found.client_id;
-    }
-    if azure.tenant_id.is_none() {
-        azure.tenant_id = found.tenant_id;
-    }
-}
-
-/// M1: Azure objects need an identity the pod, its class or its
-/// ServiceAccount named; the node's managed identity only when asked for.
-fn check_identity(spec: &InjectionSpec, pod: &Pod) -> Result<(), MutationError> {
-    let azure = &spec.azure;
-    if spec.providers().contains_key("azure")
-        && azure.client_id.is_none()
-        && !azure.use_managed_identity
-    {
-        return Err(MutationError::NoAzureIdentity {
-            account: service_account_name(pod).to_owned(),
-        });
-    }
-    Ok(())
+    stores::complete_identities(spec, account, || ctx.accounts.identity(namespace, account))
 }
 
 fn service_account_name(pod: &Pod) -> &str {
@@ -349,20 +323,14 @@ pub fn mutate_with(
     let pod_spec = pod.spec.as_ref().unwrap_or(&default_spec);
     let init_containers: &[Container] = pod_spec.init_containers.as_deref().unwrap_or_default();
     let volumes: &[Volume] = pod_spec.volumes.as_deref().unwrap_or_default();
-    let uses_azure = spec.providers().contains_key("azure");
+    let wiring = stores::wiring(spec, config);
 
     let adding = plan == VolumePlan::Add;
     let volume_name = match plan {
         VolumePlan::Add => VOLUME_NAME,
         VolumePlan::ReplaceCsi { name, .. } => name,
     };
-    check_names(
-        volumes,
-        &pod_spec.containers,
-        init_containers,
-        uses_azure,
-        adding,
-    )?;
+    check_names(volumes, &pod_spec.containers, init_containers, adding)?;
     // With a converted CSI volume the app already mounts it where it wants.
     let targets = if adding {
         targets(spec, &pod_spec.containers, init_containers)?
@@ -397,9 +365,7 @@ pub fn mutate_with(
             );
         }
     }
-    if uses_azure {
-        new_volumes.push(azure_token_volume());
-    }
+    new_volumes.extend(wiring.volumes.iter().cloned());
     if !new_volumes.is_empty() {
         ops.append_all(
             &["spec", "volumes"],
@@ -462,8 +428,8 @@ pub fn mutate_with(
     let injected = Injected {
         spec,
         config,
-        env: env(spec, config, uses_azure),
-        uses_azure,
+        env: env(spec, config, &wiring),
+        wiring: &wiring,
         volume: volume_name,
         api_access: api_access.clone(),
     };
@@ -496,7 +462,7 @@ pub fn mutate_with(
     // A projected ServiceAccount token needs `serviceAccountName`, which the
     // ServiceAccount admission plugin sets to "default" before us; where that
     // plugin is off, set what it would have.
-    if uses_azure
+    if wiring.projects_tokens()
         && pod_spec
             .service_account_name
             .as_deref()
@@ -608,16 +574,14 @@ fn check_names(
     volumes: &[Volume],
     containers: &[Container],
     init_containers: &[Container],
-    uses_azure: bool,
     adding_volume: bool,
 ) -> Result<(), MutationError> {
     let mut ours = Vec::new();
     if adding_volume {
         ours.push(VOLUME_NAME);
     }
-    if uses_azure {
-        ours.push(AZURE_TOKEN_VOLUME_NAME);
-    }
+    // Every store's, whether this pod uses it or not: simpler to explain.
+    ours.extend(stores::VOLUME_NAMES);
     for name in &ours {
         if volumes.iter().any(|v| v.name == *name) {
             return Err(MutationError::VolumeNameTaken(name));
@@ -710,25 +674,7 @@ fn secrets_volume(config: &InjectorConfig, name: &str) -> Volume {
     }
 }
 
-fn azure_token_volume() -> Volume {
-    Volume {
-        name: AZURE_TOKEN_VOLUME_NAME.to_owned(),
-        projected: Some(ProjectedVolumeSource {
-            sources: Some(vec![VolumeProjection {
-                service_account_token: Some(ServiceAccountTokenProjection {
-                    audience: Some(AZURE_TOKEN_AUDIENCE.to_owned()),
-                    expiration_seconds: Some(AZURE_TOKEN_EXPIRATION_SECONDS),
-                    path: AZURE_TOKEN_FILE.to_owned(),
-                }),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn env(spec: &InjectionSpec, config: &InjectorConfig, uses_azure: bool) -> Vec<EnvVar> {
+fn env(spec: &InjectionSpec, config: &InjectorConfig, wiring: &stores::Wiring) -> Vec<EnvVar> {
     let plain = |name: &str, value: String| EnvVar {
         name: name.to_owned(),
         value: Some(value),
@@ -760,27 +706,7 @@ fn env(spec: &InjectionSpec, config: &InjectorConfig, uses_azure: bool) -> Vec<E
             config.defaults.limits.store_hosts.to_string(),
         ),
     ];
-    if uses_azure {
-        env.push(plain(
-            contract::azure::FEDERATED_TOKEN_FILE,
-            format!("{AZURE_TOKEN_DIR}/{AZURE_TOKEN_FILE}"),
-        ));
-        env.push(plain(
-            contract::azure::AUTHORITY_HOST,
-            config.azure_authority_host.clone(),
-        ));
-        if let Some(client_id) = &spec.azure.client_id {
-            env.push(plain(contract::azure::CLIENT_ID, client_id.clone()));
-        }
-        if let Some(tenant) = spec
-            .azure
-            .tenant_id
-            .as_ref()
-            .or(config.azure_tenant_id.as_ref())
-        {
-            env.push(plain(contract::azure::TENANT_ID, tenant.clone()));
-        }
-    }
+    env.extend(wiring.env.iter().cloned());
     env
 }
 
@@ -790,7 +716,8 @@ struct Injected<'a> {
     spec: &'a InjectionSpec,
     config: &'a InjectorConfig,
     env: Vec<EnvVar>,
-    uses_azure: bool,
+    /// What the spec's stores add (token mounts).
+    wiring: &'a stores::Wiring,
     /// Ours, or the converted CSI volume's own name.
     volume: &'a str,
     /// The app's ServiceAccount token mount, for the Kubernetes API (Secret
@@ -834,21 +761,14 @@ impl Injected<'_> {
     }
 
     fn container(&self, name: &str, args: &[&str]) -> Container {
-        let (spec, config, uses_azure) = (self.spec, self.config, self.uses_azure);
+        let (spec, config) = (self.spec, self.config);
         let env = self.env.clone();
         let mut mounts = vec![VolumeMount {
             name: self.volume.to_owned(),
             mount_path: spec.mount_path.clone(),
             ..Default::default()
         }];
-        if uses_azure {
-            mounts.push(VolumeMount {
-                name: AZURE_TOKEN_VOLUME_NAME.to_owned(),
-                mount_path: AZURE_TOKEN_DIR.to_owned(),
-                read_only: Some(true),
-                ..Default::default()
-            });
-        }
+        mounts.extend(self.wiring.mounts.iter().cloned());
         if let Some(api) = &self.api_access {
             mounts.push(api.clone());
         }

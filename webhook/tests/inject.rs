@@ -24,6 +24,7 @@ spec:
           annotations:
             secret-injector.io/inject: "true"
             secret-injector.io/secret-token: aws://eu-west-1/backup/token
+            secret-injector.io/aws-role-arn: arn:aws:iam::123456789012:role/backup
         spec:
           restartPolicy: OnFailure
           containers:

@@ -285,6 +285,155 @@ fn other_stores_get_no_azure_token() {
     );
 }
 
+fn projected_audience(pod: &Pod, volume: &str) -> Option<(String, String)> {
+    let v = pod
+        .spec
+        .as_ref()?
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == volume)?;
+    let p = v.projected.as_ref()?.sources.as_ref()?[0]
+        .service_account_token
+        .as_ref()?;
+    Some((p.audience.clone()?, p.path.clone()))
+}
+
+fn aws_pod(extra: &[(&str, &str)]) -> Value {
+    let mut pod = seed_pod();
+    let annotations = pod["metadata"]["annotations"].as_object_mut().unwrap();
+    annotations.insert(
+        "secret-injector.io/secret-api".into(),
+        json!("aws-ssm://us-east-1/prod/api/key"),
+    );
+    for (k, v) in extra {
+        annotations.insert((*k).into(), json!(v));
+    }
+    pod
+}
+
+// IRSA as EKS's webhook wires it: a token for sts.amazonaws.com at its path,
+// AWS_ROLE_ARN; the node's instance role is switched off.
+#[test]
+fn aws_objects_get_irsa_wiring_and_a_pod_using_two_stores_gets_both() {
+    let pod = aws_pod(&[(
+        "secret-injector.io/aws-role-arn",
+        "arn:aws:iam::123456789012:role/app",
+    )]);
+    let (pod, _) = inject(&pod, &config());
+    assert_eq!(
+        projected_audience(&pod, "secret-injector-aws-token"),
+        Some(("sts.amazonaws.com".into(), "token".into()))
+    );
+    assert!(projected_audience(&pod, "secret-injector-azure-token").is_some());
+    for name in ["secret-injector-init", "secret-injector"] {
+        let c = container(&pod, name);
+        assert_eq!(
+            env(c, "AWS_ROLE_ARN"),
+            Some("arn:aws:iam::123456789012:role/app")
+        );
+        assert_eq!(
+            env(c, "AWS_WEB_IDENTITY_TOKEN_FILE"),
+            Some("/var/run/secrets/eks.amazonaws.com/serviceaccount/token")
+        );
+        assert_eq!(env(c, "AWS_EC2_METADATA_DISABLED"), Some("true"));
+        assert!(env(c, "AZURE_FEDERATED_TOKEN_FILE").is_some());
+        assert!(mounts_of(c).contains(&(
+            "secret-injector-aws-token".into(),
+            "/var/run/secrets/eks.amazonaws.com/serviceaccount".into(),
+            true
+        )));
+    }
+    assert!(
+        !mounts_of(container(&pod, "nginx"))
+            .iter()
+            .any(|m| m.0 == "secret-injector-aws-token")
+    );
+}
+
+#[test]
+fn aws_pod_identity_gets_its_audience_and_the_agent_endpoint() {
+    let pod = aws_pod(&[("secret-injector.io/aws-use-pod-identity", "true")]);
+    let (pod, _) = inject(&pod, &config());
+    assert_eq!(
+        projected_audience(&pod, "secret-injector-aws-pod-identity-token"),
+        Some((
+            "pods.eks.amazonaws.com".into(),
+            "eks-pod-identity-token".into()
+        ))
+    );
+    assert!(projected_audience(&pod, "secret-injector-aws-token").is_none());
+    let c = container(&pod, "secret-injector");
+    assert_eq!(
+        env(c, "AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+        Some("http://169.254.170.23/v1/credentials")
+    );
+    assert_eq!(
+        env(c, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
+        Some("/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token")
+    );
+    assert_eq!(env(c, "AWS_ROLE_ARN"), None);
+}
+
+// The role comes from the ServiceAccount's eks.amazonaws.com/role-arn unless
+// the pod names one; with neither, the pod is refused (no instance role).
+#[test]
+fn aws_role_comes_from_the_service_account_and_none_is_refused() {
+    use secret_injector_webhook::{
+        accounts::AccountIdentity,
+        classes::{Context, NoClasses},
+    };
+    use std::collections::BTreeMap;
+    let accounts: BTreeMap<(String, String), AccountIdentity> = BTreeMap::from([(
+        ("default".to_owned(), "app-sa".to_owned()),
+        AccountIdentity::from_annotations(Some(&BTreeMap::from([(
+            "eks.amazonaws.com/role-arn".to_owned(),
+            "arn:aws:iam::123456789012:role/from-sa".to_owned(),
+        )]))),
+    )]);
+    let ctx = Context {
+        namespace: "default",
+        classes: &NoClasses,
+        accounts: &accounts,
+        csi_compat: false,
+    };
+    let decide = |pod: &Value| {
+        let typed: Pod = serde_json::from_value(pod.clone()).unwrap();
+        mutate::decide_with(&typed, &config(), &ctx)
+    };
+    let role_of = |pod: &Value| {
+        let Ok(Decision::Inject(mutation)) = decide(pod) else {
+            panic!("expected an injection")
+        };
+        let mut value = pod.clone();
+        json_patch::patch(&mut value, &mutation.patch).unwrap();
+        let pod: Pod = serde_json::from_value(value).unwrap();
+        env(container(&pod, "secret-injector"), "AWS_ROLE_ARN").map(str::to_owned)
+    };
+    let mut pod = aws_pod(&[]);
+    pod["spec"]["serviceAccountName"] = json!("app-sa");
+    assert_eq!(
+        role_of(&pod).as_deref(),
+        Some("arn:aws:iam::123456789012:role/from-sa")
+    );
+    pod["metadata"]["annotations"]["secret-injector.io/aws-role-arn"] =
+        json!("arn:aws:iam::123456789012:role/from-pod");
+    assert_eq!(
+        role_of(&pod).as_deref(),
+        Some("arn:aws:iam::123456789012:role/from-pod")
+    );
+
+    let err = decide(&aws_pod(&[])).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("reads AWS but names no identity"), "{text}");
+    assert!(text.contains("eks.amazonaws.com/role-arn"), "{text}");
+    assert!(text.contains("secret-injector.io/aws-role-arn"), "{text}");
+
+    let bad = aws_pod(&[("secret-injector.io/aws-role-arn", "arn:aws:iam::1:user/x")]);
+    let text = decide(&bad).unwrap_err().to_string();
+    assert!(text.contains("an IAM role ARN such as"), "{text}");
+}
+
 #[test]
 fn injected_containers_pass_the_restricted_profile() {
     let (pod, _) = inject(&seed_pod(), &config());
@@ -422,7 +571,7 @@ fn pods_without_volumes_init_containers_or_annotation_map_get_them_created() {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "bare", "annotations": {
             "secret-injector.io/inject": "true",
-            "secret-injector.io/secret-token": "aws://us-east-1/prod/api#token"}},
+            "secret-injector.io/secret-token": "vault://secret/prod/api#token"}},
         "spec": {"containers": [{"name": "app", "image": "app:1"}]}
     });
     let (pod, mutation) = inject(&pod, &config());
@@ -759,10 +908,16 @@ fn workload_identity_comes_from_the_service_account_unless_the_pod_names_one() {
     use std::collections::BTreeMap;
     let accounts: BTreeMap<(String, String), AccountIdentity> = BTreeMap::from([(
         ("default".to_owned(), "app-sa".to_owned()),
-        AccountIdentity {
-            client_id: Some("11111111-2222-3333-4444-555555555555".into()),
-            tenant_id: Some("tenant-from-sa".into()),
-        },
+        AccountIdentity::from_annotations(Some(&BTreeMap::from([
+            (
+                "azure.workload.identity/client-id".to_owned(),
+                "11111111-2222-3333-4444-555555555555".to_owned(),
+            ),
+            (
+                "azure.workload.identity/tenant-id".to_owned(),
+                "tenant-from-sa".to_owned(),
+            ),
+        ]))),
     )]);
     let ctx = Context {
         namespace: "default",
@@ -814,7 +969,7 @@ fn workload_identity_comes_from_the_service_account_unless_the_pod_names_one() {
     let typed: Pod = serde_json::from_value(pod.clone()).unwrap();
     let err = mutate::decide_with(&typed, &config(), &ctx).unwrap_err();
     assert!(
-        matches!(&err, MutationError::NoAzureIdentity { account } if account == "default"),
+        matches!(&err, MutationError::NoIdentity { store, how } if *store == "Azure Key Vault" && how.contains("\"default\"")),
         "{err}"
     );
     let text = err.to_string();
@@ -828,7 +983,7 @@ fn workload_identity_comes_from_the_service_account_unless_the_pod_names_one() {
         env(container(&stored, "secret-injector"), shared::SPEC_ENV).unwrap(),
     )
     .unwrap();
-    assert!(spec.azure.use_managed_identity);
+    assert!(spec.identities.azure.use_managed_identity);
 }
 
 // M4, L4: a pod may not pre-declare mounts of the volumes we add.

@@ -83,13 +83,13 @@ fn the_seed_csi_volume_becomes_a_memory_volume_under_the_same_name() {
             "azure://kv-aks-csi-weu-01/secrets/db-user"
         ]
     );
-    assert!(spec.azure.use_managed_identity);
+    assert!(spec.identities.azure.use_managed_identity);
     assert_eq!(
-        spec.azure.user_assigned_identity_id.as_deref(),
+        spec.identities.azure.user_assigned_identity_id.as_deref(),
         Some("00000000-0000-0000-0000-000000000001")
     );
     assert_eq!(
-        spec.azure.tenant_id.as_deref(),
+        spec.identities.azure.tenant_id.as_deref(),
         Some("00000000-0000-0000-0000-00000000000a")
     );
 }

@@ -2,6 +2,8 @@
 //! (PEM) and keys (public key, PEM), by version or latest, with workload
 //! identity, managed identity or a client secret.
 
+pub mod config;
+
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -32,7 +34,10 @@ use zeroize::Zeroizing;
 
 use crate::{
     pem,
-    provider::{Detail, FetchError, Fetched, Provider},
+    providers::{
+        Detail, FetchError, Fetched, Provider,
+        chain::{SystemResolver, Transport as Failure},
+    },
     secret::SecretBytes,
     text,
 };
@@ -114,6 +119,8 @@ impl AzureProvider {
                 .map_err(|e| AzureSetupError::CaBundle(e.to_string()))?;
             builder = builder.tls_certs_merge(certs);
         }
+        // Typed DNS failures (`chain`); `--resolve` entries win over it.
+        builder = builder.dns_resolver(SystemResolver::default());
         for (host, addr) in &config.resolve {
             builder = builder.resolve(host, *addr);
         }
@@ -530,25 +537,12 @@ fn classify(e: &azure_core::Error, what: &str) -> FetchError {
             s if s >= 500 => FetchError::Unavailable(detail),
             _ => FetchError::Invalid(detail),
         },
-        ErrorKind::Credential => FetchError::Credential(detail),
-        _ => {
-            let chain = text.to_ascii_lowercase();
-            if chain.contains("dns")
-                || chain.contains("failed to lookup")
-                || chain.contains("name or service not known")
-            {
-                FetchError::Dns(detail)
-            } else if chain.contains("certificate")
-                || chain.contains("tls")
-                || chain.contains("handshake")
-            {
-                FetchError::Tls(detail)
-            } else if chain.contains("timed out") || chain.contains("timeout") {
-                FetchError::Timeout(detail)
-            } else {
-                FetchError::Connection(detail)
-            }
-        }
+        // A credential that failed on the way (TLS to Entra ID, DNS) says so.
+        ErrorKind::Credential => match Failure::of(e) {
+            Failure::Connection => FetchError::Credential(detail),
+            other => other.error(detail),
+        },
+        _ => Failure::of(e).error(detail),
     }
 }
 

@@ -1,10 +1,17 @@
-//! One trait for every store; errors a person can act on, classified so the
-//! retry policy and the status file can tell a missing secret from an outage.
+//! One trait for every store, one folder per store behind it; errors a
+//! person can act on, classified so the retry policy and the status file can
+//! tell a missing secret from an outage, whichever store said it.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use async_trait::async_trait;
-use shared::{ObjectFormat, SecretRef};
+use shared::{ObjectFormat, SecretRef, Store};
+
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
+pub mod chain;
 
 use crate::{secret::SecretBytes, text};
 
@@ -101,6 +108,17 @@ impl FetchError {
         }
     }
 
+    /// Retrying cannot mend it: the store does not exist in this build, the
+    /// value can never be written, or a policy denies access. The init
+    /// container fails at once with it rather than at its deadline. A
+    /// missing secret is not permanent: it may be created any moment.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::Unsupported(_) | Self::Invalid(_) | Self::Forbidden(_)
+        )
+    }
+
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Throttled { retry_after, .. } => *retry_after,
@@ -142,23 +160,44 @@ pub trait Provider: Send + Sync {
     fn reset_credentials(&self) {}
 }
 
-/// Dispatches by scheme to the providers this build has.
-#[derive(Default)]
-pub struct Providers {
-    pub azure: Option<Box<dyn Provider>>,
+/// What every store's client takes from the command line: extra trusted CAs,
+/// fixed addresses, a per-request timeout.
+#[derive(Debug, Clone, Default)]
+pub struct TransportOptions {
+    /// Extra trusted CAs (PEM), added to the system's: private endpoints, emulators.
+    pub ca_bundle: Option<Vec<u8>>,
+    /// Fixed addresses for host names, like `/etc/hosts` (private endpoints).
+    pub resolve: Vec<(String, SocketAddr)>,
+    pub timeout: Duration,
 }
 
+/// Dispatches by store to the providers this build has.
+#[derive(Default)]
+pub struct Providers(BTreeMap<Store, Box<dyn Provider>>);
+
 impl Providers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with(mut self, store: Store, provider: Box<dyn Provider>) -> Self {
+        self.0.insert(store, provider);
+        self
+    }
+
+    pub fn insert(&mut self, store: Store, provider: Box<dyn Provider>) {
+        self.0.insert(store, provider);
+    }
+
     pub fn for_ref(&self, source: &SecretRef) -> Result<&dyn Provider, FetchError> {
-        let provider = match source {
-            SecretRef::Azure(_) => self.azure.as_deref(),
-            _ => None,
-        };
-        provider.ok_or_else(|| {
+        let store = source.store();
+        self.0.get(&store).map(|p| p.as_ref()).ok_or_else(|| {
+            let built: Vec<&str> = compiled_stores().iter().map(|s| s.title()).collect();
             FetchError::Unsupported(
                 format!(
-                    "the {} store is not supported by this sidecar yet (Azure Key Vault is)",
-                    source.provider()
+                    "{} is not supported by this sidecar (it reads {}); use a sidecar image built with it",
+                    store.title(),
+                    built.join(", ")
                 )
                 .into(),
             )
@@ -177,4 +216,14 @@ impl Providers {
         }
         result
     }
+}
+
+/// The stores this build has providers for (cargo features).
+pub fn compiled_stores() -> &'static [Store] {
+    &[
+        #[cfg(feature = "azure")]
+        Store::Azure,
+        #[cfg(feature = "aws")]
+        Store::Aws,
+    ]
 }

@@ -19,6 +19,20 @@ impl Identities {
     pub fn is_empty(&self) -> bool {
         self.azure.is_empty() && self.aws.is_empty()
     }
+
+    /// The pod's identity annotations over its class's: what the pod names
+    /// wins, what it leaves out stays the class's.
+    pub fn overlay(&mut self, pod: &Identities) {
+        let pick = |class: &mut Option<String>, pod: &Option<String>| {
+            if pod.is_some() {
+                class.clone_from(pod);
+            }
+        };
+        pick(&mut self.azure.client_id, &pod.azure.client_id);
+        pick(&mut self.azure.tenant_id, &pod.azure.tenant_id);
+        pick(&mut self.aws.role_arn, &pod.aws.role_arn);
+        self.aws.use_pod_identity |= pod.aws.use_pod_identity;
+    }
 }
 
 /// Azure workload identity; unset fields fall back to operator defaults.

@@ -230,17 +230,7 @@ fn from_class(
         Err(e) => return Err(e.clone().into()),
     };
     spec.containers = request.containers.clone();
-    let named = &request.identities;
-    if let Some(id) = &named.azure.client_id {
-        spec.identities.azure.client_id = Some(id.clone());
-    }
-    if let Some(id) = &named.azure.tenant_id {
-        spec.identities.azure.tenant_id = Some(id.clone());
-    }
-    if let Some(role) = &named.aws.role_arn {
-        spec.identities.aws.role_arn = Some(role.clone());
-    }
-    spec.identities.aws.use_pod_identity |= named.aws.use_pod_identity;
+    spec.identities.overlay(&request.identities);
     complete_identities(&mut spec, pod, ctx)?;
     let mut mutation = mutate_with(pod, &spec, config, plan)?;
     mutation.warnings.extend(

@@ -15,8 +15,12 @@ use std::{
 };
 
 use async_trait::async_trait;
-use aws_config::{BehaviorVersion, Region, retry::RetryConfig, timeout::TimeoutConfig};
+use aws_config::{
+    BehaviorVersion, Region, meta::region::RegionProviderChain, retry::RetryConfig,
+    timeout::TimeoutConfig,
+};
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+use rustls_pki_types::{CertificateDer, pem::PemObject};
 use shared::{AwsRef, AwsService, ObjectFormat, SecretRef};
 
 pub use errors::classify;
@@ -53,7 +57,9 @@ impl AwsProvider {
     ) -> Result<Self, AwsSetupError> {
         let mut trust = TrustStore::default();
         if let Some(pem) = &options.ca_bundle {
-            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            // The TLS layer parses it only at the first connection: check now.
+            let certificates = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>();
+            if certificates.is_err() || certificates.is_ok_and(|c| c.is_empty()) {
                 return Err(AwsSetupError::CaBundle);
             }
             trust = trust.with_pem_certificate(pem.clone());
@@ -67,7 +73,12 @@ impl AwsProvider {
                     .map_err(|_| AwsSetupError::CaBundle)?,
             )
             .build_with_resolver(SystemResolver::new(options.resolve.clone()));
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        // The environment's region first (AWS_REGION, profiles), else the
+        // spec's, for STS; each reference's own region picks its clients.
+        let region =
+            RegionProviderChain::default_provider().or_else(default_region.map(Region::new));
+        let loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(region)
             .http_client(http)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
@@ -76,12 +87,6 @@ impl AwsProvider {
                     .operation_attempt_timeout(options.timeout)
                     .build(),
             );
-        if std::env::var_os("AWS_REGION").is_none()
-            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-            && let Some(region) = default_region
-        {
-            loader = loader.region(Region::new(region));
-        }
         Ok(Self {
             sdk: loader.load().await,
             clients: Mutex::new(HashMap::new()),

@@ -36,10 +36,9 @@ use crate::{
     pem,
     providers::{
         Detail, FetchError, Fetched, Provider,
-        chain::{SystemResolver, Transport as Failure},
+        chain::{self, SystemResolver, Transport as Failure},
     },
     secret::SecretBytes,
-    text,
 };
 
 /// How the sidecar proves who it is to Entra ID.
@@ -504,10 +503,7 @@ fn build_sdk_credential(
 fn classify(e: &azure_core::Error, what: &str) -> FetchError {
     // The SDK's messages carry newlines (troubleshooting links); a status
     // line and a termination message must stay one line.
-    let chain = error_chain(e)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let chain = chain::describe(e);
     let text = match e.kind() {
         // The service's message names the object; keep it as it is.
         ErrorKind::HttpResponse { .. } => chain,
@@ -544,22 +540,6 @@ fn classify(e: &azure_core::Error, what: &str) -> FetchError {
         },
         _ => Failure::of(e).error(detail),
     }
-}
-
-/// The error and its causes, each once (wrappers often repeat their source).
-/// Each part is cut first, so a huge body is never copied whole.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    const PART_LIMIT: usize = 4 * text::DETAIL_LIMIT;
-    let mut parts: Vec<String> = vec![text::truncate(&e.to_string(), PART_LIMIT)];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = text::truncate(&s.to_string(), PART_LIMIT);
-        if !parts.iter().any(|p| p.contains(&part)) {
-            parts.push(part);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

@@ -57,6 +57,10 @@ pub struct Defaults {
     pub rotation: Rotation,
     pub file_permission: FileMode,
     pub limits: Limits,
+    /// The region of an AWS SecretProviderClass without `parameters.region`
+    /// (the operator's `--aws-region`; the AWS provider takes its own
+    /// `AWS_REGION` or the node's label, which admission cannot see).
+    pub aws_region: Option<String>,
 }
 
 impl Default for Defaults {
@@ -66,6 +70,7 @@ impl Default for Defaults {
             rotation: Rotation::Every(Duration::from_secs(120)),
             file_permission: FileMode::DEFAULT,
             limits: Limits::default(),
+            aws_region: None,
         }
     }
 }
@@ -362,6 +367,7 @@ pub fn parse_opted_in(
                 rotation,
                 file_permission,
                 limits: limits.clone(),
+                aws_region: defaults.aws_region.clone(),
             },
             containers,
             identities,

@@ -6,6 +6,7 @@ pub mod annotations;
 pub mod contract;
 mod file_name;
 mod identity;
+mod json_path;
 pub mod provider_class;
 mod reference;
 mod rotation;
@@ -16,10 +17,11 @@ pub use annotations::{AnnotationError, AnnotationErrors, ClassRequest, Defaults,
 pub use contract::{SPEC_ENV, SPEC_VERSION};
 pub use file_name::{FileName, FileNameError, MAX_FILE_NAME_BYTES};
 pub use identity::{AwsIdentity, AzureIdentity, Identities, is_role_arn};
+pub use json_path::{JsonPath, JsonPathError, Step as JsonPathStep};
 pub use provider_class::{AzureCloud, ProviderClassError, spec_from_provider_class};
 pub use reference::{
     ACCEPTED_FORMS, AwsRef, AwsService, AzureObjectKind, AzureRef, GcpRef, ReferenceError,
-    SecretRef, Store, VaultAddress, VaultRef,
+    SecretRef, Store, VaultAddress, VaultRef, check_region as check_aws_region,
 };
 pub use rotation::{
     MAX_ROTATION_INTERVAL, MIN_ROTATION_INTERVAL, Rotation, RotationError, parse_duration,

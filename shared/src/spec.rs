@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, fmt, str::FromStr};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    FileName, Identities, Rotation, SecretRef, Store,
+    FileName, Identities, JsonPath, Rotation, SecretRef, Store,
     contract::{SPEC_ENV, SPEC_VERSION},
 };
 
@@ -70,9 +70,18 @@ pub struct SecretObject {
     /// Write one field of a JSON value instead of the whole value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_key: Option<String>,
+    /// Write the JSON string this path selects (the AWS CSI provider's
+    /// `jmesPath`); anything but a string is an error, as there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_path: Option<JsonPath>,
     /// This file's mode, overriding the spec's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_permission: Option<FileMode>,
+    /// Asked when `source` cannot be reached (a 5xx, a timeout, no
+    /// connection), never when it answers no: the AWS CSI provider's
+    /// `failoverRegion` and `failoverObject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<SecretRef>,
 }
 
 impl SecretObject {
@@ -83,7 +92,9 @@ impl SecretObject {
             encoding: None,
             format: None,
             json_key: None,
+            json_path: None,
             file_permission: None,
+            failover: None,
         }
     }
 }
@@ -464,21 +475,21 @@ mod tests {
     #[test]
     fn a_newer_spec_is_refused_naming_both_versions() {
         let value = spec().to_env_value();
-        assert!(value.starts_with(r#"{"version":2,"#), "{value}");
+        assert!(value.starts_with(r#"{"version":3,"#), "{value}");
         let newer = value.replacen(
-            r#""version":2"#,
-            r#""version":3,"onRotation":{"signal":"SIGHUP"}"#,
+            r#""version":3"#,
+            r#""version":4,"onRotation":{"signal":"SIGHUP"}"#,
             1,
         );
         let err = InjectionSpec::from_env_value(&newer).unwrap_err();
-        assert_eq!(err, SpecError::NewerVersion { spec: 3, known: 2 });
+        assert_eq!(err, SpecError::NewerVersion { spec: 4, known: 3 });
         assert!(err.to_string().contains("--sidecar-image"), "{err}");
-        let unknown = value.replacen(r#""version":2"#, r#""version":2,"outputs":[]"#, 1);
+        let unknown = value.replacen(r#""version":3"#, r#""version":3,"outputs":[]"#, 1);
         assert!(matches!(
             InjectionSpec::from_env_value(&unknown),
             Err(SpecError::Malformed(m)) if m.contains("outputs")
         ));
-        let unversioned = value.replacen(r#""version":2,"#, "", 1);
+        let unversioned = value.replacen(r#""version":3,"#, "", 1);
         assert_eq!(
             InjectionSpec::from_env_value(&unversioned).unwrap().objects,
             spec().objects
@@ -490,7 +501,7 @@ mod tests {
     #[test]
     fn a_version_1_spec_keeps_its_azure_identity() {
         let v1 = spec().to_env_value().replacen(
-            r#""version":2,"#,
+            r#""version":3,"#,
             r#""version":1,"azure":{"clientId":"c1","tenantId":"t1"},"#,
             1,
         );
@@ -499,9 +510,9 @@ mod tests {
         assert_eq!(read.identities.azure.tenant_id.as_deref(), Some("t1"));
         let v2 = spec()
             .to_env_value()
-            .replacen(r#""version":2,"#, r#""version":2,"azure":{}"#, 1);
+            .replacen(r#""version":3,"#, r#""version":2,"azure":{},"#, 1);
         assert!(
-            InjectionSpec::from_env_value(&v2).is_err(),
+            matches!(InjectionSpec::from_env_value(&v2), Err(SpecError::Malformed(m)) if m.contains("azure")),
             "v2 has no azure field"
         );
     }

@@ -363,8 +363,8 @@ pub fn pod_status_name(pod: &PodIdentity, class: &str) -> String {
     format!("{}-{}-{}", pod.name, pod.namespace, class)
 }
 
-/// How the CSI driver's Azure provider names an object in the status:
-/// `<objectType>/<objectName>`.
+/// How each CSI provider names an object in the status: Azure's
+/// `<objectType>/<objectName>`, AWS's file name.
 pub fn object_id(object: &SecretObject) -> String {
     match &object.source {
         SecretRef::Azure(r) => {
@@ -375,6 +375,8 @@ pub fn object_id(object: &SecretObject) -> String {
             };
             format!("{kind}/{}", r.name)
         }
+        // The AWS provider's id is the file name (a jmesPath file gets its own).
+        SecretRef::Aws(_) => object.file.to_string(),
         other => other.to_string(),
     }
 }
@@ -885,7 +887,9 @@ mod tests {
             encoding: None,
             format: None,
             json_key: None,
+            json_path: None,
             file_permission: None,
+            failover: None,
         };
         assert_eq!(
             object_id(&object("azure://kv-1/secrets/db-pass")),
@@ -893,6 +897,7 @@ mod tests {
         );
         assert_eq!(object_id(&object("azure://kv-1/keys/k/abc")), "key/k");
         assert_eq!(object_id(&object("azure://kv-1/certificates/c")), "cert/c");
+        assert_eq!(object_id(&object("aws://us-east-1/prod/db")), "f");
     }
 
     #[test]

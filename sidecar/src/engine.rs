@@ -6,7 +6,6 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use futures::{StreamExt, stream};
 use shared::{FileName, InjectionSpec, ObjectFormat, SecretObject, SecretRef, StoreHosts};
 
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use crate::{
     cluster::RoundFacts,
     metrics::Metrics,
     plan::{self, Backoff, Known, Merged},
-    providers::{FetchError, Fetched, Providers},
+    providers::{FetchError, Fetched, Providers, Request},
     status::Status,
     text, transform,
     writer::{AtomicWriter, WriteError},
@@ -122,7 +121,8 @@ pub struct Engine {
     store_hosts: StoreHosts,
 }
 
-type FetchKey = (SecretRef, Option<ObjectFormat>);
+/// One fetch: what is asked, in which format, and where else if unreachable.
+type FetchKey = (SecretRef, Option<ObjectFormat>, Option<SecretRef>);
 
 impl Engine {
     pub fn new(spec: InjectionSpec, providers: Providers, writer: AtomicWriter) -> Self {
@@ -225,24 +225,56 @@ impl Engine {
     }
 
     async fn fetch_round(&self) -> (Vec<(FileName, Result<Known, FetchError>)>, usize) {
-        let key = |o: &SecretObject| -> FetchKey { (o.source.clone(), o.format) };
+        let key = |o: &SecretObject| -> FetchKey {
+            (
+                o.source.fetched(),
+                o.format,
+                o.failover.as_ref().map(SecretRef::fetched),
+            )
+        };
         let mut unique: Vec<FetchKey> = self.spec.objects.iter().map(key).collect();
-        unique.sort_by_key(|(r, f)| (r.to_string(), format!("{f:?}")));
+        unique.sort_by_key(|(r, f, o)| (r.to_string(), format!("{f:?}"), format!("{o:?}")));
         unique.dedup();
-        let fetches = unique.len();
-        let providers = &self.providers;
         let hosts = &self.store_hosts;
-        let results: HashMap<FetchKey, Result<Fetched, FetchError>> = stream::iter(unique)
-            .map(|k| async move {
-                let result = match allowed(hosts, &k.0) {
-                    Ok(()) => providers.fetch(&k.0, k.1).await,
-                    Err(e) => Err(e),
-                };
-                (k, result)
+        // The allowlist first: a refused host is never asked.
+        let (allowed_keys, refused): (Vec<_>, Vec<_>) = unique
+            .into_iter()
+            .map(|k| {
+                let check = allowed(hosts, &k.0);
+                (k, check)
             })
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
+            .partition(|(_, check)| check.is_ok());
+        let mut results: HashMap<FetchKey, Result<Fetched, FetchError>> = refused
+            .into_iter()
+            .filter_map(|(k, check)| check.err().map(|e| (k, Err(e))))
+            .collect();
+        let keys: Vec<FetchKey> = allowed_keys.into_iter().map(|(k, _)| k).collect();
+        let requests: Vec<Request> = keys.iter().map(|(r, f, _)| (r.clone(), *f)).collect();
+        let mut fetches = requests.len();
+        let answers = self.providers.fetch_all(&requests, self.concurrency).await;
+        // A source that could not be reached is asked for at its failover.
+        let mut failovers: Vec<(FetchKey, Request)> = Vec::new();
+        for (k, answer) in keys.into_iter().zip(answers) {
+            match (&answer, &k.2) {
+                (Err(e), Some(failover)) if e.is_outage() && allowed(hosts, failover).is_ok() => {
+                    tracing::warn!(source = %k.0, %failover, kind = e.label(), "the store cannot be reached; asking the failover");
+                    failovers.push((k.clone(), (failover.clone(), k.1)));
+                }
+                _ => {}
+            }
+            results.insert(k, answer);
+        }
+        if !failovers.is_empty() {
+            let requests: Vec<Request> = failovers.iter().map(|(_, r)| r.clone()).collect();
+            fetches += requests.len();
+            let answers = self.providers.fetch_all(&requests, self.concurrency).await;
+            for ((k, _), answer) in failovers.into_iter().zip(answers) {
+                // The primary's error stays when the failover fails too.
+                if answer.is_ok() {
+                    results.insert(k, answer);
+                }
+            }
+        }
         let round = self
             .spec
             .objects

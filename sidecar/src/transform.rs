@@ -2,7 +2,7 @@
 //! decoding (utf-8, hex, base64), as the CSI Azure provider does.
 
 use base64::Engine;
-use shared::{ObjectEncoding, SecretObject, SecretRef};
+use shared::{JsonPath, JsonPathStep, ObjectEncoding, SecretObject, SecretRef};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::{providers::FetchError, secret::SecretBytes};
@@ -57,14 +57,56 @@ pub fn to_file_bytes(
         _ => object.json_key.as_deref(),
     };
     let extracted;
-    let value = match json_key {
-        Some(key) => {
+    let value = match (json_key, &object.json_path) {
+        (Some(key), _) => {
             extracted = extract_json_key(value, key)?;
             &extracted
         }
-        None => value,
+        (None, Some(path)) => {
+            extracted = extract_json_path(value, path)?;
+            &extracted
+        }
+        (None, None) => value,
     };
     decode(value, object.encoding.unwrap_or(ObjectEncoding::Utf8))
+}
+
+/// The JSON string `path` selects, as the AWS CSI provider's `jmesPath`
+/// writes it: anything else (a number, an object, nothing) is an error that
+/// names the path, never the value.
+fn extract_json_path(value: &SecretBytes, path: &JsonPath) -> Result<SecretBytes, FetchError> {
+    let mut parsed = WipedJson(serde_json::from_slice(value.expose()).map_err(|_| {
+        FetchError::Invalid(
+            format!(
+                "the value is not JSON, so jmesPath {:?} cannot be read from it",
+                path.as_str()
+            )
+            .into(),
+        )
+    })?);
+    let mut node = &mut parsed.0;
+    for step in path.steps() {
+        let next = match step {
+            JsonPathStep::Field(name) => node.as_object_mut().and_then(|m| m.get_mut(name)),
+            JsonPathStep::Index(i) => node.as_array_mut().and_then(|a| a.get_mut(*i)),
+        };
+        node = next.ok_or_else(|| {
+            FetchError::Invalid(
+                format!("jmesPath {:?} does not point to a value", path.as_str()).into(),
+            )
+        })?;
+    }
+    match node {
+        // Moved out, not copied.
+        serde_json::Value::String(s) => Ok(SecretBytes::from(std::mem::take(s))),
+        _ => Err(FetchError::Invalid(
+            format!(
+                "jmesPath {:?} selects a value that is not a string; only strings are written",
+                path.as_str()
+            )
+            .into(),
+        )),
+    }
 }
 
 fn extract_json_key(value: &SecretBytes, key: &str) -> Result<SecretBytes, FetchError> {
@@ -197,6 +239,31 @@ mod tests {
         let err = to_file_bytes(&azure, &value).unwrap_err().to_string();
         assert!(err.contains("no key \"password\""), "{err}");
         assert!(!err.contains("admin"), "{err}");
+    }
+
+    #[test]
+    fn json_paths_write_strings_only_as_the_aws_provider_does() {
+        let value = bytes(r#"{"username":"admin","db":{"hosts":["a","b"],"port":5432}}"#);
+        let mut o = object("aws://us-east-1/db");
+        let with = |o: &mut SecretObject, p: &str| o.json_path = Some(JsonPath::parse(p).unwrap());
+        with(&mut o, "username");
+        assert_eq!(to_file_bytes(&o, &value).unwrap().expose(), b"admin");
+        with(&mut o, "db.hosts[1]");
+        assert_eq!(to_file_bytes(&o, &value).unwrap().expose(), b"b");
+        for (path, says) in [
+            ("db.port", "not a string"),
+            ("db", "not a string"),
+            ("db.hosts[2]", "does not point"),
+            ("password", "does not point"),
+        ] {
+            with(&mut o, path);
+            let err = to_file_bytes(&o, &value).unwrap_err();
+            assert_eq!(err.label(), "invalid");
+            assert!(err.to_string().contains(says), "{path}: {err}");
+            assert!(!err.to_string().contains("admin"), "{err}");
+        }
+        let err = to_file_bytes(&o, &bytes("s3cr3t")).unwrap_err().to_string();
+        assert!(err.contains("not JSON") && !err.contains("s3cr3t"), "{err}");
     }
 
     #[test]

@@ -593,3 +593,81 @@ async fn m4_resume_seeds_last_good_values_only_when_consistent_with_the_status_f
     AtomicWriter::new(dir.path()).write(&with_extra).unwrap();
     assert!(!engine(&store, dir.path(), spec("")).resume().unwrap());
 }
+
+fn aws_engine(store: &ScriptedStore, dir: &std::path::Path, objects: &str) -> Engine {
+    let spec = InjectionSpec::from_env_value(&format!(
+        r#"{{"objects":[{objects}],"mountPath":"/mnt/secrets-store","rotation":"1m","filePermission":"0644"}}"#
+    ))
+    .unwrap();
+    let providers = Providers::new().with(shared::Store::Aws, Box::new(store.clone()));
+    Engine::new(spec, providers, AtomicWriter::new(dir)).with_backoff(Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+    })
+}
+
+// The AWS provider's jmesPath files and a `#key` of the same secret come
+// from one fetch, each file with its own part of the value.
+#[tokio::test]
+async fn json_paths_and_keys_of_one_secret_share_one_fetch() {
+    let store = ScriptedStore::default();
+    store.set(
+        "aws://us-east-1/db",
+        r#"{"username":"admin","password":"pw"}"#,
+        "v1",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = aws_engine(
+        &store,
+        dir.path(),
+        r#"{"file":"db","source":"aws://us-east-1/db"},
+           {"file":"user","source":"aws://us-east-1/db","jsonPath":"username"},
+           {"file":"pass","source":"aws://us-east-1/db#password"}"#,
+    );
+    engine.init(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(read(dir.path(), "user"), "admin");
+    assert_eq!(read(dir.path(), "pass"), "pw");
+    assert_eq!(
+        read(dir.path(), "db"),
+        r#"{"username":"admin","password":"pw"}"#
+    );
+    assert_eq!(store.calls("aws://us-east-1/db"), 1);
+}
+
+// A region that cannot be reached is replaced by the failover region's
+// object; one that answers "denied" or "not found" is not.
+#[tokio::test]
+async fn the_failover_is_asked_only_when_the_primary_is_unreachable() {
+    const PRIMARY: &str = "aws://us-west-2/app";
+    const FAILOVER: &str = "aws://us-east-2/app";
+    let objects = format!(r#"{{"file":"app","source":"{PRIMARY}","failover":"{FAILOVER}"}}"#);
+    let store = ScriptedStore::default();
+    store.set(FAILOVER, "from-us-east-2", "f1");
+    store.fail(
+        PRIMARY,
+        FetchError::Unavailable("500 InternalServiceError".into()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = aws_engine(&store, dir.path(), &objects);
+    engine.init(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(read(dir.path(), "app"), "from-us-east-2");
+    let status = Status::read(dir.path()).unwrap();
+    assert_eq!(status.objects["app"].version.as_deref(), Some("f1"));
+
+    store.set(PRIMARY, "from-us-west-2", "p1");
+    engine.round().await.unwrap();
+    assert_eq!(read(dir.path(), "app"), "from-us-west-2");
+    assert_eq!(store.calls(FAILOVER), 1);
+
+    store.fail(
+        PRIMARY,
+        FetchError::Forbidden("AccessDeniedException".into()),
+    );
+    engine.round().await.unwrap();
+    assert_eq!(
+        store.calls(FAILOVER),
+        1,
+        "a denial is an answer, not an outage"
+    );
+    assert_eq!(read(dir.path(), "app"), "from-us-west-2");
+}

@@ -142,6 +142,12 @@ pub struct InjectorArgs {
     #[arg(long, env = "SECRET_INJECTOR_AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
 
+    /// The region of an AWS SecretProviderClass that names none
+    /// (`parameters.region`), as the AWS provider takes its own
+    /// `AWS_REGION`: usually the cluster's region.
+    #[arg(long, env = "SECRET_INJECTOR_AWS_REGION", value_parser = parse_aws_region)]
+    pub aws_region: Option<String>,
+
     /// Store hosts a pod or SecretProviderClass may name, comma-separated:
     /// host[:port] or *.suffix[:port] (port a number or *; none means 443).
     /// IP addresses, loopback, link-local and cluster-internal names must be
@@ -196,6 +202,12 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
             "{s:?} is not a duration: use 30s, 2m or 1m30s (more than 0)"
         )),
     }
+}
+
+fn parse_aws_region(s: &str) -> Result<String, String> {
+    shared::check_aws_region(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_mount_path(s: &str) -> Result<String, String> {
@@ -298,6 +310,7 @@ impl InjectorArgs {
                 rotation: self.default_rotation_interval,
                 file_permission: self.default_file_permission,
                 limits: self.limits(),
+                aws_region: self.aws_region.clone(),
             },
             azure_authority_host: self.azure_authority_host.clone(),
             azure_tenant_id: self.azure_tenant_id.clone(),

@@ -211,3 +211,68 @@ fn h1_a_class_outside_the_allowlist_is_refused_at_injection() {
     assert!(err.contains("parameters.keyvaultName"), "{err}");
     assert!(err.contains("--allowed-store-hosts"), "{err}");
 }
+
+const AWS_POD_IDENTITY: &str = include_str!("../../manifests/examples/aws/nginx-pod-identity.yaml");
+const AWS_IRSA: &str = include_str!("../../manifests/examples/aws/nginx-irsa.yaml");
+
+fn env_of(pod: &PodSpec) -> Vec<(String, String)> {
+    pod.init_containers.as_ref().unwrap()[0]
+        .env
+        .iter()
+        .flatten()
+        .filter(|e| e.name.starts_with("AWS_"))
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect()
+}
+
+// The AWS provider's Pod Identity example, unchanged: the class's
+// usePodIdentity wires the agent's token and endpoint, and the operator's
+// region stands in for the one the class does not name.
+#[test]
+fn the_aws_pod_identity_example_is_wired_with_the_operators_region() {
+    let mut config = InjectorConfig::default();
+    let err = inject_stream_with(AWS_POD_IDENTITY, &config, CSI)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("parameters.region is missing"), "{err}");
+    assert!(err.contains("--aws-region"), "{err}");
+
+    config.defaults.aws_region = Some("eu-west-1".into());
+    let result = inject_stream_with(AWS_POD_IDENTITY, &config, CSI).unwrap();
+    assert_eq!(result.injected, 1);
+    let pod = pod_spec(&result.output, 1);
+    let spec = spec_env(&pod);
+    assert_eq!(
+        spec.objects[0].source.to_string(),
+        "aws://eu-west-1/MySecret"
+    );
+    assert_eq!(spec.objects[0].file.as_str(), "MySecret");
+    assert!(spec.identities.aws.use_pod_identity);
+    let env = env_of(&pod);
+    assert!(
+        env.contains(&(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+            "http://169.254.170.23/v1/credentials".into()
+        )),
+        "{env:?}"
+    );
+    assert!(
+        env.iter()
+            .any(|(k, _)| k == "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
+        "{env:?}"
+    );
+    assert!(!env.iter().any(|(k, _)| k == "AWS_ROLE_ARN"), "{env:?}");
+}
+
+// The IRSA example needs its ServiceAccount's role, which an offline
+// injection cannot read: it is refused saying where a role comes from.
+#[test]
+fn the_aws_irsa_example_without_a_role_says_where_one_comes_from() {
+    let mut config = InjectorConfig::default();
+    config.defaults.aws_region = Some("eu-west-1".into());
+    let err = inject_stream_with(AWS_IRSA, &config, CSI)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("eks.amazonaws.com/role-arn"), "{err}");
+    assert!(err.contains("nginx-irsa-deployment-sa"), "{err}");
+}

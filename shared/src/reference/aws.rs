@@ -117,6 +117,65 @@ impl AwsRef {
         Ok(())
     }
 
+    /// An object as the AWS CSI provider's SecretProviderClass names it:
+    /// `service` is its `objectType` (`None` when an ARN says it), an ARN's
+    /// region must be `region`, and the selectors follow the grammar's rules.
+    pub fn from_class(
+        region: &str,
+        service: Option<AwsService>,
+        name: &str,
+        version: Option<&str>,
+        label: Option<&str>,
+    ) -> Result<Self, ReferenceError> {
+        check_region(region)?;
+        let (service, name) = match (arn_service(name), service) {
+            (Some(arn), wanted) => {
+                let found = check_arn(name, arn, region)?;
+                if wanted.is_some_and(|w| w != found) {
+                    return Err(part(
+                        "ARN",
+                        name,
+                        "objectType must name the ARN's service (secretsmanager or ssmparameter)",
+                    ));
+                }
+                (found, name.to_owned())
+            }
+            (None, Some(service)) => (service, plain_name(name, service)?),
+            (None, None) => {
+                return Err(part(
+                    "object name",
+                    name,
+                    "objectType is needed unless objectName is a full ARN",
+                ));
+            }
+        };
+        let label_key = match service {
+            AwsService::SecretsManager => "stage",
+            AwsService::ParameterStore => "label",
+        };
+        if let Some(v) = version {
+            check_selector("version", v, service)?;
+        }
+        if let Some(l) = label {
+            check_selector(label_key, l, service)?;
+        }
+        if service == AwsService::ParameterStore && version.is_some() && label.is_some() {
+            return Err(part(
+                "version selector",
+                &name,
+                "Parameter Store takes objectVersion or objectVersionLabel, not both",
+            ));
+        }
+        Ok(Self {
+            region: region.to_owned(),
+            service,
+            name,
+            version: version.map(str::to_owned),
+            label: label.map(str::to_owned),
+            json_key: None,
+        })
+    }
+
     /// The name the API is asked for, with Parameter Store's selector suffix
     /// (`name:3`, `name:prod`) as `GetParameters` takes it.
     pub fn ssm_selector_name(&self) -> String {
@@ -166,7 +225,7 @@ impl fmt::Display for AwsRef {
 
 /// `us-east-1`, `us-gov-west-1`, `eu-isoe-west-1`: letters, then letter
 /// groups, then a number.
-pub(crate) fn check_region(s: &str) -> Result<(), ReferenceError> {
+pub fn check_region(s: &str) -> Result<(), ReferenceError> {
     let parts: Vec<&str> = s.split('-').collect();
     let ok = parts.len() >= 3
         && parts[0].len() == 2

@@ -11,7 +11,7 @@ mod azure;
 mod gcp;
 mod vault;
 
-pub use aws::{AwsRef, AwsService};
+pub use aws::{AwsRef, AwsService, check_region};
 pub use azure::{AZURE_PUBLIC_VAULT_SUFFIX, AzureObjectKind, AzureRef, VaultAddress};
 pub(crate) use azure::{check_azure_object_name, check_azure_version, check_vault_name};
 pub use gcp::GcpRef;
@@ -122,6 +122,19 @@ impl SecretRef {
     /// send the pod's credentials to; `None` where the store's endpoint is
     /// fixed by its SDK and the operator (AWS regions, Google, Vault's
     /// operator address).
+    /// What the store is asked for: the reference without what selects
+    /// inside the value (an AWS `#key`), so objects that differ only there
+    /// share one fetch.
+    pub fn fetched(&self) -> SecretRef {
+        match self {
+            Self::Aws(r) if r.json_key.is_some() => Self::Aws(AwsRef {
+                json_key: None,
+                ..r.clone()
+            }),
+            other => other.clone(),
+        }
+    }
+
     pub fn named_host(&self) -> Option<(String, Option<u16>)> {
         match self {
             Self::Azure(r) => Some(r.vault.host_and_port()),

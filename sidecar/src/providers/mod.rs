@@ -5,6 +5,7 @@
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use async_trait::async_trait;
+use futures::{StreamExt, future, stream};
 use shared::{ObjectFormat, SecretRef, Store};
 
 #[cfg(feature = "aws")]
@@ -119,6 +120,16 @@ impl FetchError {
         )
     }
 
+    /// The store could not be reached or failed on its side (a 5xx, a
+    /// timeout, no connection): what a failover source is for. An answer
+    /// (not found, denied, throttled) is not an outage.
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Timeout(_) | Self::Connection(_) | Self::Dns(_)
+        )
+    }
+
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Throttled { retry_after, .. } => *retry_after,
@@ -156,8 +167,41 @@ pub trait Provider: Send + Sync {
         format: Option<ObjectFormat>,
     ) -> Result<Fetched, FetchError>;
 
+    /// Fetches many objects, answering in their order. A store that can ask
+    /// for several in one call (Parameter Store's `GetParameters`) does;
+    /// the rest ask one by one, at most `concurrency` at a time.
+    async fn fetch_batch(
+        &self,
+        requests: &[Request],
+        concurrency: usize,
+    ) -> Vec<Result<Fetched, FetchError>> {
+        fetch_each(self, requests, concurrency).await
+    }
+
     /// Forget cached credentials (after a 401, a token may have been revoked).
     fn reset_credentials(&self) {}
+}
+
+/// One object to fetch: its reference (as [`SecretRef::fetched`] asks it)
+/// and, for a certificate-backed secret, the format.
+pub type Request = (SecretRef, Option<ObjectFormat>);
+
+/// [`Provider::fetch_batch`] one request at a time, `concurrency` at once.
+pub async fn fetch_each<P: Provider + ?Sized>(
+    provider: &P,
+    requests: &[Request],
+    concurrency: usize,
+) -> Vec<Result<Fetched, FetchError>> {
+    // Made before the stream (not by a combinator's closure, which in a
+    // `Send` async-trait future trips rustc's higher-ranked lifetimes).
+    let mut fetches = Vec::with_capacity(requests.len());
+    for (source, format) in requests {
+        fetches.push(provider.fetch(source, *format));
+    }
+    stream::iter(fetches)
+        .buffered(concurrency.max(1))
+        .collect()
+        .await
 }
 
 /// What every store's client takes from the command line: extra trusted CAs,
@@ -209,12 +253,57 @@ impl Providers {
         source: &SecretRef,
         format: Option<ObjectFormat>,
     ) -> Result<Fetched, FetchError> {
-        let provider = self.for_ref(source)?;
-        let result = provider.fetch(source, format).await;
-        if matches!(result, Err(FetchError::Unauthorized(_))) {
-            provider.reset_credentials();
+        let requests = [(source.clone(), format)];
+        self.fetch_all(&requests, 1)
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(FetchError::Unsupported("not fetched".into())))
+    }
+
+    /// Fetches every request, answering in their order: each store's share
+    /// as one batch, the stores at the same time.
+    pub async fn fetch_all(
+        &self,
+        requests: &[Request],
+        concurrency: usize,
+    ) -> Vec<Result<Fetched, FetchError>> {
+        let mut by_store: BTreeMap<Store, Vec<usize>> = BTreeMap::new();
+        for (i, (source, _)) in requests.iter().enumerate() {
+            by_store.entry(source.store()).or_default().push(i);
         }
-        result
+        let batches = by_store.into_iter().map(|(store, indexes)| async move {
+            let batch: Vec<Request> = indexes.iter().map(|&i| requests[i].clone()).collect();
+            let results = match self.0.get(&store) {
+                Some(provider) => {
+                    let results = provider.fetch_batch(&batch, concurrency).await;
+                    if results
+                        .iter()
+                        .any(|r| matches!(r, Err(FetchError::Unauthorized(_))))
+                    {
+                        provider.reset_credentials();
+                    }
+                    results
+                }
+                None => {
+                    let refused = batch
+                        .first()
+                        .and_then(|(source, _)| self.for_ref(source).err())
+                        .unwrap_or_else(|| FetchError::Unsupported("no provider".into()));
+                    vec![Err(refused); batch.len()]
+                }
+            };
+            indexes.into_iter().zip(results).collect::<Vec<_>>()
+        });
+        let mut answers: Vec<Option<Result<Fetched, FetchError>>> = vec![None; requests.len()];
+        for (i, result) in future::join_all(batches).await.into_iter().flatten() {
+            if let Some(slot) = answers.get_mut(i) {
+                *slot = Some(result);
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(FetchError::Unsupported("not fetched".into()))))
+            .collect()
     }
 }
 

@@ -26,7 +26,9 @@ use shared::{AwsRef, AwsService, ObjectFormat, SecretRef};
 pub use errors::classify;
 
 use crate::{
-    providers::{FetchError, Fetched, Provider, TransportOptions, chain::SystemResolver},
+    providers::{
+        FetchError, Fetched, Provider, Request, TransportOptions, chain::SystemResolver, fetch_each,
+    },
     secret::SecretBytes,
 };
 
@@ -168,8 +170,151 @@ impl AwsProvider {
     }
 }
 
+impl AwsProvider {
+    /// Parameter Store objects of one region through `GetParameters`. A
+    /// call that fails for a reason of the call (throttled, unreachable,
+    /// no credentials) fails each; one a parameter may have caused (denied,
+    /// a missing version) is asked again one by one, so each file carries
+    /// its own error.
+    async fn parameters(&self, region: &str, refs: &[&AwsRef]) -> Vec<Result<Fetched, FetchError>> {
+        if let [single] = refs {
+            return vec![self.parameter(single).await];
+        }
+        let clients = match self.clients(region) {
+            Ok(c) => c,
+            Err(e) => return vec![Err(e); refs.len()],
+        };
+        let names: Vec<String> = refs.iter().map(|r| r.ssm_selector_name()).collect();
+        let out = match clients
+            .parameters
+            .get_parameters()
+            .set_names(Some(names.clone()))
+            .with_decryption(true)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let whole_call = matches!(
+                    classify(&e, refs[0]),
+                    FetchError::Throttled { .. }
+                        | FetchError::Unauthorized(_)
+                        | FetchError::Credential(_)
+                ) || classify(&e, refs[0]).is_outage();
+                if whole_call {
+                    return refs.iter().map(|r| Err(classify(&e, r))).collect();
+                }
+                let mut each = Vec::with_capacity(refs.len());
+                for r in refs {
+                    each.push(self.parameter(r).await);
+                }
+                return each;
+            }
+        };
+        refs.iter()
+            .zip(&names)
+            .map(|(r, asked)| {
+                let found = out.parameters().iter().find(|p| {
+                    p.name() == Some(r.name.as_str()) || p.arn() == Some(r.name.as_str())
+                });
+                match found {
+                    Some(p) => {
+                        let value = p.value().ok_or_else(|| {
+                            FetchError::Invalid(format!("{r}: the parameter has no value").into())
+                        })?;
+                        Ok(Fetched {
+                            value: SecretBytes::from(value.to_owned()),
+                            version: p.version().to_string(),
+                        })
+                    }
+                    None if out.invalid_parameters().iter().any(|n| n == asked || *n == r.name) => {
+                        Err(FetchError::NotFound(
+                            format!("{r}: ParameterNotFound: the parameter or its version does not exist")
+                                .into(),
+                        ))
+                    }
+                    None => Err(FetchError::Invalid(
+                        format!("{r}: GetParameters did not answer for it").into(),
+                    )),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Parameter Store's `GetParameters` takes at most 10 names.
+const PARAMETERS_PER_CALL: usize = 10;
+
+/// Which requests go to `GetParameters` together: per region, at most
+/// [`PARAMETERS_PER_CALL`], and a name once per call (the reply names a
+/// parameter, not the version asked, so two versions of one name would be
+/// indistinguishable). Everything else is fetched alone.
+fn parameter_batches(requests: &[Request]) -> (Vec<(String, Vec<usize>)>, Vec<usize>) {
+    let mut batches: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut alone = Vec::new();
+    for (i, (source, format)) in requests.iter().enumerate() {
+        let SecretRef::Aws(r) = source else {
+            alone.push(i);
+            continue;
+        };
+        if r.service != AwsService::ParameterStore || format.is_some() {
+            alone.push(i);
+            continue;
+        }
+        let name_of = |j: usize| match &requests[j].0 {
+            SecretRef::Aws(other) => other.name.as_str(),
+            _ => "",
+        };
+        let slot = batches.iter_mut().find(|(region, members)| {
+            *region == r.region
+                && members.len() < PARAMETERS_PER_CALL
+                && !members.iter().any(|&j| name_of(j) == r.name)
+        });
+        match slot {
+            Some((_, members)) => members.push(i),
+            None => batches.push((r.region.clone(), vec![i])),
+        }
+    }
+    (batches, alone)
+}
+
 #[async_trait]
 impl Provider for AwsProvider {
+    async fn fetch_batch(
+        &self,
+        requests: &[Request],
+        concurrency: usize,
+    ) -> Vec<Result<Fetched, FetchError>> {
+        let (batches, alone) = parameter_batches(requests);
+        let mut answers: Vec<Option<Result<Fetched, FetchError>>> = vec![None; requests.len()];
+        let singles: Vec<Request> = alone.iter().map(|&i| requests[i].clone()).collect();
+        for (i, answer) in alone
+            .into_iter()
+            .zip(fetch_each(self, &singles, concurrency).await)
+        {
+            answers[i] = Some(answer);
+        }
+        for (region, members) in batches {
+            let refs: Vec<&AwsRef> = members
+                .iter()
+                .filter_map(|&i| match &requests[i].0 {
+                    SecretRef::Aws(r) => Some(r),
+                    _ => None,
+                })
+                .collect();
+            for (i, answer) in members
+                .into_iter()
+                .zip(self.parameters(&region, &refs).await)
+            {
+                answers[i] = Some(answer);
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(FetchError::Unsupported("not fetched".into()))))
+            .collect()
+    }
+
     async fn fetch(
         &self,
         source: &SecretRef,
@@ -189,5 +334,36 @@ impl Provider for AwsProvider {
             AwsService::SecretsManager => self.secret(r).await,
             AwsService::ParameterStore => self.parameter(r).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str) -> Request {
+        (uri.parse().unwrap(), None)
+    }
+
+    #[test]
+    fn parameters_are_batched_per_region_ten_at_most_and_a_name_once() {
+        let mut requests: Vec<Request> = (0..12)
+            .map(|i| request(&format!("aws-ssm://us-east-1/p{i}")))
+            .collect();
+        requests.push(request("aws-ssm://us-east-1/p0?version=2"));
+        requests.push(request("aws-ssm://eu-west-1/p0"));
+        requests.push(request("aws://us-east-1/secret"));
+        let (batches, alone) = parameter_batches(&requests);
+        let shape: Vec<(&str, usize)> = batches
+            .iter()
+            .map(|(region, members)| (region.as_str(), members.len()))
+            .collect();
+        assert_eq!(
+            shape,
+            [("us-east-1", 10), ("us-east-1", 3), ("eu-west-1", 1)]
+        );
+        // p0 and p0:2 never share a call.
+        assert!(batches[0].1.contains(&0) && batches[1].1.contains(&12));
+        assert_eq!(alone, [14]);
     }
 }

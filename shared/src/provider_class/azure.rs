@@ -1,6 +1,4 @@
-//! The CSI form: a `secrets-store.csi.x-k8s.io/v1` `SecretProviderClass` with
-//! provider `azure`, read into an [`InjectionSpec`] so the CSI driver's users
-//! keep their manifests unchanged.
+//! `provider: azure`: the CSI Azure provider's `spec.parameters`.
 //!
 //! What each `spec.parameters` key does here. "Deny" fails the conversion with
 //! a [`ProviderClassError`]; "warn" returns a warning (for the
@@ -34,38 +32,21 @@
 //! `cloudName`) must be an allowed store host, and `useVMManagedIdentity`
 //! needs the operator's leave.
 //!
-//! `spec.secretObjects` become [`SyncTarget`]s: `secretName` (a DNS subdomain)
-//! is required and unique, `type` defaults to `Opaque` and must be one of
-//! [`crate::ALLOWED_SECRET_TYPES`] (never a ServiceAccount token), labels
-//! and annotations stay out of the `kubernetes.io`, `k8s.io` and
-//! `secret-injector.io` domains, and each
-//! `data[j].objectName` must match an object's `objectAlias` or `objectName`
-//! (that is, a file this spec writes).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use serde::Deserialize;
-use serde_json::Value;
 use serde_yaml_ng::Value as Yaml;
 
+use super::{Objects, ProviderClassError, RawObject, Reader, StoreClass, rule, scalar};
 use crate::{
-    AzureIdentity, AzureObjectKind, AzureRef, Defaults, FileMode, FileName, Identities,
-    InjectionSpec, ObjectEncoding, ObjectFormat, ReferenceError, SecretObject, SecretRef,
-    SpecError, SyncTarget, VaultAddress,
+    AzureIdentity, AzureObjectKind, AzureRef, FileMode, FileName, Identities, ObjectEncoding,
+    ObjectFormat, SecretObject, SecretRef, VaultAddress,
     annotations::{is_domain, is_guid},
     reference::{check_azure_object_name, check_azure_version, check_vault_name},
 };
 
-/// The API group of the CSI driver's resources.
-pub const CSI_GROUP: &str = "secrets-store.csi.x-k8s.io";
-pub const PROVIDER_CLASS_API_VERSION: &str = "secrets-store.csi.x-k8s.io/v1";
-pub const PROVIDER_CLASS_KIND: &str = "SecretProviderClass";
-/// The Secret type of a sync target that names none.
-pub const DEFAULT_SECRET_TYPE: &str = "Opaque";
-
 const ACCEPTED_CLOUDS: &str =
     "\"\", AzurePublicCloud, AzureChinaCloud or AzureUSGovernmentCloud (any case)";
-const ACCEPTED_BOOL: &str = "\"true\" or \"false\"";
 const ACCEPTED_GUID: &str = "a GUID such as 00000000-0000-0000-0000-000000000001";
 
 /// The parameters the CSI Azure provider reads; anything else is warned about.
@@ -144,389 +125,79 @@ impl AzureCloud {
     }
 }
 
-/// Why a SecretProviderClass cannot be used. Every message names the class,
-/// the field, the value and what is accepted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProviderClassError {
-    #[error(
-        "the object is apiVersion {api_version:?} kind {kind:?}, not a SecretProviderClass; accepted: apiVersion {PROVIDER_CLASS_API_VERSION} (or {CSI_GROUP}/v1alpha1), kind {PROVIDER_CLASS_KIND}"
-    )]
-    NotAProviderClass { api_version: String, kind: String },
-    #[error("SecretProviderClass {class}: {field} is missing; accepted: {accepted}")]
-    Missing {
-        class: String,
-        field: String,
-        accepted: String,
-    },
-    #[error("SecretProviderClass {class}: {field} {value:?} is not valid; accepted: {accepted}")]
-    Invalid {
-        class: String,
-        field: String,
-        value: String,
-        accepted: String,
-    },
-    #[error(
-        "SecretProviderClass {class}: {field} is not valid YAML ({message}); accepted: {accepted}"
-    )]
-    Yaml {
-        class: String,
-        field: String,
-        message: String,
-        accepted: &'static str,
-    },
-    #[error(
-        "SecretProviderClass {class}: parameters.usePodIdentity {value:?} is not supported: AAD pod identity is deprecated and not supported; accepted: \"false\" or absent, with workload identity (parameters.clientID) or parameters.useVMManagedIdentity: \"true\""
-    )]
-    PodIdentity { class: String, value: String },
-    #[error(
-        "SecretProviderClass {class}: {field} writes file {file:?}, which {first} already writes; accepted: a distinct objectAlias per object"
-    )]
-    DuplicateFile {
-        class: String,
-        field: String,
-        file: String,
-        first: String,
-    },
-    #[error(
-        "SecretProviderClass {class}: {field} {object_name:?} matches no object's objectAlias or objectName; accepted: {known}"
-    )]
-    UnknownSyncObject {
-        class: String,
-        field: String,
-        object_name: String,
-        known: String,
-    },
-    #[error("SecretProviderClass {class}: {field} {value:?} is refused: {source}")]
-    Host {
-        class: String,
-        field: &'static str,
-        value: String,
-        #[source]
-        source: crate::HostRefused,
-    },
-    #[error("SecretProviderClass {class}: {source}")]
-    Spec {
-        class: String,
-        #[source]
-        source: SpecError,
-    },
-}
-
-impl ProviderClassError {
-    /// A short, stable name for metrics and logs.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::NotAProviderClass { .. } => "not_a_provider_class",
-            Self::Missing { .. } => "missing",
-            Self::Invalid { .. } => "invalid",
-            Self::Yaml { .. } => "yaml",
-            Self::PodIdentity { .. } => "pod_identity",
-            Self::DuplicateFile { .. } => "duplicate_file",
-            Self::UnknownSyncObject { .. } => "unknown_sync_object",
-            Self::Host { .. } => "host",
-            Self::Spec { .. } => "spec",
-        }
-    }
-}
-
-/// Reads a SecretProviderClass (as the API server returns it, or as YAML
-/// decoded into JSON) into a spec, with warnings for what is ignored. The mount
-/// path, rotation and default file mode come from `defaults`; the caller
-/// overrides them from the pod.
-pub fn spec_from_provider_class(
-    class: &Value,
-    defaults: &Defaults,
-) -> Result<(InjectionSpec, Vec<String>), ProviderClassError> {
-    read(class)?.spec(defaults)
-}
-
-/// A SecretProviderClass read once (a cache does it per watch event, not per
-/// admission): what it fetches and syncs, and what it warns about. The pod's
-/// options and the operator's limits apply in [`ParsedClass::spec`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParsedClass {
-    name: String,
-    objects: Vec<SecretObject>,
-    identities: Identities,
-    sync_targets: Vec<SyncTarget>,
-    warnings: Vec<String>,
-    /// The field that names the store host, for refusals (`parameters.keyvaultName`).
-    host_field: &'static str,
-    host_value: String,
-}
-
-/// Reads a SecretProviderClass, without the pod's options.
-pub fn read(class: &Value) -> Result<ParsedClass, ProviderClassError> {
-    check_type(class)?;
-    let name = class
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("<unnamed>");
-    let mut reader = Reader {
-        class: name.to_owned(),
-        warnings: Vec::new(),
-    };
-    let mut parsed = reader.read(class)?;
-    parsed.warnings = reader.warnings;
-    Ok(parsed)
-}
-
-impl ParsedClass {
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The spec for one pod: the pod's mount path, rotation and file mode
-    /// (`defaults`), checked against the operator's limits.
-    pub fn spec(
-        &self,
-        defaults: &Defaults,
-    ) -> Result<(InjectionSpec, Vec<String>), ProviderClassError> {
-        let limits = &defaults.limits;
-        if self.identities.azure.use_managed_identity && !limits.allow_managed_identity {
-            return Err(ProviderClassError::Invalid {
-                class: self.name.clone(),
-                field: "parameters.useVMManagedIdentity".to_owned(),
-                value: "true".to_owned(),
-                accepted: "\"false\": the operator does not allow the node's managed identity (--allow-managed-identity)".to_owned(),
-            });
-        }
-        for object in &self.objects {
-            if let Some((host, port)) = object.source.named_host() {
-                limits.store_hosts.check(&host, port).map_err(|source| {
-                    ProviderClassError::Host {
-                        class: self.name.clone(),
-                        field: self.host_field,
-                        value: self.host_value.clone(),
-                        source,
-                    }
-                })?;
-            }
-        }
-        let spec = InjectionSpec::new(
-            self.objects.clone(),
-            defaults.mount_path.clone(),
-            defaults.rotation,
-            None,
-            defaults.file_permission,
-            self.identities.clone(),
-        )
-        .and_then(|spec| spec.with_sync_targets(self.sync_targets.clone()))
-        .map(|spec| spec.with_provider_class(self.name.clone()))
-        .map_err(|source| ProviderClassError::Spec {
-            class: self.name.clone(),
-            source,
-        })?;
-        Ok((spec, self.warnings.clone()))
-    }
-}
-
-fn check_type(class: &Value) -> Result<(), ProviderClassError> {
-    let api_version = class
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let kind = class
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let group_ok = matches!(
-        api_version.split_once('/'),
-        Some((CSI_GROUP, "v1" | "v1alpha1"))
-    );
-    if group_ok && kind == PROVIDER_CLASS_KIND {
-        Ok(())
-    } else {
-        Err(ProviderClassError::NotAProviderClass {
-            api_version: api_version.to_owned(),
-            kind: kind.to_owned(),
-        })
-    }
-}
-
-/// One object of `parameters.objects`, its values as the strings Go reads.
-struct RawObject {
-    field: String,
-    values: BTreeMap<String, String>,
-}
-
-impl RawObject {
-    /// A value, with `""` meaning unset as in the CSI provider.
-    fn get(&self, key: &str) -> Option<&str> {
-        self.values
-            .get(key)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-
-    fn field(&self, key: &str) -> String {
-        format!("{}.{key}", self.field)
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawSecretObject {
-    secret_name: Option<String>,
-    #[serde(rename = "type")]
-    secret_type: Option<String>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
-    #[serde(default)]
-    data: Vec<RawSecretData>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawSecretData {
-    object_name: Option<String>,
-    key: Option<String>,
-}
-
-struct Reader {
-    class: String,
-    warnings: Vec<String>,
-}
-
-impl Reader {
-    fn read(&mut self, class: &Value) -> Result<ParsedClass, ProviderClassError> {
-        let provider = class.pointer("/spec/provider");
-        match provider.and_then(Value::as_str) {
-            Some("azure") => {}
-            Some(other) => return Err(self.invalid("spec.provider", other, "azure")),
-            None => match provider {
-                None | Some(Value::Null) => return Err(self.missing("spec.provider", "azure")),
-                Some(other) => {
-                    return Err(self.invalid("spec.provider", &other.to_string(), "azure"));
-                }
-            },
-        }
-
-        let params = self.parameters(class)?;
-        let get = |key: &str| params.get(key).map(String::as_str);
-
-        for key in params.keys() {
-            if !KNOWN_PARAMETERS.contains(&key.as_str()) {
-                self.warn(format!(
-                    "parameters.{key} is not known and is ignored; known: {}",
-                    KNOWN_PARAMETERS.join(", ")
-                ));
-            }
-        }
-
-        let cloud_name = get("cloudName").unwrap_or_default();
-        let cloud = AzureCloud::from_cloud_name(cloud_name)
-            .ok_or_else(|| self.invalid("parameters.cloudName", cloud_name, ACCEPTED_CLOUDS))?;
-        if get("cloudEnvFileName").is_some_and(|v| !v.is_empty()) {
-            self.warn(
+/// Reads a class of `provider: azure`.
+pub(super) fn read(
+    reader: &mut Reader,
+    params: &BTreeMap<String, String>,
+) -> Result<StoreClass, ProviderClassError> {
+    let get = |key: &str| params.get(key).map(String::as_str);
+    reader.warn_unknown(params, KNOWN_PARAMETERS);
+    let cloud_name = get("cloudName").unwrap_or_default();
+    let cloud = AzureCloud::from_cloud_name(cloud_name)
+        .ok_or_else(|| reader.invalid("parameters.cloudName", cloud_name, ACCEPTED_CLOUDS))?;
+    if get("cloudEnvFileName").is_some_and(|v| !v.is_empty()) {
+        reader.warn(
                 "parameters.cloudEnvFileName is ignored: it only serves AzureStackCloud, which is not supported"
                     .to_owned(),
             );
+    }
+    for key in ["podIdentityNamespace", "podIdentityName"] {
+        if get(key).is_some_and(|v| !v.is_empty()) {
+            reader.warn(format!(
+                "parameters.{key} is ignored: AAD pod identity is not supported"
+            ));
         }
-        for key in ["podIdentityNamespace", "podIdentityName"] {
-            if get(key).is_some_and(|v| !v.is_empty()) {
-                self.warn(format!(
-                    "parameters.{key} is ignored: AAD pod identity is not supported"
-                ));
-            }
-        }
+    }
 
-        let vault_name = match get("keyvaultName") {
-            None | Some("") => {
-                return Err(self.missing("parameters.keyvaultName", "a Key Vault name"));
-            }
-            Some(v) => v,
-        };
-        check_vault_name(vault_name).map_err(|_| {
-            self.invalid(
+    let vault_name = match get("keyvaultName") {
+        None | Some("") => {
+            return Err(reader.missing("parameters.keyvaultName", "a Key Vault name"));
+        }
+        Some(v) => v,
+    };
+    check_vault_name(vault_name).map_err(|_| {
+            reader.invalid(
                 "parameters.keyvaultName",
                 vault_name,
                 "a Key Vault name: 3-24 letters, digits or single hyphens, starting with a letter and ending with a letter or digit",
             )
         })?;
-        let vault = cloud.vault_address(vault_name);
+    let vault = cloud.vault_address(vault_name);
 
-        let azure = self.identity(&params, cloud)?;
+    let azure = reader.azure_identity(params, cloud)?;
 
-        let objects_text = get("objects").unwrap_or_default();
-        if objects_text.trim().is_empty() {
-            return Err(self.missing(
-                "parameters.objects",
-                "a YAML string \"array:\" of objects, each with objectName and objectType",
-            ));
-        }
-        let raw = self.raw_objects(objects_text)?;
-        let mut objects = Vec::with_capacity(raw.len());
-        let mut files: BTreeMap<FileName, String> = BTreeMap::new();
-        for raw in &raw {
-            let object = self.object(raw, &vault)?;
-            let alias_field = match raw.get("objectAlias") {
-                Some(_) => raw.field("objectAlias"),
-                None => raw.field("objectName"),
-            };
-            if let Some(first) = files.get(&object.file) {
-                return Err(ProviderClassError::DuplicateFile {
-                    class: self.class.clone(),
-                    field: alias_field,
-                    file: object.file.to_string(),
-                    first: first.clone(),
-                });
-            }
-            files.insert(object.file.clone(), alias_field);
-            objects.push(object);
-        }
-
-        let sync_targets = self.sync_targets(class, &files)?;
-        Ok(ParsedClass {
-            name: self.class.clone(),
-            objects,
-            identities: Identities {
-                azure,
-                ..Identities::default()
-            },
-            sync_targets,
-            warnings: Vec::new(),
-            host_field: "parameters.keyvaultName",
-            host_value: vault_name.to_owned(),
-        })
+    let objects_text = get("objects").unwrap_or_default();
+    if objects_text.trim().is_empty() {
+        return Err(reader.missing(
+            "parameters.objects",
+            "a YAML string \"array:\" of objects, each with objectName and objectType",
+        ));
     }
-
-    /// `spec.parameters`: a map of strings.
-    fn parameters(&self, class: &Value) -> Result<BTreeMap<String, String>, ProviderClassError> {
-        let params = match class.pointer("/spec/parameters") {
-            None | Some(Value::Null) => {
-                return Err(self.missing(
-                    "spec.parameters",
-                    "a map of strings with at least keyvaultName and objects",
-                ));
-            }
-            Some(Value::Object(map)) => map,
-            Some(other) => {
-                return Err(self.invalid(
-                    "spec.parameters",
-                    &other.to_string(),
-                    "a map of strings",
-                ));
-            }
+    let raw = reader.azure_raw_objects(objects_text)?;
+    let mut objects = Vec::with_capacity(raw.len());
+    let mut files: BTreeMap<FileName, String> = BTreeMap::new();
+    for raw in &raw {
+        let object = reader.azure_object(raw, &vault)?;
+        let alias_field = match raw.get("objectAlias") {
+            Some(_) => raw.field("objectAlias"),
+            None => raw.field("objectName"),
         };
-        params
-            .iter()
-            .map(|(key, value)| match value {
-                Value::String(s) => Ok((key.clone(), s.clone())),
-                // What a `nullable` CRD schema lets through (see manifests/crds).
-                Value::Null => Ok((key.clone(), String::new())),
-                other => Err(self.invalid(
-                    &format!("parameters.{key}"),
-                    &other.to_string(),
-                    "a string (quote it in YAML, as in \"true\")",
-                )),
-            })
-            .collect()
+        reader.claim_file(&mut files, &object.file, alias_field)?;
+        objects.push(object);
     }
+    Ok(StoreClass {
+        objects: Objects::Ready(objects),
+        identities: Identities {
+            azure,
+            ..Identities::default()
+        },
+        files,
+        host: Some(("parameters.keyvaultName", vault_name.to_owned())),
+    })
+}
 
-    fn identity(
+impl Reader {
+    fn azure_identity(
         &mut self,
         params: &BTreeMap<String, String>,
         cloud: AzureCloud,
@@ -602,22 +273,9 @@ impl Reader {
 
     /// `parameters.objects`: `array:` of YAML strings (or, leniently, maps).
     /// Bounded in size, and without anchors or aliases: nothing expands.
-    fn raw_objects(&mut self, text: &str) -> Result<Vec<RawObject>, ProviderClassError> {
+    fn azure_raw_objects(&mut self, text: &str) -> Result<Vec<RawObject>, ProviderClassError> {
         const ACCEPTED: &str = "a YAML map with key array: a list of YAML strings, each a map of objectName, objectType, ...";
-        if text.len() > MAX_OBJECTS_BYTES {
-            return Err(self.invalid(
-                "parameters.objects",
-                &format!("more than {MAX_OBJECTS_BYTES} bytes"),
-                format!("at most {MAX_OBJECTS_BYTES} bytes (64 KiB) of YAML"),
-            ));
-        }
-        self.refuse_anchors("parameters.objects", text)?;
-        let doc: Yaml = serde_yaml_ng::from_str(text).map_err(|e| ProviderClassError::Yaml {
-            class: self.class.clone(),
-            field: "parameters.objects".to_owned(),
-            message: e.to_string(),
-            accepted: ACCEPTED,
-        })?;
+        let doc = self.yaml("parameters.objects", text, ACCEPTED)?;
         let Yaml::Mapping(doc) = doc else {
             return Err(self.invalid("parameters.objects", text, ACCEPTED));
         };
@@ -651,11 +309,15 @@ impl Reader {
         items
             .iter()
             .enumerate()
-            .map(|(i, item)| self.raw_object(i, item))
+            .map(|(i, item)| self.azure_raw_object(i, item))
             .collect()
     }
 
-    fn raw_object(&mut self, index: usize, item: &Yaml) -> Result<RawObject, ProviderClassError> {
+    fn azure_raw_object(
+        &mut self,
+        index: usize,
+        item: &Yaml,
+    ) -> Result<RawObject, ProviderClassError> {
         const ACCEPTED: &str = "a map of objectName, objectType, objectVersion, objectAlias, objectFormat, objectEncoding, filePermission";
         let field = format!("parameters.objects[{index}]");
         let parsed;
@@ -708,23 +370,7 @@ impl Reader {
         Ok(RawObject { field, values })
     }
 
-    /// Refuses YAML anchors (`&name`) and aliases (`*name`) before the
-    /// parser sees them, so no alias is ever expanded.
-    fn refuse_anchors(&self, field: &str, text: &str) -> Result<(), ProviderClassError> {
-        match find_anchor_or_alias(text) {
-            None => Ok(()),
-            Some(found) => Err(self.invalid(
-                field,
-                &found.token,
-                format!(
-                    "YAML without anchors (&name) or aliases (*name), found at line {}, column {}; & and * may only follow a letter, a digit or one of _-./+=",
-                    found.line, found.column
-                ),
-            )),
-        }
-    }
-
-    fn object(
+    fn azure_object(
         &mut self,
         raw: &RawObject,
         vault: &VaultAddress,
@@ -850,123 +496,6 @@ impl Reader {
         })
     }
 
-    fn sync_targets(
-        &self,
-        class: &Value,
-        files: &BTreeMap<FileName, String>,
-    ) -> Result<Vec<SyncTarget>, ProviderClassError> {
-        const ACCEPTED: &str =
-            "a list of {secretName, type, labels, annotations, data: [{objectName, key}]}";
-        let items = match class.pointer("/spec/secretObjects") {
-            None | Some(Value::Null) => return Ok(Vec::new()),
-            Some(Value::Array(items)) => items,
-            Some(other) => {
-                return Err(self.invalid("spec.secretObjects", &other.to_string(), ACCEPTED));
-            }
-        };
-        let known = files
-            .keys()
-            .map(FileName::as_str)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut names = BTreeSet::new();
-        let mut targets = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let field = format!("spec.secretObjects[{i}]");
-            let raw = RawSecretObject::deserialize(item).map_err(|e| {
-                self.invalid(&field, &item.to_string(), format!("{ACCEPTED} ({e})"))
-            })?;
-            let secret_name = match raw.secret_name.as_deref() {
-                None | Some("") => {
-                    return Err(self.missing(
-                        &format!("{field}.secretName"),
-                        "the name of the Secret to create",
-                    ));
-                }
-                Some(name) if is_dns_subdomain(name) => name.to_owned(),
-                Some(name) => {
-                    return Err(self.invalid(
-                        &format!("{field}.secretName"),
-                        name,
-                        "a DNS subdomain: lowercase letters, digits, '-' and '.', at most 253 characters",
-                    ));
-                }
-            };
-            if !names.insert(secret_name.clone()) {
-                return Err(self.invalid(
-                    &format!("{field}.secretName"),
-                    &secret_name,
-                    "a Secret name not used by another entry of spec.secretObjects",
-                ));
-            }
-            let mut data = BTreeMap::new();
-            for (j, entry) in raw.data.iter().enumerate() {
-                let entry_field = format!("{field}.data[{j}]");
-                let key = match entry.key.as_deref() {
-                    None | Some("") => {
-                        return Err(self.missing(
-                            &format!("{entry_field}.key"),
-                            "the key of the Secret's data",
-                        ));
-                    }
-                    Some(key) if is_secret_key(key) => key.to_owned(),
-                    Some(key) => {
-                        return Err(self.invalid(
-                            &format!("{entry_field}.key"),
-                            key,
-                            "letters, digits, '-', '_' and '.', at most 253 characters",
-                        ));
-                    }
-                };
-                let object_name = entry.object_name.as_deref().unwrap_or_default();
-                let file = files
-                    .keys()
-                    .find(|f| f.as_str() == object_name)
-                    .ok_or_else(|| ProviderClassError::UnknownSyncObject {
-                        class: self.class.clone(),
-                        field: format!("{entry_field}.objectName"),
-                        object_name: object_name.to_owned(),
-                        known: known.clone(),
-                    })?;
-                if data.insert(key.clone(), file.clone()).is_some() {
-                    return Err(self.invalid(
-                        &format!("{entry_field}.key"),
-                        &key,
-                        "a key not used by another entry of this Secret's data",
-                    ));
-                }
-            }
-            let secret_type = raw
-                .secret_type
-                .filter(|t| !t.is_empty())
-                .unwrap_or_else(|| DEFAULT_SECRET_TYPE.to_owned());
-            if !crate::ALLOWED_SECRET_TYPES.contains(&secret_type.as_str()) {
-                return Err(self.invalid(
-                    &format!("{field}.type"),
-                    &secret_type,
-                    crate::ALLOWED_SECRET_TYPES.join(", "),
-                ));
-            }
-            targets.push(SyncTarget {
-                secret_name,
-                secret_type,
-                labels: raw.labels,
-                annotations: raw.annotations,
-                data,
-            });
-        }
-        Ok(targets)
-    }
-
-    /// Go's `strconv.ParseBool` spellings.
-    fn boolean(&self, field: &str, value: &str) -> Result<bool, ProviderClassError> {
-        match value {
-            "true" | "True" | "TRUE" | "t" | "T" | "1" => Ok(true),
-            "false" | "False" | "FALSE" | "f" | "F" | "0" => Ok(false),
-            _ => Err(self.invalid(field, value, ACCEPTED_BOOL)),
-        }
-    }
-
     fn guid(&self, field: &str, value: &str) -> Result<String, ProviderClassError> {
         if is_guid(value) {
             Ok(value.to_ascii_lowercase())
@@ -974,113 +503,6 @@ impl Reader {
             Err(self.invalid(field, value, ACCEPTED_GUID))
         }
     }
-
-    fn warn(&mut self, text: String) {
-        self.warnings
-            .push(format!("SecretProviderClass {}: {text}", self.class));
-    }
-
-    fn missing(&self, field: &str, accepted: &str) -> ProviderClassError {
-        ProviderClassError::Missing {
-            class: self.class.clone(),
-            field: field.to_owned(),
-            accepted: accepted.to_owned(),
-        }
-    }
-
-    fn invalid(&self, field: &str, value: &str, accepted: impl Into<String>) -> ProviderClassError {
-        ProviderClassError::Invalid {
-            class: self.class.clone(),
-            field: field.to_owned(),
-            value: value.to_owned(),
-            accepted: accepted.into(),
-        }
-    }
-}
-
-/// A YAML scalar as the string Go would read into a string field.
-/// The largest `parameters.objects` read: a few hundred objects. The reader
-/// (and the webhook's cache) holds nothing larger.
-pub const MAX_OBJECTS_BYTES: usize = 64 * 1024;
-
-/// Where a YAML text may hold an anchor or alias.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct AnchorOrAlias {
-    line: usize,
-    column: usize,
-    /// The `&` or `*` and what follows, up to 32 characters.
-    token: String,
-}
-
-/// A conservative check, sound for libyaml (which serde_yaml_ng runs): a
-/// token can start with `&` or `*` only at the start of the text or after a
-/// blank, a line break, a flow or value indicator (`[]{},:?`), a quote or a
-/// BOM. After a letter, digit or one of `_-./+=` the character is inside a
-/// plain scalar or a tag, or libyaml rejects it, so only those predecessors
-/// are let through. Everything else is refused, also inside quotes and
-/// comments, which errs on the side of refusing.
-fn find_anchor_or_alias(text: &str) -> Option<AnchorOrAlias> {
-    let safe_before = |c: char| c.is_ascii_alphanumeric() || "_-./+=".contains(c);
-    let mut previous: Option<char> = None;
-    let (mut line, mut column) = (1, 0);
-    for (i, c) in text.char_indices() {
-        column += 1;
-        if matches!(c, '&' | '*') && !previous.is_some_and(safe_before) {
-            return Some(AnchorOrAlias {
-                line,
-                column,
-                token: text[i..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace())
-                    .take(32)
-                    .collect(),
-            });
-        }
-        if c == '\n' {
-            line += 1;
-            column = 0;
-        }
-        previous = Some(c);
-    }
-    None
-}
-
-fn scalar(value: &Yaml) -> Option<String> {
-    match value {
-        Yaml::Null => Some(String::new()),
-        Yaml::Bool(b) => Some(b.to_string()),
-        Yaml::Number(n) => Some(n.to_string()),
-        Yaml::String(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-/// The rule of a reference error, without the value it repeats.
-fn rule(e: ReferenceError) -> String {
-    match e {
-        ReferenceError::Part { rule, .. } => rule.to_owned(),
-        other => other.to_string(),
-    }
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
-fn is_secret_key(s: &str) -> bool {
-    (1..=253).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        && s != "."
-        && s != ".."
 }
 
 #[cfg(test)]
@@ -1090,12 +512,14 @@ mod tests {
     use rstest::rstest;
     use serde_json::json;
 
+    use super::super::*;
     use super::*;
     use crate::Rotation;
 
-    const SEED_01: &str = include_str!("../../manifests/examples/seed/01-secretProviderClass.yml");
+    const SEED_01: &str =
+        include_str!("../../../manifests/examples/seed/01-secretProviderClass.yml");
     const SEED_10: &str =
-        include_str!("../../manifests/examples/seed/10-secretProviderClass_secretObjects.yml");
+        include_str!("../../../manifests/examples/seed/10-secretProviderClass_secretObjects.yml");
     const CLASS: &str = "kv-aks-csi-weu-01";
     const REMOVE: &str = "<remove>";
 
@@ -1253,7 +677,7 @@ mod tests {
 
     #[test]
     fn read_once_then_a_spec_per_pod() {
-        let parsed = super::read(&yaml(SEED_01)).unwrap();
+        let parsed = super::super::read(&yaml(SEED_01)).unwrap();
         assert_eq!(parsed.name(), CLASS);
         let one = Defaults::default();
         let other = Defaults {

@@ -1,17 +1,18 @@
 # The recipes CI runs (.ci/run calls `make test`).
-.PHONY: run-local test lint unit sdk e2e bench fmt fuzz
+.PHONY: run-local test lint unit sdk aws e2e bench fmt fuzz
 
 # The main job on loopback.
 run-local:
 	tests/local/run.sh
 
 # Everything: lint, unit and integration tests, the emulator's fidelity under
-# Microsoft's Python SDK, then the real-apiserver e2e.
-test: lint unit sdk e2e
+# Microsoft's Python SDK, the sidecar against moto, then the real-apiserver e2e.
+test: lint unit sdk aws e2e
 
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	tests/one-tls-stack.sh
 
 unit:
 	cargo test --workspace
@@ -19,6 +20,10 @@ unit:
 # Microsoft's Python SDK (from PyPI, in a cached venv) against the Key Vault emulator.
 sdk:
 	tests/kv-emulator/python/run.sh
+
+# The sidecar against moto (AWS's stand-in, from PyPI in a cached venv).
+aws:
+	tests/moto/run.sh
 
 # Installs Debian packages and builds Kubernetes 1.20.2 once (cached outside
 # the repo, in /var/cache/secret-injector); then the webhook against a real

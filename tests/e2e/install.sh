@@ -41,7 +41,7 @@ trap cleanup EXIT
 
 e2e_cluster_up "$W"
 e2e_emulator "$W"
-e2e_images "$W" --webhook "$repo/target/x86_64-unknown-linux-gnu/release/webhook"
+e2e_images "$W" --webhook "${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-gnu/release/webhook"
 # Kubernetes sets this label itself from 1.21; the webhook configuration
 # relies on it to leave kube-system alone (README, Deploy).
 K label namespace kube-system kubernetes.io/metadata.name=kube-system --overwrite >/dev/null

@@ -79,7 +79,7 @@ e2e_cluster_up() {
 # The emulator at the real names on 10.77.0.1:443; it trusts the cluster's
 # service-account key for workload identity, for the pod's own account only.
 e2e_emulator() {
-  kc_spawn emulator "$1" "$repo/target/debug/kv-emulator" --listen 10.77.0.1:443 \
+  kc_spawn emulator "$1" "${CARGO_TARGET_DIR:-$repo/target}/debug/kv-emulator" --listen 10.77.0.1:443 \
     --ca-out "$1/emulator-ca.pem" --default-vault "$VAULT" --tenant "$TENANT" \
     --authority-host https://login.microsoftonline.com \
     --federated-key "$SA_PUB" --federated-subject "$CLIENT=system:serviceaccount:default:default" \
@@ -94,7 +94,7 @@ e2e_emulator() {
 e2e_images() {
   local dir=$1
   shift
-  tests/images/build.sh --sidecar "$repo/target/x86_64-unknown-linux-gnu/sidecar/secret-injector-sidecar" \
+  tests/images/build.sh --sidecar "${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-gnu/sidecar/secret-injector-sidecar" \
     --extra-ca "$dir/emulator-ca.pem" "$@" "$dir/images" >/dev/null
   tests/cluster/cluster.sh import "$dir" "$dir"/images/*.tar >/dev/null
 }

@@ -60,7 +60,7 @@ e2e_images "$W"
 # The webhook, registered with the apiserver; `auto` asks the apiserver (1.20: classic sidecars).
 port=$(kc_free_port)
 start_webhook() {
-  kc_spawn webhook "$W" "$repo/target/debug/webhook" serve --listen "127.0.0.1:$port" \
+  kc_spawn webhook "$W" "${CARGO_TARGET_DIR:-$repo/target}/debug/webhook" serve --listen "127.0.0.1:$port" \
     --self-signed --self-signed-names 127.0.0.1 --self-signed-ca-out "$W/webhook-ca.pem" \
     --sidecar-image secret-injector-sidecar:e2e --sidecar-image-pull-policy Never \
     --native-sidecar auto --default-rotation-interval "${INTERVAL}s"

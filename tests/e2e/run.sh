@@ -45,7 +45,7 @@ kubectl wait --for condition=established --timeout=60s crd/secretproviderclasses
 cargo build --quiet -p secret-injector-webhook --bin webhook
 port=$(kc_free_port)
 # auto: the webhook asks the apiserver its version (1.20: classic sidecars).
-kc_spawn webhook "$workdir" "$repo/target/debug/webhook" serve \
+kc_spawn webhook "$workdir" "${CARGO_TARGET_DIR:-$repo/target}/debug/webhook" serve \
   --listen "127.0.0.1:$port" --self-signed --self-signed-names 127.0.0.1 \
   --self-signed-ca-out "$workdir/webhook-ca.pem" --native-sidecar auto
 for _ in $(seq 1 600); do  # ready once both watches have listed
@@ -58,7 +58,7 @@ curl -fsS --cacert "$workdir/webhook-ca.pem" "https://127.0.0.1:$port/readyz" >/
 export E2E_WEBHOOK_URL="https://127.0.0.1:$port/mutate"
 export E2E_WEBHOOK_CA="$workdir/webhook-ca.pem"
 # For the self-managed TLS test, which starts its own replicas.
-export E2E_WEBHOOK_BIN="$repo/target/debug/webhook"
+export E2E_WEBHOOK_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/webhook"
 status=0
 cargo test -p e2e -- --ignored --test-threads 2 || status=$?
 

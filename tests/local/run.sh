@@ -23,7 +23,7 @@ CLIENT=00000000-0000-0000-0000-000000000001
 SUBJECT=system:serviceaccount:default:default
 
 cargo build --quiet -p secret-injector-webhook -p secret-injector-sidecar -p kv-emulator
-bin=$repo/target/debug
+bin=${CARGO_TARGET_DIR:-$repo/target}/debug
 
 # The cluster's service-account signing key stands in for kubelet's: the
 # emulator trusts its public half for workload identity, as Entra ID trusts

@@ -1,10 +1,12 @@
 //! The sidecar, measured: time to the first complete write of 10 secrets,
 //! RSS while it rotates them, rotation propagation, binary size. Runs the
 //! binary the images carry (the `sidecar` profile) against the Key Vault
-//! emulator on loopback:
+//! emulator on loopback, or with `--store aws` against moto (from the venv
+//! `tests/moto/run.sh` builds; Secrets Manager, static keys):
 //!
 //!   cargo build --release -p load && cargo build --profile sidecar -p secret-injector-sidecar
 //!   target/release/sidecar-bench
+//!   target/release/sidecar-bench --store aws
 
 use std::{
     collections::BTreeMap,
@@ -35,6 +37,83 @@ struct Args {
     /// Rotations to time (rotation interval 5s).
     #[arg(long, default_value_t = 5)]
     rotations: usize,
+    /// The store: azure (the Key Vault emulator) or aws (moto).
+    #[arg(long, default_value = "azure", value_parser = ["azure", "aws"])]
+    store: String,
+    /// The moto venv, for --store aws.
+    #[arg(
+        long,
+        env = "MOTO_VENV",
+        default_value = "/var/cache/secret-injector/moto-venv"
+    )]
+    moto_venv: PathBuf,
+}
+
+/// moto on loopback, with boto3 (tests/moto/fixture.py) writing to it.
+struct Moto {
+    child: Child,
+    endpoint: String,
+    venv: PathBuf,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    fn start(venv: &Path) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(venv.join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "moto_server from {} (run tests/moto/run.sh once)",
+                    venv.display()
+                )
+            })?;
+        wait_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })?;
+        Ok(Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            venv: venv.to_owned(),
+        })
+    }
+
+    fn boto3(&self, calls: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../moto/fixture.py");
+        let mut child = Command::new(self.venv.join("bin/python"))
+            .arg(script)
+            .arg(&self.endpoint)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(calls.as_bytes())?;
+        if !child.wait()?.success() {
+            bail!("boto3 failed: {calls}");
+        }
+        Ok(())
+    }
+}
+
+/// Where the sidecar fetches from, and how it is told.
+enum Target {
+    Azure { ca: PathBuf, port: u16 },
+    Aws { endpoint: String },
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -63,27 +142,39 @@ impl Drop for Sidecar {
     }
 }
 
-fn spawn(bin: &Path, spec: &str, ca: &Path, port: u16) -> anyhow::Result<Sidecar> {
+fn spawn(bin: &Path, spec: &str, target: &Target) -> anyhow::Result<Sidecar> {
     let dir = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir())?;
-    let child = Command::new(bin)
-        .args(["run", "--dir"])
+    let mut cmd = Command::new(bin);
+    cmd.args(["run", "--dir"])
         .arg(dir.path())
-        .arg("--ca-bundle")
-        .arg(ca)
-        .arg("--resolve")
-        .arg(format!(
-            "{VAULT}.vault.azure.net=127.0.0.1:{port},login.microsoftonline.com=127.0.0.1:{port}"
-        ))
         .env_clear()
         .env("SECRET_INJECTOR_SPEC", spec)
-        .env("AZURE_TENANT_ID", TENANT)
-        .env("AZURE_CLIENT_ID", CLIENT)
-        .env("AZURE_CLIENT_SECRET", SECRET)
         .env("SECRET_INJECTOR_LOG_LEVEL", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    Ok(Sidecar { child, dir })
+        .stderr(Stdio::null());
+    match target {
+        Target::Azure { ca, port } => {
+            cmd.arg("--ca-bundle")
+                .arg(ca)
+                .arg("--resolve")
+                .arg(format!(
+                    "{VAULT}.vault.azure.net=127.0.0.1:{port},login.microsoftonline.com=127.0.0.1:{port}"
+                ))
+                .env("AZURE_TENANT_ID", TENANT)
+                .env("AZURE_CLIENT_ID", CLIENT)
+                .env("AZURE_CLIENT_SECRET", SECRET);
+        }
+        Target::Aws { endpoint } => {
+            cmd.env("AWS_ENDPOINT_URL", endpoint)
+                .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+                .env("AWS_SECRET_ACCESS_KEY", "bench-secret-key")
+                .env("AWS_EC2_METADATA_DISABLED", "true");
+        }
+    }
+    Ok(Sidecar {
+        child: cmd.spawn()?,
+        dir,
+    })
 }
 
 fn wait_until(deadline: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
@@ -109,29 +200,61 @@ async fn main() -> anyhow::Result<()> {
             .join("sidecar")
             .join("secret-injector-sidecar"),
     };
-    let config = EmulatorConfig {
-        default_vault: VAULT.into(),
-        tenant_id: TENANT.into(),
-        authority_host: Some("https://login.microsoftonline.com".into()),
-        extra_names: vec![
-            "*.vault.azure.net".into(),
-            "login.microsoftonline.com".into(),
-        ],
-        client_secrets: BTreeMap::from([(CLIENT.into(), SECRET.into())]),
-        seeds: (0..args.secrets)
-            .map(|i| (VAULT.into(), format!("secret-{i}"), format!("value-{i}")))
-            .collect(),
-        ..Default::default()
-    };
-    let emulator = Emulator::start(config).await?;
+    let secrets = args.secrets;
+    let mut emulator = None;
+    let mut moto = None;
     let work = tempfile::tempdir()?;
-    let ca = work.path().join("ca.pem");
-    emulator.write_ca_pem(&ca)?;
-    let port = emulator.addr().port();
-    let objects: Vec<String> = (0..args.secrets)
-        .map(|i| {
-            format!(r#"{{"file":"secret-{i}","source":"azure://{VAULT}/secrets/secret-{i}"}}"#)
-        })
+    let (target, source, server): (Target, Box<dyn Fn(usize) -> String>, &str) = match args
+        .store
+        .as_str()
+    {
+        "aws" => {
+            let m = Moto::start(&args.moto_venv)?;
+            let creates: Vec<String> = (0..secrets)
+                    .map(|i| {
+                        format!(
+                            r#"{{"service":"secretsmanager","op":"create_secret","args":{{"Name":"secret-{i}","SecretString":"value-{i}"}}}}"#
+                        )
+                    })
+                    .collect();
+            m.boto3(&format!("[{}]", creates.join(",")))?;
+            let endpoint = m.endpoint.clone();
+            moto = Some(m);
+            (
+                Target::Aws { endpoint },
+                Box::new(|i| format!("aws://us-east-1/secret-{i}")),
+                "moto (AWS Secrets Manager, static keys)",
+            )
+        }
+        _ => {
+            let config = EmulatorConfig {
+                default_vault: VAULT.into(),
+                tenant_id: TENANT.into(),
+                authority_host: Some("https://login.microsoftonline.com".into()),
+                extra_names: vec![
+                    "*.vault.azure.net".into(),
+                    "login.microsoftonline.com".into(),
+                ],
+                client_secrets: BTreeMap::from([(CLIENT.into(), SECRET.into())]),
+                seeds: (0..secrets)
+                    .map(|i| (VAULT.into(), format!("secret-{i}"), format!("value-{i}")))
+                    .collect(),
+                ..Default::default()
+            };
+            let e = Emulator::start(config).await?;
+            let ca = work.path().join("ca.pem");
+            e.write_ca_pem(&ca)?;
+            let port = e.addr().port();
+            emulator = Some(e);
+            (
+                Target::Azure { ca, port },
+                Box::new(|i| format!("azure://{VAULT}/secrets/secret-{i}")),
+                "the Key Vault emulator",
+            )
+        }
+    };
+    let objects: Vec<String> = (0..secrets)
+        .map(|i| format!(r#"{{"file":"secret-{i}","source":"{}"}}"#, source(i)))
         .collect();
     let spec = format!(
         r#"{{"objects":[{}],"mountPath":"/mnt/secrets-store","rotation":"5s","filePermission":"0644"}}"#,
@@ -139,7 +262,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     println!(
-        "sidecar-bench: {} against the Key Vault emulator on 127.0.0.1 (same machine, 2 cores)",
+        "sidecar-bench: {} against {server} on 127.0.0.1 (same machine, 2 cores)",
         bin.display()
     );
     println!(
@@ -151,7 +274,7 @@ async fn main() -> anyhow::Result<()> {
     let mut firsts = Vec::new();
     for _ in 0..args.starts {
         let started = Instant::now();
-        let sidecar = spawn(&bin, &spec, &ca, port)?;
+        let sidecar = spawn(&bin, &spec, &target)?;
         let data = sidecar.dir.path().join("..data");
         wait_until(Duration::from_secs(30), || data.exists())?;
         firsts.push(started.elapsed());
@@ -169,7 +292,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // One long-lived sidecar: RSS while rotating, and how fast a rotation lands.
-    let sidecar = spawn(&bin, &spec, &ca, port)?;
+    let sidecar = spawn(&bin, &spec, &target)?;
     let pid = sidecar.child.id();
     let data = sidecar.dir.path().join("..data");
     wait_until(Duration::from_secs(30), || data.exists())?;
@@ -177,8 +300,21 @@ async fn main() -> anyhow::Result<()> {
     let file = sidecar.dir.path().join("secret-0");
     for i in 0..args.rotations {
         let value = format!("rotated-{i}");
-        let set_at = Instant::now();
-        emulator.state().set_secret(VAULT, "secret-0", &value)?;
+        let set_at = match (&emulator, &moto) {
+            (Some(e), _) => {
+                let set_at = Instant::now();
+                e.state().set_secret(VAULT, "secret-0", &value)?;
+                set_at
+            }
+            (None, Some(m)) => {
+                m.boto3(&format!(
+                    r#"[{{"service":"secretsmanager","op":"put_secret_value","args":{{"SecretId":"secret-0","SecretString":"{value}"}}}}]"#
+                ))?;
+                // From when boto3's call returned: its own start is not the sidecar's time.
+                Instant::now()
+            }
+            (None, None) => bail!("no store"),
+        };
         wait_until(Duration::from_secs(30), || {
             std::fs::read_to_string(&file)
                 .map(|v| v == value)
@@ -209,6 +345,9 @@ async fn main() -> anyhow::Result<()> {
         kib(pid, "RssFile:")? as f64 / 1024.0
     );
     drop(sidecar);
-    emulator.shutdown().await;
+    if let Some(e) = emulator {
+        e.shutdown().await;
+    }
+    drop(moto);
     Ok(())
 }

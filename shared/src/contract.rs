@@ -10,7 +10,7 @@ pub const SPEC_ENV: &str = "SECRET_INJECTOR_SPEC";
 
 /// The version of the spec this build writes and the newest it reads. Bump
 /// it with every field an older sidecar must not ignore.
-pub const SPEC_VERSION: u32 = 3;
+pub const SPEC_VERSION: u32 = 4;
 
 /// The sidecar's subcommands, as the webhook runs them.
 pub mod args {

@@ -27,7 +27,7 @@ pub use rotation::{
     MAX_ROTATION_INTERVAL, MIN_ROTATION_INTERVAL, Rotation, RotationError, parse_duration,
 };
 pub use spec::{
-    ALLOWED_SECRET_TYPES, DEFAULT_MOUNT_PATH, FileMode, FileModeError, InjectionSpec,
-    ObjectEncoding, ObjectFormat, SecretObject, SpecError, SyncTarget,
+    ALLOWED_SECRET_TYPES, DEFAULT_MOUNT_PATH, FileMode, FileModeError, Injection, InjectionSpec,
+    MAX_SETS, ObjectEncoding, ObjectFormat, ProviderSecret, SecretObject, SpecError, SyncTarget,
 };
 pub use store_hosts::{HostRefused, StoreHosts, StoreHostsError};

@@ -37,6 +37,21 @@ pub struct InjectionSpec {
     /// `secretObjects`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sync_targets: Vec<SyncTarget>,
+    /// The Secret the CSI volume named as `nodePublishSecretRef`, which the
+    /// webhook mounts into the injected containers only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_secret: Option<ProviderSecret>,
+}
+
+/// A Secret of the pod's namespace whose keys a store's provider reads as its
+/// credentials (the CSI driver's `nodePublishSecretRef`: the Azure provider's
+/// service principal `clientid`/`clientsecret`). Mounted at `dir` in the
+/// injected containers only; the app's containers never see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProviderSecret {
+    pub secret_name: String,
+    pub dir: String,
 }
 
 /// A Kubernetes Secret whose keys mirror some of the spec's files, as the CSI
@@ -144,6 +159,20 @@ pub enum SpecError {
     },
     #[error("synced Secret {0:?} is named more than once")]
     DuplicateSyncTarget(String),
+    #[error("the pod asks for {0} sets of files (volumes); at most {MAX_SETS} are accepted")]
+    TooManySets(usize),
+    #[error(
+        "two sets of files would be written at {0} and {1}, one over or inside the other; give each volume its own path"
+    )]
+    SetMountPaths(String, String),
+    #[error(
+        "SecretProviderClass {0:?} is named by two volumes of the pod; name it once (both would write one PodStatus)"
+    )]
+    SetClass(String),
+    #[error(
+        "synced Secret {0:?} is named by two volumes' classes; each Secret may be synced from one only"
+    )]
+    SetSyncTarget(String),
     #[error(
         "synced Secret {secret:?} has type {secret_type:?}, which secret-injector never writes; accepted: {}",
         ALLOWED_SECRET_TYPES.join(", ")
@@ -198,6 +227,7 @@ impl InjectionSpec {
             identities,
             provider_class: None,
             sync_targets: Vec::new(),
+            provider_secret: None,
         })
     }
 
@@ -220,24 +250,11 @@ impl InjectionSpec {
     }
 
     pub fn from_env_value(value: &str) -> Result<Self, SpecError> {
-        // The version first: a newer spec's unknown fields would otherwise
-        // be the error, and hide why.
-        #[derive(Deserialize)]
-        struct Version {
-            version: Option<u32>,
-        }
-        if let Ok(Version {
-            version: Some(spec),
-        }) = serde_json::from_str::<Version>(value)
-            && spec > SPEC_VERSION
-        {
-            return Err(SpecError::NewerVersion {
-                spec,
-                known: SPEC_VERSION,
-            });
-        }
-        let mut json: serde_json::Value =
-            serde_json::from_str(value).map_err(|e| SpecError::Malformed(e.to_string()))?;
+        let json = parse_versioned(value)?;
+        Self::from_json(json)
+    }
+
+    fn from_json(mut json: serde_json::Value) -> Result<Self, SpecError> {
         upgrade_v1(&mut json);
         let spec: Self =
             serde_json::from_value(json).map_err(|e| SpecError::Malformed(e.to_string()))?;
@@ -257,6 +274,113 @@ impl InjectionSpec {
 
     pub fn uses(&self, store: Store) -> bool {
         self.objects.iter().any(|o| o.source.store() == store)
+    }
+}
+
+/// JSON whose version this build reads. The version first: a newer spec's
+/// unknown fields would otherwise be the error, and hide why.
+fn parse_versioned(value: &str) -> Result<serde_json::Value, SpecError> {
+    #[derive(Deserialize)]
+    struct Version {
+        version: Option<u32>,
+    }
+    if let Ok(Version {
+        version: Some(spec),
+    }) = serde_json::from_str::<Version>(value)
+        && spec > SPEC_VERSION
+    {
+        return Err(SpecError::NewerVersion {
+            spec,
+            known: SPEC_VERSION,
+        });
+    }
+    serde_json::from_str(value).map_err(|e| SpecError::Malformed(e.to_string()))
+}
+
+/// The most sets (volumes) one pod may get.
+pub const MAX_SETS: usize = 16;
+
+/// Every set of files one pod gets, one per volume (the pod's annotations,
+/// and each Secrets Store CSI volume it carries): each is written atomically
+/// on its own, with its own status file, PodStatus and synced Secrets. One
+/// set travels as its spec, as before sets; several as
+/// `{"version": N, "sets": [...]}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injection {
+    sets: Vec<InjectionSpec>,
+}
+
+impl Injection {
+    /// Refuses sets that would write over each other: the same mount path
+    /// (or one inside another), the same class (one PodStatus name), the same
+    /// synced Secret.
+    pub fn new(sets: Vec<InjectionSpec>) -> Result<Self, SpecError> {
+        if sets.is_empty() {
+            return Err(SpecError::Empty);
+        }
+        if sets.len() > MAX_SETS {
+            return Err(SpecError::TooManySets(sets.len()));
+        }
+        for (i, a) in sets.iter().enumerate() {
+            for b in &sets[..i] {
+                let (pa, pb) = (
+                    a.mount_path.trim_end_matches('/'),
+                    b.mount_path.trim_end_matches('/'),
+                );
+                let inside = |outer: &str, inner: &str| {
+                    inner
+                        .strip_prefix(outer)
+                        .is_some_and(|rest| rest.starts_with('/'))
+                };
+                if pa == pb || inside(pa, pb) || inside(pb, pa) {
+                    return Err(SpecError::SetMountPaths(
+                        b.mount_path.clone(),
+                        a.mount_path.clone(),
+                    ));
+                }
+                if let (Some(ca), Some(cb)) = (&a.provider_class, &b.provider_class)
+                    && ca == cb
+                {
+                    return Err(SpecError::SetClass(ca.clone()));
+                }
+                if let Some(target) = a.sync_targets.iter().find(|t| {
+                    b.sync_targets
+                        .iter()
+                        .any(|u| u.secret_name == t.secret_name)
+                }) {
+                    return Err(SpecError::SetSyncTarget(target.secret_name.clone()));
+                }
+            }
+        }
+        Ok(Self { sets })
+    }
+
+    pub fn sets(&self) -> &[InjectionSpec] {
+        &self.sets
+    }
+
+    pub fn into_sets(self) -> Vec<InjectionSpec> {
+        self.sets
+    }
+
+    pub fn to_env_value(&self) -> String {
+        match self.sets.as_slice() {
+            [one] => one.to_env_value(),
+            sets => serde_json::json!({ "version": SPEC_VERSION, "sets": sets }).to_string(),
+        }
+    }
+
+    pub fn from_env_value(value: &str) -> Result<Self, SpecError> {
+        let mut json = parse_versioned(value)?;
+        let sets = match json.as_object_mut().and_then(|m| m.remove("sets")) {
+            Some(serde_json::Value::Array(sets)) => sets
+                .into_iter()
+                .map(InjectionSpec::from_json)
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => return Err(SpecError::Malformed("sets is not an array".to_owned())),
+            None => vec![InjectionSpec::from_json(json)?],
+        };
+        Self::new(sets)
     }
 }
 
@@ -475,33 +599,118 @@ mod tests {
     #[test]
     fn a_newer_spec_is_refused_naming_both_versions() {
         let value = spec().to_env_value();
-        assert!(value.starts_with(r#"{"version":3,"#), "{value}");
+        let current = format!(r#""version":{SPEC_VERSION}"#);
+        assert!(value.starts_with(&format!("{{{current},")), "{value}");
+        let next = SPEC_VERSION + 1;
         let newer = value.replacen(
-            r#""version":3"#,
-            r#""version":4,"onRotation":{"signal":"SIGHUP"}"#,
+            &current,
+            &format!(r#""version":{next},"onRotation":{{"signal":"SIGHUP"}}"#),
             1,
         );
         let err = InjectionSpec::from_env_value(&newer).unwrap_err();
-        assert_eq!(err, SpecError::NewerVersion { spec: 4, known: 3 });
+        assert_eq!(
+            err,
+            SpecError::NewerVersion {
+                spec: next,
+                known: SPEC_VERSION
+            }
+        );
         assert!(err.to_string().contains("--sidecar-image"), "{err}");
-        let unknown = value.replacen(r#""version":3"#, r#""version":3,"outputs":[]"#, 1);
+        // Several sets are refused the same way, before their fields are read.
+        let sets = format!(r#"{{"version":{next},"sets":[{newer}],"hooks":[]}}"#);
+        assert!(matches!(
+            Injection::from_env_value(&sets),
+            Err(SpecError::NewerVersion { spec, .. }) if spec == next
+        ));
+        let unknown = value.replacen(&current, &format!(r#"{current},"outputs":[]"#), 1);
         assert!(matches!(
             InjectionSpec::from_env_value(&unknown),
             Err(SpecError::Malformed(m)) if m.contains("outputs")
         ));
-        let unversioned = value.replacen(r#""version":3,"#, "", 1);
+        let unversioned = value.replacen(&format!("{current},"), "", 1);
         assert_eq!(
             InjectionSpec::from_env_value(&unversioned).unwrap().objects,
             spec().objects
         );
     }
 
+    fn set_at(mount_path: &str, class: &str, synced: &str) -> InjectionSpec {
+        let mut set = spec().with_provider_class(class);
+        set.mount_path = mount_path.to_owned();
+        set.sync_targets = vec![SyncTarget {
+            secret_name: synced.to_owned(),
+            secret_type: "Opaque".to_owned(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            data: BTreeMap::new(),
+        }];
+        set
+    }
+
+    // One set travels as before sets (an older sidecar reads it); several
+    // in a versioned wrapper, and they read back in order.
+    #[test]
+    fn sets_travel_in_one_env_value_and_read_back() {
+        let one = Injection::new(vec![spec()]).unwrap();
+        assert_eq!(one.to_env_value(), spec().to_env_value());
+        assert_eq!(Injection::from_env_value(&one.to_env_value()).unwrap(), one);
+
+        let mut second = set_at("/var/run/secret-injector/volumes/b", "b", "sb");
+        second.provider_secret = Some(ProviderSecret {
+            secret_name: "secrets-store-creds".into(),
+            dir: "/var/run/secrets/secret-injector/provider/1".into(),
+        });
+        let two = Injection::new(vec![
+            set_at("/var/run/secret-injector/volumes/a", "a", "sa"),
+            second,
+        ])
+        .unwrap();
+        let value = two.to_env_value();
+        assert!(value.contains(r#""sets":[{"#), "{value}");
+        assert!(
+            value.ends_with(&format!(r#""version":{SPEC_VERSION}}}"#)),
+            "{value}"
+        );
+        assert_eq!(Injection::from_env_value(&value).unwrap(), two);
+        // A sidecar expecting one spec is told it is not one.
+        assert!(InjectionSpec::from_env_value(&value).is_err());
+    }
+
+    // Sets that would write over each other are refused, naming what clashes.
+    #[test]
+    fn sets_that_would_write_over_each_other_are_refused() {
+        let a = || set_at("/mnt/a", "a", "sa");
+        let same_path = Injection::new(vec![a(), set_at("/mnt/a/", "b", "sb")]);
+        assert!(matches!(same_path, Err(SpecError::SetMountPaths(..))));
+        let nested = Injection::new(vec![a(), set_at("/mnt/a/inner", "b", "sb")]);
+        assert!(
+            matches!(nested, Err(SpecError::SetMountPaths(..))),
+            "{nested:?}"
+        );
+        // A sibling that only shares a prefix is fine.
+        assert!(Injection::new(vec![a(), set_at("/mnt/ab", "b", "sb")]).is_ok());
+        let err = Injection::new(vec![a(), set_at("/mnt/b", "a", "sb")]).unwrap_err();
+        assert_eq!(err, SpecError::SetClass("a".into()));
+        assert!(err.to_string().contains("PodStatus"), "{err}");
+        let err = Injection::new(vec![a(), set_at("/mnt/b", "b", "sa")]).unwrap_err();
+        assert_eq!(err, SpecError::SetSyncTarget("sa".into()));
+        assert!(matches!(Injection::new(vec![]), Err(SpecError::Empty)));
+        let many = (0..=MAX_SETS)
+            .map(|i| set_at(&format!("/mnt/{i}"), &format!("c{i}"), &format!("s{i}")))
+            .collect();
+        assert!(matches!(
+            Injection::new(many),
+            Err(SpecError::TooManySets(n)) if n == MAX_SETS + 1
+        ));
+    }
+
     // An older webhook's spec (version 1, Azure's identity as `azure`) is
     // read by this sidecar with the identity where version 2 keeps it.
     #[test]
     fn a_version_1_spec_keeps_its_azure_identity() {
+        let current = format!(r#""version":{SPEC_VERSION},"#);
         let v1 = spec().to_env_value().replacen(
-            r#""version":3,"#,
+            &current,
             r#""version":1,"azure":{"clientId":"c1","tenantId":"t1"},"#,
             1,
         );
@@ -510,7 +719,7 @@ mod tests {
         assert_eq!(read.identities.azure.tenant_id.as_deref(), Some("t1"));
         let v2 = spec()
             .to_env_value()
-            .replacen(r#""version":3,"#, r#""version":2,"azure":{},"#, 1);
+            .replacen(&current, r#""version":2,"azure":{},"#, 1);
         assert!(
             matches!(InjectionSpec::from_env_value(&v2), Err(SpecError::Malformed(m)) if m.contains("azure")),
             "v2 has no azure field"

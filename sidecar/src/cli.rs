@@ -130,22 +130,27 @@ pub fn init_logging(common: &CommonArgs) {
 
 /// The process exit code and, on failure, the one line to print.
 pub async fn run(cli: Cli, env: &impl EnvSource) -> Result<(), anyhow::Error> {
-    let spec = config::spec(env)?;
-    let dir = cli
-        .common
-        .dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&spec.mount_path));
-    let writer = AtomicWriter::new(&dir);
-    if !matches!(cli.command, Command::Probe) {
-        // In a pod the volume exists; in local runs it may not yet.
-        std::fs::create_dir_all(&dir)?;
+    let sets = config::injection(env)?.into_sets();
+    if sets.len() > 1 && cli.common.dir.is_some() {
+        anyhow::bail!(
+            "--dir names one directory and the spec has {} sets of files (volumes); leave --dir unset so each goes to its own mount path",
+            sets.len()
+        );
     }
+    let dir_of = |spec: &shared::InjectionSpec| {
+        cli.common
+            .dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&spec.mount_path))
+    };
     if let Command::Probe = cli.command {
-        return if writer.has_data() {
-            Ok(())
-        } else {
-            Err(anyhow::anyhow!("no complete set in {} yet", dir.display()))
+        return match sets
+            .iter()
+            .map(dir_of)
+            .find(|d| !AtomicWriter::new(d).has_data())
+        {
+            None => Ok(()),
+            Some(dir) => Err(anyhow::anyhow!("no complete set in {} yet", dir.display())),
         };
     }
 
@@ -154,34 +159,76 @@ pub async fn run(cli: Cli, env: &impl EnvSource) -> Result<(), anyhow::Error> {
         resolve: config::parse_resolve(&cli.common.resolve)?,
         timeout: cli.common.timeout,
     };
-    let providers = providers(env, &spec, &transport).await?;
-    let mut engine = Engine::new(spec, providers, writer)
-        .with_concurrency(cli.common.concurrency)
-        .with_store_hosts(cli.common.allowed_store_hosts.clone());
-    if let Some(addr) = cli.common.metrics_addr {
+    let metrics = cli.common.metrics_addr.map(|addr| {
         let metrics = crate::metrics::Metrics::new();
-        engine = engine.with_metrics(metrics.clone());
+        let served = metrics.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(addr, metrics).await {
+            if let Err(e) = crate::metrics::serve(addr, served).await {
                 tracing::warn!(%addr, error = %e, "cannot serve metrics");
             }
         });
-    }
+        metrics
+    });
     let pod = PodIdentity::from_env(|k| env.get(k));
     let in_cluster = env.get("KUBERNETES_SERVICE_HOST").is_some();
-    if let Some(sink) = KubeSink::connect(engine.spec(), pod, in_cluster)? {
-        engine = engine.with_publisher(Box::new(sink));
+    let mut engines = Vec::with_capacity(sets.len());
+    for spec in sets {
+        let dir = dir_of(&spec);
+        // In a pod the volume exists; in local runs it may not yet.
+        std::fs::create_dir_all(&dir)?;
+        // Each set its own providers: two classes may name two identities.
+        let providers = providers(env, &spec, &transport).await?;
+        let mut engine = Engine::new(spec, providers, AtomicWriter::new(&dir))
+            .with_concurrency(cli.common.concurrency)
+            .with_store_hosts(cli.common.allowed_store_hosts.clone());
+        if let Some(metrics) = &metrics {
+            engine = engine.with_metrics(metrics.clone());
+        }
+        if let Some(sink) = KubeSink::connect(engine.spec(), pod.clone(), in_cluster)? {
+            engine = engine.with_publisher(Box::new(sink));
+        }
+        tracing::info!(dir = %dir.display(), objects = engine.spec().objects.len(), "starting");
+        engines.push(engine);
     }
-    tracing::info!(dir = %dir.display(), objects = engine.spec().objects.len(), "starting");
 
-    match cli.command {
+    // Every set stops on the one signal.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let deadline = cli.common.deadline;
+    let runs = engines.into_iter().map(|engine| {
+        let mut stopped = stopped.clone();
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        serve_set(engine, &cli.command, deadline, shutdown)
+    });
+    // The first set that fails ends the process, naming it.
+    futures::future::try_join_all(runs).await?;
+    if let Command::Run = cli.command {
+        tracing::info!("stopped");
+    }
+    Ok(())
+}
+
+/// One set's part of the command: the init run, or the rotation loop.
+async fn serve_set(
+    mut engine: Engine,
+    command: &Command,
+    deadline: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), anyhow::Error> {
+    match command {
         Command::Probe => Ok(()),
         Command::Fetch { .. } => {
-            let report = engine.init(cli.common.deadline).await.map_err(one_line)?;
-            tracing::info!(wrote = report.wrote, "all secrets written");
+            let report = engine.init(deadline).await.map_err(one_line)?;
+            tracing::info!(wrote = report.wrote, dir = %engine.spec().mount_path, "all secrets written");
             Ok(())
         }
         Command::Run => {
+            tokio::pin!(shutdown);
             let first_delay = if engine.resume()? {
                 // The init container has just fetched: wait a full interval.
                 engine
@@ -192,19 +239,15 @@ pub async fn run(cli: Cli, env: &impl EnvSource) -> Result<(), anyhow::Error> {
             } else {
                 // A native sidecar fetches first and passes its probe after.
                 tokio::select! {
-                    _ = shutdown_signal() => return Ok(()),
-                    result = engine.init(cli.common.deadline) => { result.map_err(one_line)?; }
+                    _ = &mut shutdown => return Ok(()),
+                    result = engine.init(deadline) => { result.map_err(one_line)?; }
                 }
                 engine.spec().rotation.interval()
             };
             match first_delay {
-                Some(delay) => engine
-                    .run(delay, shutdown_signal())
-                    .await
-                    .map_err(one_line)?,
-                None => shutdown_signal().await,
+                Some(delay) => engine.run(delay, shutdown).await.map_err(one_line)?,
+                None => shutdown.await,
             }
-            tracing::info!("stopped");
             Ok(())
         }
     }

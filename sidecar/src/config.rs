@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf};
 
-use shared::{InjectionSpec, SPEC_ENV, SpecError};
+use shared::{Injection, SPEC_ENV, SpecError};
 
 pub trait EnvSource {
     fn get(&self, key: &str) -> Option<String>;
@@ -40,9 +40,10 @@ pub enum ConfigError {
     Resolve(String),
 }
 
-pub fn spec(env: &impl EnvSource) -> Result<InjectionSpec, ConfigError> {
+/// The pod's sets of files, one per volume.
+pub fn injection(env: &impl EnvSource) -> Result<Injection, ConfigError> {
     let value = env.get(SPEC_ENV).ok_or(ConfigError::NoSpec)?;
-    Ok(InjectionSpec::from_env_value(&value)?)
+    Ok(Injection::from_env_value(&value)?)
 }
 
 /// `host=ip:port` pairs, like curl's `--resolve`.
@@ -94,7 +95,7 @@ mod tests {
 
     #[test]
     fn no_spec_says_who_configures_it() {
-        let err = super::spec(&env(&[])).unwrap_err().to_string();
+        let err = super::injection(&env(&[])).unwrap_err().to_string();
         assert!(
             err.contains("configured by the secret-injector webhook"),
             "{err}"

@@ -706,3 +706,87 @@ async fn the_sidecar_rotates_keeps_files_through_an_outage_and_never_logs_a_secr
         assert!(!logs.contains(forbidden), "{forbidden} reached the log");
     }
 }
+
+/// A pod with two volumes (two classes): one process writes each set into its
+/// own directory, the first with workload identity from the env, the second
+/// as the service principal of its nodePublishSecretRef Secret; the probe
+/// passes only once both are complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sets_each_with_its_own_identity_and_directory() {
+    let f = Fixture::start().await;
+    let token = f.federated_token("system:serviceaccount:default:app");
+    let base = f.dir.path();
+    let creds = base.join("creds");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(creds.join("clientid"), format!("{CLIENT}\n")).unwrap();
+    std::fs::write(creds.join("clientsecret"), format!("{CLIENT_SECRET}\n")).unwrap();
+    let set = |dir: &str, object: &str, class: &str, extra: &str| {
+        format!(
+            r#"{{"version":4,"objects":[{{"file":"secretalias","source":"azure://{VAULT}/secrets/{object}"}}],"mountPath":"{}","rotation":"0s","filePermission":"0644","identities":{{"azure":{{"tenantId":"{TENANT}"{extra}}}}},"providerClass":"{class}"}}"#,
+            base.join(dir).display()
+        )
+    };
+    let spec = format!(
+        r#"{{"version":4,"sets":[{},{}]}}"#,
+        set("v0", "db-user", "azure-spc-0", &format!(r#","clientId":"{CLIENT}""#)),
+        set("v1", "db-pass", "azure-spc-1", "")
+            .replacen(
+                r#","providerClass""#,
+                &format!(
+                    r#","providerSecret":{{"secretName":"secrets-store-creds","dir":"{}"}},"providerClass""#,
+                    creds.display()
+                ),
+                1
+            ),
+    );
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(SIDECAR);
+        cmd.args(args)
+            .args(["--ca-bundle", f.ca().to_str().unwrap()])
+            .args(["--resolve", &f.resolve()])
+            .env_clear()
+            .env("SECRET_INJECTOR_DEADLINE", "10s")
+            .env("SECRET_INJECTOR_SPEC", &spec)
+            .env("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/")
+            .env("AZURE_CLIENT_ID", CLIENT)
+            .env("AZURE_FEDERATED_TOKEN_FILE", &token);
+        cmd.output().unwrap()
+    };
+    let probe = run(&["probe"]);
+    assert!(!probe.status.success(), "no set yet");
+    let out = run(&["fetch", "--once"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(base.join("v0/secretalias")).unwrap(),
+        b"administrator"
+    );
+    assert_eq!(
+        std::fs::read(base.join("v1/secretalias")).unwrap(),
+        b"mysupersecretpassword"
+    );
+    for dir in ["v0", "v1"] {
+        assert!(
+            base.join(dir)
+                .join("..secret-injector-status.json")
+                .exists()
+        );
+    }
+    let log = stderr(&out);
+    assert!(log.contains("client secret (client"), "{log}");
+    assert!(!log.contains(CLIENT_SECRET), "{log}");
+    let probe = run(&["probe"]);
+    assert!(probe.status.success(), "{}", stderr(&probe));
+
+    // A wrong service principal fails its set, naming it; the process fails.
+    std::fs::write(creds.join("clientsecret"), "wrong-sp-secret-7f3").unwrap();
+    std::fs::remove_dir_all(base.join("v1")).unwrap();
+    let out = run(&["fetch", "--once", "--deadline", "2s"]);
+    assert!(!out.status.success());
+    let log = stderr(&out);
+    assert!(log.contains("secretalias"), "{log}");
+    assert!(!log.contains("wrong-sp-secret-7f3"), "{log}");
+    // --dir cannot hold two sets.
+    let out = run(&["fetch", "--once", "--dir", base.join("x").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("2 sets"), "{}", stderr(&out));
+}

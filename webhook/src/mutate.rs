@@ -8,14 +8,14 @@ use k8s_openapi::{
     api::core::v1::{
         Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
         ObjectFieldSelector, Pod, PodSpec, Probe, ResourceRequirements, SeccompProfile,
-        SecurityContext, Volume, VolumeMount,
+        SecretVolumeSource, SecurityContext, Volume, VolumeMount,
     },
     apimachinery::pkg::api::resource::Quantity,
 };
 use serde_json::Value;
 use shared::{
-    AnnotationErrors, ClassRequest, Identities, InjectionSpec, ProviderClassError, Request,
-    SPEC_ENV,
+    AnnotationErrors, ClassRequest, Identities, Injection, InjectionSpec, ProviderClassError,
+    ProviderSecret, Request, SPEC_ENV, SpecError,
     annotations::{self, NO_SIDECAR_REASON, STATUS, STATUS_INJECTED},
     contract,
 };
@@ -68,6 +68,16 @@ pub enum MutationError {
     VolumeMountTaken {
         container: String,
         volume: &'static str,
+    },
+    #[error(transparent)]
+    Sets(#[from] SpecError),
+    #[error(
+        "the pod's volumes name different {store} identities ({first} and {second}); a pod has one {store} identity, so give its classes the same one"
+    )]
+    IdentitiesDiffer {
+        store: &'static str,
+        first: String,
+        second: String,
     },
     #[error("the pod reads {store} but names no identity: {how}")]
     NoIdentity { store: &'static str, how: String },
@@ -128,52 +138,75 @@ pub fn decide_with(
             warnings: vec![],
         });
     }
-    let csi = csi_volume(pod)?;
+    let csi = csi_volumes(pod)?;
     let by_label = opted_in_by_label(pod);
     let by_annotation_only =
         !by_label && pod_annotations.get(annotations::INJECT).map(String::as_str) == Some("true");
-    let decision = match annotations::parse_opted_in(pod_annotations, &config.defaults, by_label)? {
+    let mut sets = Vec::new();
+    let mut warnings = Vec::new();
+    // The CSI volumes an annotation set has not taken: with csi-compat every
+    // one is converted (a volume no driver serves would hold the pod in
+    // ContainerCreating); without it they are the CSI driver's.
+    let mut unconverted: Vec<&CsiVolume<'_>> = csi.iter().collect();
+    match annotations::parse_opted_in(pod_annotations, &config.defaults, by_label)? {
         Request::OptedIn(mut spec) => {
             complete_identities(&mut spec, pod, ctx)?;
-            mutate(pod, &spec, config).map(Decision::Inject)
+            sets.push(Set {
+                spec,
+                plan: VolumePlan::Add,
+            });
         }
         Request::FromClass(request) => {
             // The pod's own CSI volume for this class becomes our volume.
-            let plan = match csi {
-                Some((index, name, class)) if class == request.class => {
-                    VolumePlan::ReplaceCsi { index, name }
-                }
-                _ => VolumePlan::Add,
-            };
-            from_class(pod, config, ctx, &request, plan).map(Decision::Inject)
+            let volume = unconverted
+                .iter()
+                .position(|v| v.class == request.class)
+                .map(|i| unconverted.remove(i));
+            sets.push(from_class(
+                pod,
+                ctx,
+                &request,
+                volume,
+                sets.len(),
+                &mut warnings,
+            )?);
         }
-        Request::NotOptedIn { warnings } => match csi {
-            Some((index, name, class)) if ctx.csi_compat => {
-                let request = ClassRequest {
-                    class: class.to_owned(),
-                    defaults: config.defaults.clone(),
-                    containers: None,
-                    identities: Identities::default(),
-                };
-                let plan = VolumePlan::ReplaceCsi { index, name };
-                from_class(pod, config, ctx, &request, plan).map(Decision::Inject)
+        Request::NotOptedIn { warnings } => {
+            if !ctx.csi_compat || csi.is_empty() {
+                return Ok(Decision::Skip {
+                    reason: SkipReason::NotOptedIn,
+                    warnings,
+                });
             }
-            _ => Ok(Decision::Skip {
-                reason: SkipReason::NotOptedIn,
-                warnings,
-            }),
-        },
-    };
-    match decision {
-        Ok(Decision::Inject(mut mutation)) if by_annotation_only => {
-            mutation.warnings.push(format!(
-                "secret-injector: this pod opts in with the annotation {INJECT}, whose webhook is failurePolicy Ignore: while the webhook is unavailable such a pod starts without its files. Label the pod {INJECT}: \"true\" instead (its webhook refuses the pod rather than start it without them)",
-                INJECT = annotations::INJECT
-            ));
-            Ok(Decision::Inject(mutation))
         }
-        other => other,
     }
+    if ctx.csi_compat {
+        for volume in unconverted {
+            let request = ClassRequest {
+                class: volume.class.to_owned(),
+                defaults: config.defaults.clone(),
+                containers: None,
+                identities: Identities::default(),
+            };
+            sets.push(from_class(
+                pod,
+                ctx,
+                &request,
+                Some(volume),
+                sets.len(),
+                &mut warnings,
+            )?);
+        }
+    }
+    let mut mutation = mutate_sets(pod, sets, config)?;
+    mutation.warnings.extend(warnings);
+    if by_annotation_only {
+        mutation.warnings.push(format!(
+            "secret-injector: this pod opts in with the annotation {INJECT}, whose webhook is failurePolicy Ignore: while the webhook is unavailable such a pod starts without its files. Label the pod {INJECT}: \"true\" instead (its webhook refuses the pod rather than start it without them)",
+            INJECT = annotations::INJECT
+        ));
+    }
+    Ok(Decision::Inject(mutation))
 }
 
 /// The opt-in label `secret-injector.io/inject: "true"`, which the webhook
@@ -186,13 +219,26 @@ pub fn opted_in_by_label(pod: &Pod) -> bool {
         .is_some_and(|v| v == "true")
 }
 
-/// The pod's Secrets Store CSI volume: (index, volume name, class name).
-fn csi_volume(pod: &Pod) -> Result<Option<(usize, &str, &str)>, MutationError> {
+/// One of the pod's Secrets Store CSI volumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CsiVolume<'a> {
+    /// Its index in `spec.volumes`.
+    pub index: usize,
+    pub name: &'a str,
+    /// `volumeAttributes.secretProviderClass`.
+    pub class: &'a str,
+    /// `nodePublishSecretRef.name`: credentials for the class's provider.
+    pub provider_secret: Option<&'a str>,
+}
+
+/// The pod's Secrets Store CSI volumes, in the pod's order.
+pub fn csi_volumes(pod: &Pod) -> Result<Vec<CsiVolume<'_>>, MutationError> {
     let volumes = pod
         .spec
         .as_ref()
         .and_then(|s| s.volumes.as_deref())
         .unwrap_or_default();
+    let mut found = Vec::new();
     for (index, volume) in volumes.iter().enumerate() {
         let Some(csi) = &volume.csi else { continue };
         if csi.driver != CSI_DRIVER {
@@ -203,18 +249,43 @@ fn csi_volume(pod: &Pod) -> Result<Option<(usize, &str, &str)>, MutationError> {
             .as_ref()
             .and_then(|a| a.get("secretProviderClass"))
             .ok_or_else(|| MutationError::CsiWithoutClass(volume.name.clone()))?;
-        return Ok(Some((index, volume.name.as_str(), class.as_str())));
+        found.push(CsiVolume {
+            index,
+            name: volume.name.as_str(),
+            class: class.as_str(),
+            provider_secret: csi
+                .node_publish_secret_ref
+                .as_ref()
+                .map(|r| r.name.as_str())
+                .filter(|n| !n.is_empty()),
+        });
     }
-    Ok(None)
+    Ok(found)
 }
 
-fn from_class(
+/// Where the injected containers find set `index`'s converted CSI volume and
+/// its `nodePublishSecretRef` Secret: outside any path an app mounts, one
+/// directory per set so no set's volume holds another's mount point.
+pub const SETS_DIR: &str = "/var/run/secret-injector/volumes";
+pub const PROVIDER_SECRETS_DIR: &str = "/var/run/secrets/secret-injector/provider";
+/// The pod volume that carries set `index`'s `nodePublishSecretRef` Secret.
+pub const PROVIDER_SECRET_VOLUME_PREFIX: &str = "secret-injector-provider-secret-";
+
+/// One set of files: a spec, and the volume it is written into.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Set<'a> {
+    pub spec: InjectionSpec,
+    pub plan: VolumePlan<'a>,
+}
+
+fn from_class<'a>(
     pod: &Pod,
-    config: &InjectorConfig,
     ctx: &Context<'_>,
     request: &ClassRequest,
-    plan: VolumePlan<'_>,
-) -> Result<Mutation, MutationError> {
+    volume: Option<&CsiVolume<'a>>,
+    set_index: usize,
+    warnings: &mut Vec<String>,
+) -> Result<Set<'a>, MutationError> {
     // The request's namespace (the apiserver's), never the object's.
     let namespace = ctx.namespace;
     // Read once per watch event (or document); the pod's options apply here.
@@ -231,14 +302,37 @@ fn from_class(
     };
     spec.containers = request.containers.clone();
     spec.identities.overlay(&request.identities);
+    let plan = match volume {
+        Some(volume) => {
+            // The app mounts the volume where it reads it; ours write it here.
+            spec.mount_path = format!("{SETS_DIR}/{}", volume.name);
+            if let Some(secret) = volume.provider_secret {
+                if stores::reads_provider_secret(&spec) {
+                    spec.provider_secret = Some(ProviderSecret {
+                        secret_name: secret.to_owned(),
+                        dir: format!("{PROVIDER_SECRETS_DIR}/{set_index}"),
+                    });
+                } else {
+                    warnings.push(format!(
+                        "secret-injector: volume {:?} names nodePublishSecretRef {secret:?}, which the provider of SecretProviderClass {:?} does not read; it is ignored",
+                        volume.name, request.class
+                    ));
+                }
+            }
+            VolumePlan::ReplaceCsi {
+                index: volume.index,
+                name: volume.name,
+            }
+        }
+        None => VolumePlan::Add,
+    };
     complete_identities(&mut spec, pod, ctx)?;
-    let mut mutation = mutate_with(pod, &spec, config, plan)?;
-    mutation.warnings.extend(
+    warnings.extend(
         class_warnings
             .into_iter()
             .map(|w| format!("secret-injector: {w}")),
     );
-    Ok(mutation)
+    Ok(Set { spec, plan })
 }
 
 /// Each store's identity: what the pod and its class did not name comes from
@@ -309,50 +403,97 @@ pub fn mutate_with(
     config: &InjectorConfig,
     plan: VolumePlan<'_>,
 ) -> Result<Mutation, MutationError> {
+    mutate_sets(
+        pod,
+        vec![Set {
+            spec: spec.clone(),
+            plan,
+        }],
+        config,
+    )
+}
+
+/// The patch for one pod and every set it gets: one init container (and
+/// sidecar) writes them all, each into its own volume.
+pub fn mutate_sets(
+    pod: &Pod,
+    sets: Vec<Set<'_>>,
+    config: &InjectorConfig,
+) -> Result<Mutation, MutationError> {
     let default_spec = PodSpec::default();
     let pod_spec = pod.spec.as_ref().unwrap_or(&default_spec);
     let init_containers: &[Container] = pod_spec.init_containers.as_deref().unwrap_or_default();
     let volumes: &[Volume] = pod_spec.volumes.as_deref().unwrap_or_default();
-    let wiring = stores::wiring(spec, config);
+    let plans: Vec<VolumePlan<'_>> = sets.iter().map(|s| s.plan).collect();
+    let injection = Injection::new(sets.into_iter().map(|s| s.spec).collect())?;
+    let specs = injection.sets();
+    let wiring = stores::wiring(specs, config)?;
 
-    let adding = plan == VolumePlan::Add;
-    let volume_name = match plan {
-        VolumePlan::Add => VOLUME_NAME,
-        VolumePlan::ReplaceCsi { name, .. } => name,
+    check_names(volumes, &pod_spec.containers, init_containers, &plans)?;
+    // The annotation set's own volume goes to its targets; a converted CSI
+    // volume is already mounted where the app wants it.
+    let added = plans.iter().position(|p| *p == VolumePlan::Add);
+    let targets = match added {
+        Some(i) => targets(&specs[i], &pod_spec.containers, init_containers)?,
+        None => Vec::new(),
     };
-    check_names(volumes, &pod_spec.containers, init_containers, adding)?;
-    // With a converted CSI volume the app already mounts it where it wants.
-    let targets = if adding {
-        targets(spec, &pod_spec.containers, init_containers)?
-    } else {
-        Vec::new()
-    };
-    for (_, container) in &targets {
-        if container
-            .volume_mounts
-            .iter()
-            .flatten()
-            .any(|m| m.mount_path.trim_end_matches('/') == spec.mount_path)
-        {
-            return Err(MutationError::MountPathTaken {
-                container: container.name.clone(),
-                mount_path: spec.mount_path.clone(),
-            });
+    if let Some(i) = added {
+        let mount_path = &specs[i].mount_path;
+        for (_, container) in &targets {
+            if container
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.mount_path.trim_end_matches('/') == mount_path)
+            {
+                return Err(MutationError::MountPathTaken {
+                    container: container.name.clone(),
+                    mount_path: mount_path.clone(),
+                });
+            }
         }
     }
 
-    let no_sidecar_reason = no_sidecar_reason(pod, spec, config);
+    let rotates = specs.iter().any(|s| s.rotation.interval().is_some());
+    let no_sidecar_reason = no_sidecar_reason(pod, rotates, config);
     let mut ops = Ops::default();
 
-    // Volumes.
+    // Volumes, and where our containers mount each.
     let mut new_volumes = Vec::new();
-    match plan {
-        VolumePlan::Add => new_volumes.push(secrets_volume(config, VOLUME_NAME)),
-        VolumePlan::ReplaceCsi { index, name } => {
-            ops.replace(
-                &["spec", "volumes", &index.to_string()],
-                to_value(&secrets_volume(config, name)),
-            );
+    let mut our_mounts = Vec::new();
+    for (spec, plan) in specs.iter().zip(&plans) {
+        let name = match *plan {
+            VolumePlan::Add => {
+                new_volumes.push(secrets_volume(config, VOLUME_NAME));
+                VOLUME_NAME
+            }
+            VolumePlan::ReplaceCsi { index, name } => {
+                ops.replace(
+                    &["spec", "volumes", &index.to_string()],
+                    to_value(&secrets_volume(config, name)),
+                );
+                name
+            }
+        };
+        our_mounts.push(VolumeMount {
+            name: name.to_owned(),
+            mount_path: spec.mount_path.clone(),
+            ..Default::default()
+        });
+    }
+    for (i, spec) in specs.iter().enumerate() {
+        if let Some(secret) = &spec.provider_secret {
+            // Only our containers mount it: the app never sees the credentials.
+            let name = format!("{PROVIDER_SECRET_VOLUME_PREFIX}{i}");
+            new_volumes.push(Volume {
+                name: name.clone(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret.secret_name.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            our_mounts.push(stores::read_only_mount(&name, &secret.dir));
         }
     }
     new_volumes.extend(wiring.volumes.iter().cloned());
@@ -366,7 +507,10 @@ pub fn mutate_with(
 
     // M4: a CSI volume is read-only for the app at the volume level; its
     // memory replacement is writable unless every app mount says otherwise.
-    if let VolumePlan::ReplaceCsi { name, .. } = plan {
+    for plan in &plans {
+        let VolumePlan::ReplaceCsi { name, .. } = *plan else {
+            continue;
+        };
         for (list, containers) in [
             ("containers", pod_spec.containers.as_slice()),
             ("initContainers", init_containers),
@@ -393,37 +537,38 @@ pub fn mutate_with(
 
     // Read-only mounts in the targets, before our init container shifts the
     // init containers' indexes.
-    let mount = VolumeMount {
-        name: VOLUME_NAME.to_owned(),
-        mount_path: spec.mount_path.clone(),
-        read_only: Some(true),
-        ..Default::default()
-    };
-    for (location, container) in &targets {
-        let (list, index) = match location {
-            Location::App(i) => ("containers", *i),
-            Location::Init(i) => ("initContainers", *i),
+    if let Some(i) = added {
+        let mount = VolumeMount {
+            name: VOLUME_NAME.to_owned(),
+            mount_path: specs[i].mount_path.clone(),
+            read_only: Some(true),
+            ..Default::default()
         };
-        let index = index.to_string();
-        ops.append_all(
-            &["spec", list, &index, "volumeMounts"],
-            container.volume_mounts.is_some(),
-            [to_value(&mount)],
-        );
+        for (location, container) in &targets {
+            let (list, index) = match location {
+                Location::App(i) => ("containers", *i),
+                Location::Init(i) => ("initContainers", *i),
+            };
+            let index = index.to_string();
+            ops.append_all(
+                &["spec", list, &index, "volumeMounts"],
+                container.volume_mounts.is_some(),
+                [to_value(&mount)],
+            );
+        }
     }
 
     // Our containers: one native sidecar, or an init container plus (when the
     // pod may run forever and rotation is on) a classic sidecar.
     let api_access = service_account_mount(pod_spec);
     let injected = Injected {
-        spec,
         config,
-        env: env(spec, config, &wiring),
+        env: env(&injection, config, &wiring),
         wiring: &wiring,
-        volume: volume_name,
+        mounts: our_mounts,
         api_access: api_access.clone(),
     };
-    let first_init = if config.native_sidecars && spec.rotation.interval().is_some() {
+    let first_init = if config.native_sidecars && rotates {
         injected.native_sidecar()
     } else {
         injected.init_container()
@@ -493,17 +638,18 @@ pub fn mutate_with(
 
     let mut warnings: Vec<String> = no_sidecar_reason
         .iter()
-        .filter(|_| spec.rotation.interval().is_some())
+        .filter(|_| rotates)
         .map(|reason| format!("secret-injector: {reason}"))
         .collect();
-    if api_access.is_none() && !spec.sync_targets.is_empty() {
+    let synced: Vec<&str> = specs
+        .iter()
+        .flat_map(|s| &s.sync_targets)
+        .map(|t| t.secret_name.as_str())
+        .collect();
+    if api_access.is_none() && !synced.is_empty() {
         warnings.push(format!(
             "secret-injector: no container of this pod mounts its ServiceAccount token at {SERVICE_ACCOUNT_DIR} (automountServiceAccountToken: false?), so the Secrets of secretObjects ({}) cannot be synced",
-            spec.sync_targets
-                .iter()
-                .map(|t| t.secret_name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            synced.join(", ")
         ));
     }
     Ok(Mutation {
@@ -564,10 +710,10 @@ fn check_names(
     volumes: &[Volume],
     containers: &[Container],
     init_containers: &[Container],
-    adding_volume: bool,
+    plans: &[VolumePlan<'_>],
 ) -> Result<(), MutationError> {
     let mut ours = Vec::new();
-    if adding_volume {
+    if plans.contains(&VolumePlan::Add) {
         ours.push(VOLUME_NAME);
     }
     // Every store's, whether this pod uses it or not: simpler to explain.
@@ -577,14 +723,22 @@ fn check_names(
             return Err(MutationError::VolumeNameTaken(name));
         }
     }
+    let reserved = |name: &str| name.starts_with(PROVIDER_SECRET_VOLUME_PREFIX);
+    if volumes.iter().any(|v| reserved(&v.name)) {
+        return Err(MutationError::VolumeNameTaken(
+            PROVIDER_SECRET_VOLUME_PREFIX,
+        ));
+    }
     // M4, L4: a mount declared before the volume exists would become valid
     // (and writable) once we add it.
     for container in containers.iter().chain(init_containers) {
-        let mounts = container.volume_mounts.iter().flatten();
-        if let Some(volume) = mounts
-            .filter_map(|m| ours.iter().find(|o| **o == m.name))
-            .next()
-        {
+        let mut mounts = container.volume_mounts.iter().flatten();
+        if let Some(volume) = mounts.find_map(|m| {
+            ours.iter()
+                .find(|o| **o == m.name)
+                .copied()
+                .or_else(|| reserved(&m.name).then_some(PROVIDER_SECRET_VOLUME_PREFIX))
+        }) {
             return Err(MutationError::VolumeMountTaken {
                 container: container.name.clone(),
                 volume,
@@ -603,8 +757,8 @@ fn check_names(
 
 /// Pods that must run to completion cannot carry a classic sidecar: it would
 /// keep them running forever. They get the init container only.
-fn no_sidecar_reason(pod: &Pod, spec: &InjectionSpec, config: &InjectorConfig) -> Option<String> {
-    if spec.rotation.interval().is_none() {
+fn no_sidecar_reason(pod: &Pod, rotates: bool, config: &InjectorConfig) -> Option<String> {
+    if !rotates {
         return Some(format!(
             "{} is 0: secrets are fetched once, at start, and not rotated",
             annotations::ROTATION_INTERVAL
@@ -664,7 +818,7 @@ fn secrets_volume(config: &InjectorConfig, name: &str) -> Volume {
     }
 }
 
-fn env(spec: &InjectionSpec, config: &InjectorConfig, wiring: &stores::Wiring) -> Vec<EnvVar> {
+fn env(injection: &Injection, config: &InjectorConfig, wiring: &stores::Wiring) -> Vec<EnvVar> {
     let plain = |name: &str, value: String| EnvVar {
         name: name.to_owned(),
         value: Some(value),
@@ -682,7 +836,7 @@ fn env(spec: &InjectionSpec, config: &InjectorConfig, wiring: &stores::Wiring) -
         ..Default::default()
     };
     let mut env = vec![
-        plain(SPEC_ENV, spec.to_env_value()),
+        plain(SPEC_ENV, injection.to_env_value()),
         field(contract::env::POD_NAME, "metadata.name"),
         field(contract::env::POD_NAMESPACE, "metadata.namespace"),
         field(contract::env::POD_UID, "metadata.uid"),
@@ -703,13 +857,13 @@ fn env(spec: &InjectionSpec, config: &InjectorConfig, wiring: &stores::Wiring) -
 /// What every injected container shares: the spec, the operator's settings,
 /// the env, and the volume the files go into.
 struct Injected<'a> {
-    spec: &'a InjectionSpec,
     config: &'a InjectorConfig,
     env: Vec<EnvVar>,
     /// What the spec's stores add (token mounts).
     wiring: &'a stores::Wiring,
-    /// Ours, or the converted CSI volume's own name.
-    volume: &'a str,
+    /// Each set's volume (ours, or the converted CSI volume under its own
+    /// name) and its provider Secret, where the sets' specs say.
+    mounts: Vec<VolumeMount>,
     /// The app's ServiceAccount token mount, for the Kubernetes API (Secret
     /// sync, SecretProviderClassPodStatus, Events).
     api_access: Option<VolumeMount>,
@@ -751,13 +905,9 @@ impl Injected<'_> {
     }
 
     fn container(&self, name: &str, args: &[&str]) -> Container {
-        let (spec, config) = (self.spec, self.config);
+        let config = self.config;
         let env = self.env.clone();
-        let mut mounts = vec![VolumeMount {
-            name: self.volume.to_owned(),
-            mount_path: spec.mount_path.clone(),
-            ..Default::default()
-        }];
+        let mut mounts = self.mounts.clone();
         mounts.extend(self.wiring.mounts.iter().cloned());
         if let Some(api) = &self.api_access {
             mounts.push(api.clone());

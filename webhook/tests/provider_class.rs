@@ -276,3 +276,160 @@ fn the_aws_irsa_example_without_a_role_says_where_one_comes_from() {
     assert!(err.contains("eks.amazonaws.com/role-arn"), "{err}");
     assert!(err.contains("nginx-irsa-deployment-sa"), "{err}");
 }
+
+const MULTIPLE_CLASSES: &str =
+    include_str!("../../manifests/examples/azure/multiple-classes-spc.yaml");
+const MULTIPLE_POD: &str = include_str!("../../manifests/examples/azure/multiple-classes-pod.yaml");
+
+fn pod_of(output: &str, document: usize) -> PodSpec {
+    let doc = output.split("---\n").nth(document).unwrap();
+    let pod: k8s_openapi::api::core::v1::Pod = serde_yaml_ng::from_str(doc).unwrap();
+    pod.spec.unwrap()
+}
+
+fn mounts(c: &k8s_openapi::api::core::v1::Container) -> Vec<(String, String)> {
+    c.volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.clone(), m.mount_path.clone()))
+        .collect()
+}
+
+// The CSI driver's e2e pod with two volumes naming two classes: both become
+// memory volumes under their own names, each its own set (own class,
+// synced Secret and path), and the second's nodePublishSecretRef reaches
+// our containers only. No CSI volume is left for a driver that is not there.
+#[test]
+fn every_csi_volume_is_converted_and_the_node_publish_secret_reaches_only_our_containers() {
+    let input = format!("{MULTIPLE_CLASSES}---\n{MULTIPLE_POD}");
+    let result = inject_stream_with(&input, &InjectorConfig::default(), CSI).unwrap();
+    assert_eq!(result.injected, 1);
+    let pod = pod_of(&result.output, 2);
+    let volumes = pod.volumes.as_ref().unwrap();
+    assert!(volumes.iter().all(|v| v.csi.is_none()), "{volumes:?}");
+    for name in ["secrets-store-inline-0", "secrets-store-inline-1"] {
+        let v = volumes.iter().find(|v| v.name == name).unwrap();
+        assert_eq!(
+            v.empty_dir.as_ref().unwrap().medium.as_deref(),
+            Some("Memory")
+        );
+    }
+    let creds = volumes
+        .iter()
+        .find(|v| v.secret.is_some())
+        .expect("the provider Secret's volume");
+    assert_eq!(
+        creds.secret.as_ref().unwrap().secret_name.as_deref(),
+        Some("secrets-store-creds")
+    );
+
+    // The app keeps its two mounts, and nothing else.
+    assert_eq!(
+        mounts(&pod.containers[0]),
+        [
+            (
+                "secrets-store-inline-0".into(),
+                "/mnt/secrets-store-0".into()
+            ),
+            (
+                "secrets-store-inline-1".into(),
+                "/mnt/secrets-store-1".into()
+            )
+        ]
+    );
+    // Ours write both and read the credentials.
+    let init = &pod.init_containers.as_ref().unwrap()[0];
+    let ours = mounts(init);
+    for expected in [
+        (
+            "secrets-store-inline-0",
+            "/var/run/secret-injector/volumes/secrets-store-inline-0",
+        ),
+        (
+            "secrets-store-inline-1",
+            "/var/run/secret-injector/volumes/secrets-store-inline-1",
+        ),
+        (
+            creds.name.as_str(),
+            "/var/run/secrets/secret-injector/provider/1",
+        ),
+    ] {
+        assert!(
+            ours.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+            "{ours:?}"
+        );
+    }
+    let sidecar = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "secret-injector")
+        .unwrap();
+    assert_eq!(mounts(sidecar), ours);
+
+    let value = init
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == shared::SPEC_ENV)
+        .and_then(|e| e.value.clone())
+        .unwrap();
+    let sets = shared::Injection::from_env_value(&value)
+        .unwrap()
+        .into_sets();
+    assert_eq!(sets.len(), 2);
+    assert_eq!(sets[0].provider_class.as_deref(), Some("azure-spc-0"));
+    assert_eq!(
+        sets[0].identities.azure.client_id.as_deref(),
+        Some("00000000-0000-0000-0000-000000000001")
+    );
+    assert_eq!(sets[0].provider_secret, None);
+    assert_eq!(sets[0].sync_targets[0].secret_name, "foosecret-0");
+    assert_eq!(sets[1].provider_class.as_deref(), Some("azure-spc-1"));
+    assert_eq!(sets[1].identities.azure.client_id, None);
+    let secret = sets[1].provider_secret.as_ref().unwrap();
+    assert_eq!(secret.secret_name, "secrets-store-creds");
+    assert_eq!(secret.dir, "/var/run/secrets/secret-injector/provider/1");
+    assert_eq!(sets[1].sync_targets[0].secret_name, "foosecret-1");
+    for set in &sets {
+        assert_eq!(set.objects[0].file.as_str(), "secretalias");
+    }
+}
+
+// Never leave one behind: a second volume whose class is missing refuses
+// the pod naming it, and so does a class named by two volumes.
+#[test]
+fn a_csi_volume_that_cannot_be_converted_refuses_the_pod() {
+    let only_first = MULTIPLE_CLASSES.split("---\n").next().unwrap();
+    let input = format!("{only_first}---\n{MULTIPLE_POD}");
+    let err = inject_stream_with(&input, &InjectorConfig::default(), CSI)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"azure-spc-1\" not found"), "{err}");
+
+    let twice = MULTIPLE_POD.replace("\"azure-spc-1\"", "\"azure-spc-0\"");
+    let input = format!("{MULTIPLE_CLASSES}---\n{twice}");
+    let err = inject_stream_with(&input, &InjectorConfig::default(), CSI)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"azure-spc-0\" is named by two volumes"),
+        "{err}"
+    );
+}
+
+// Without an identity of its own and without nodePublishSecretRef, the
+// second class has no identity at all: refused, naming the ways to give one.
+#[test]
+fn a_class_without_identity_or_node_publish_secret_is_refused() {
+    let pod = MULTIPLE_POD.replace(
+        "        nodePublishSecretRef:\n          name: secrets-store-creds\n",
+        "",
+    );
+    assert_ne!(pod, MULTIPLE_POD);
+    let input = format!("{MULTIPLE_CLASSES}---\n{pod}");
+    let err = inject_stream_with(&input, &InjectorConfig::default(), CSI)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("names no identity"), "{err}");
+    assert!(err.contains("nodePublishSecretRef"), "{err}");
+}

@@ -56,6 +56,24 @@ pub(super) fn check(aws: &AwsIdentity, account: &str) -> Result<(), MutationErro
     Ok(())
 }
 
+/// One pod, one AWS identity: the SDK in the sidecar reads one role (or the
+/// Pod Identity agent) from its env.
+pub(super) fn same_identity(a: &AwsIdentity, b: &AwsIdentity) -> Result<(), MutationError> {
+    if a == b {
+        return Ok(());
+    }
+    let describe = |i: &AwsIdentity| match (&i.role_arn, i.use_pod_identity) {
+        (_, true) => "EKS Pod Identity".to_owned(),
+        (Some(role), false) => format!("role {role}"),
+        (None, false) => "no role".to_owned(),
+    };
+    Err(MutationError::IdentitiesDiffer {
+        store: "AWS",
+        first: describe(a),
+        second: describe(b),
+    })
+}
+
 pub(super) fn wiring(spec: &InjectionSpec, config: &InjectorConfig) -> Wiring {
     let aws = &spec.identities.aws;
     let mut env = vec![plain(contract::aws::EC2_METADATA_DISABLED, "true")];

@@ -17,15 +17,24 @@ pub const TOKEN_FILE: &str = "azure-identity-token";
 pub const TOKEN_AUDIENCE: &str = "api://AzureADTokenExchange";
 const TOKEN_EXPIRATION_SECONDS: i64 = 3600;
 
-pub(super) fn wants_account(azure: &AzureIdentity) -> bool {
-    !azure.use_managed_identity && (azure.client_id.is_none() || azure.tenant_id.is_none())
+/// `service_principal`: the CSI volume's `nodePublishSecretRef` carries a
+/// `clientid` and `clientsecret`, which the CSI Azure provider uses when the
+/// class names neither a workload identity client nor the node's identity.
+pub(super) fn wants_account(azure: &AzureIdentity, service_principal: bool) -> bool {
+    !azure.use_managed_identity
+        && (azure.client_id.is_none() || azure.tenant_id.is_none())
+        && !(service_principal && azure.client_id.is_none())
 }
 
 /// What the pod (or its class) did not name comes from its ServiceAccount's
 /// `azure.workload.identity/client-id` and `/tenant-id`, as Azure's own
 /// workload identity webhook reads them.
-pub(super) fn from_account(azure: &mut AzureIdentity, found: &AccountIdentity) {
-    if !wants_account(azure) {
+pub(super) fn from_account(
+    azure: &mut AzureIdentity,
+    service_principal: bool,
+    found: &AccountIdentity,
+) {
+    if !wants_account(azure, service_principal) {
         return;
     }
     if azure.client_id.is_none() {
@@ -38,12 +47,16 @@ pub(super) fn from_account(azure: &mut AzureIdentity, found: &AccountIdentity) {
 
 /// M1: Azure objects need an identity the pod, its class or its
 /// ServiceAccount named; the node's managed identity only when asked for.
-pub(super) fn check(azure: &AzureIdentity, account: &str) -> Result<(), MutationError> {
-    if azure.client_id.is_none() && !azure.use_managed_identity {
+pub(super) fn check(
+    azure: &AzureIdentity,
+    service_principal: bool,
+    account: &str,
+) -> Result<(), MutationError> {
+    if azure.client_id.is_none() && !azure.use_managed_identity && !service_principal {
         return Err(MutationError::NoIdentity {
             store: "Azure Key Vault",
             how: format!(
-                "set {} (workload identity), annotate its ServiceAccount {account:?} with {CLIENT_ID_ANNOTATION}, or ask for the node's managed identity with {}: \"true\" (or useVMManagedIdentity in the SecretProviderClass)",
+                "set {} (workload identity), annotate its ServiceAccount {account:?} with {CLIENT_ID_ANNOTATION}, give its CSI volume a nodePublishSecretRef with a service principal's clientid and clientsecret, or ask for the node's managed identity with {}: \"true\" (or useVMManagedIdentity in the SecretProviderClass)",
                 annotations::CLIENT_ID,
                 annotations::USE_MANAGED_IDENTITY
             ),

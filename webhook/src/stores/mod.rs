@@ -54,8 +54,9 @@ pub fn complete_identities(
     found: impl Fn() -> AccountIdentity,
 ) -> Result<(), MutationError> {
     let stores = spec.stores();
+    let service_principal = spec.provider_secret.is_some();
     let needs_account = stores.keys().any(|store| match store {
-        Store::Azure => azure::wants_account(&spec.identities.azure),
+        Store::Azure => azure::wants_account(&spec.identities.azure, service_principal),
         Store::Aws => aws::wants_account(&spec.identities.aws),
         Store::Vault | Store::Gcp => false,
     });
@@ -63,7 +64,9 @@ pub fn complete_identities(
         let found = found();
         for store in stores.keys() {
             match store {
-                Store::Azure => azure::from_account(&mut spec.identities.azure, &found),
+                Store::Azure => {
+                    azure::from_account(&mut spec.identities.azure, service_principal, &found)
+                }
                 Store::Aws => aws::from_account(&mut spec.identities.aws, &found),
                 Store::Vault | Store::Gcp => {}
             }
@@ -71,7 +74,7 @@ pub fn complete_identities(
     }
     for store in stores.keys() {
         match store {
-            Store::Azure => azure::check(&spec.identities.azure, account)?,
+            Store::Azure => azure::check(&spec.identities.azure, service_principal, account)?,
             Store::Aws => aws::check(&spec.identities.aws, account)?,
             Store::Vault | Store::Gcp => {}
         }
@@ -79,17 +82,48 @@ pub fn complete_identities(
     Ok(())
 }
 
-/// Everything the spec's stores add, in store order.
-pub fn wiring(spec: &InjectionSpec, config: &InjectorConfig) -> Wiring {
+/// Everything the sets' stores add, in store order. A store's env carries
+/// one identity, the first set's that uses it; sets that name another are
+/// refused where the store cannot tell them apart (`same_identity`).
+pub fn wiring(sets: &[InjectionSpec], config: &InjectorConfig) -> Result<Wiring, MutationError> {
+    let mut first: std::collections::BTreeMap<Store, &InjectionSpec> = Default::default();
+    for spec in sets {
+        for store in spec.stores().into_keys() {
+            match first.get(&store) {
+                None => {
+                    first.insert(store, spec);
+                }
+                Some(earlier) => same_identity(store, earlier, spec)?,
+            }
+        }
+    }
     let mut all = Wiring::default();
-    for store in spec.stores().keys() {
+    for (store, spec) in first {
         all.extend(match store {
             Store::Azure => azure::wiring(spec, config),
             Store::Aws => aws::wiring(spec, config),
             Store::Vault | Store::Gcp => Wiring::default(),
         });
     }
-    all
+    Ok(all)
+}
+
+/// Azure's identity travels in each set's spec, which the sidecar reads
+/// first, so sets may differ; AWS's SDK reads one role from the env.
+fn same_identity(store: Store, a: &InjectionSpec, b: &InjectionSpec) -> Result<(), MutationError> {
+    match store {
+        Store::Aws => aws::same_identity(&a.identities.aws, &b.identities.aws),
+        Store::Azure | Store::Vault | Store::Gcp => Ok(()),
+    }
+}
+
+/// Whether a store the spec uses reads the CSI volume's
+/// `nodePublishSecretRef` (as its CSI provider does).
+pub fn reads_provider_secret(spec: &InjectionSpec) -> bool {
+    spec.stores().keys().any(|store| match store {
+        Store::Azure => true,
+        Store::Aws | Store::Vault | Store::Gcp => false,
+    })
 }
 
 /// The volume names any store may add, which a pod may not use itself.

@@ -15,6 +15,10 @@
 VAULT=kv-aks-csi-weu-01
 TENANT=00000000-0000-0000-0000-00000000000a
 CLIENT=00000000-0000-0000-0000-000000000001
+# The service principal of manifests/examples/azure/multiple-classes-pod.yaml's
+# nodePublishSecretRef (the Secret secrets-store-creds).
+SP_CLIENT=00000000-0000-0000-0000-000000000003
+SP_SECRET=sp-secret-never-logged-6e1f
 
 K() { tests/cluster/in-cluster-ns.sh "$W" kubectl "$@"; }
 
@@ -83,6 +87,7 @@ e2e_emulator() {
     --ca-out "$1/emulator-ca.pem" --default-vault "$VAULT" --tenant "$TENANT" \
     --authority-host https://login.microsoftonline.com \
     --federated-key "$SA_PUB" --federated-subject "$CLIENT=system:serviceaccount:default:default" \
+    --client-secret "$SP_CLIENT=$SP_SECRET" \
     --extra-name "*.vault.azure.net" --extra-name login.microsoftonline.com --extra-name 10.77.0.1 \
     --seed "$VAULT/db-user=administrator" --seed "$VAULT/db-pass=mysupersecretpassword" \
     --imds-listen 169.254.169.254:80

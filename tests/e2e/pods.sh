@@ -264,6 +264,46 @@ collected() {
 }
 check "seed: the Secret and the PodStatus go with their last pod" collected
 
+# ------------------------------------------------- two CSI volumes, two classes
+# The CSI driver's own case (a pod with two volumes naming two classes, each
+# syncing a Secret the app reads as env), the second volume authenticating
+# with a service principal through nodePublishSecretRef.
+version_of db-pass mysupersecretpassword >/dev/null
+K create role secret-injector-multiple --verb=get,create,patch --resource=secrets \
+  --resource-name=foosecret-0 --resource-name=foosecret-1 >/dev/null
+K create rolebinding secret-injector-multiple --role=secret-injector-multiple \
+  --serviceaccount=default:default >/dev/null
+K create secret generic secrets-store-creds --from-literal=clientid="$SP_CLIENT" \
+  --from-literal=clientsecret="$SP_SECRET" >/dev/null
+K apply -f manifests/examples/azure/multiple-classes-spc.yaml >/dev/null
+K apply -f manifests/examples/azure/multiple-classes-pod.yaml >/dev/null
+mpod=secrets-store-inline-multiple-crd
+check "two classes: the pod with two CSI volumes starts" K wait --for=condition=Ready "pod/$mpod" --timeout=180s
+mreads() { K exec "$mpod" -c nginx -- cat "$1"; }
+check "two classes: /mnt/secrets-store-0 has spc-0's object (workload identity)" \
+  test "$(mreads /mnt/secrets-store-0/secretalias)" = administrator
+check "two classes: /mnt/secrets-store-1 has spc-1's object (service principal)" \
+  test "$(mreads /mnt/secrets-store-1/secretalias)" = mysupersecretpassword
+check "two classes: neither volume is left a CSI volume" \
+  test "$(K get pod "$mpod" -o jsonpath='{.spec.volumes[?(@.csi)].name}')" = ""
+check "two classes: Secret foosecret-0 synced from spc-0" \
+  test "$(K get secret foosecret-0 -o jsonpath='{.data.username}' | base64 -d)" = administrator
+check "two classes: Secret foosecret-1 synced from spc-1" \
+  test "$(K get secret foosecret-1 -o jsonpath='{.data.username}' | base64 -d)" = mysupersecretpassword
+menv() { K exec "$mpod" -c nginx -- sh -c "echo \"\$$1\""; }
+check "two classes: kubelet resolved SECRET_USERNAME_0 and _1 from the synced Secrets" \
+  test "$(menv SECRET_USERNAME_0) $(menv SECRET_USERNAME_1)" = "administrator mysupersecretpassword"
+mstatus() { K get secretproviderclasspodstatus "$mpod-default-$1" -o jsonpath='{.status.secretProviderClassName} {.status.mounted} {.status.objects[0].id}'; }
+check "two classes: a PodStatus for each class" \
+  test "$(mstatus azure-spc-0), $(mstatus azure-spc-1)" = "azure-spc-0 true secret/db-user, azure-spc-1 true secret/db-pass"
+check "two classes: the init container used the service principal of nodePublishSecretRef" \
+  sh -c "tests/cluster/in-cluster-ns.sh '$W' kubectl logs '$mpod' -c secret-injector-init | grep -q 'client secret (client $SP_CLIENT)'"
+check "two classes: the app's container does not mount the credentials Secret" \
+  sh -c "! tests/cluster/in-cluster-ns.sh '$W' kubectl get pod '$mpod' -o jsonpath='{.spec.containers[0].volumeMounts[*].name}' | grep -q provider-secret"
+check "two classes: no log carries the service principal's secret" \
+  sh -c "! { tests/cluster/in-cluster-ns.sh '$W' kubectl logs '$mpod' -c secret-injector-init; tests/cluster/in-cluster-ns.sh '$W' kubectl logs '$mpod' -c secret-injector; } 2>&1 | grep -q '$SP_SECRET'"
+K delete pod "$mpod" --wait=false >/dev/null
+
 # A secret the vault does not have: the app never starts, and the pod says why
 # as a CSI volume that cannot mount would (Warning FailedMount).
 K apply -f - >/dev/null <<YAML

@@ -99,9 +99,20 @@ e2e_emulator() {
 e2e_images() {
   local dir=$1
   shift
+  # The emulator's CA, and the AWS front's when pods-aws.sh made one.
+  cat "$dir/emulator-ca.pem" >"$dir/sidecar-cas.pem"
+  [ ! -f "$dir/aws-ca.pem" ] || cat "$dir/aws-ca.pem" >>"$dir/sidecar-cas.pem"
   tests/images/build.sh --sidecar "${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-gnu/sidecar/secret-injector-sidecar" \
-    --extra-ca "$dir/emulator-ca.pem" "$@" "$dir/images" >/dev/null
+    --extra-ca "$dir/sidecar-cas.pem" "$@" "$dir/images" >/dev/null
   tests/cluster/cluster.sh import "$dir" "$dir"/images/*.tar >/dev/null
+}
+
+# e2e_tag_app <name>: the stand-in app (busybox + app.sh) under another
+# name too, for manifests applied unchanged that name their own busybox.
+e2e_tag_app() {
+  local app
+  app=$(ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -m1 'nginx:1.23.1$')
+  ctr --address "$CONTAINERD_SOCK" -n k8s.io images tag "$app" "$1" >/dev/null
 }
 
 # Static binaries for the images (they have no libc); --target keeps

@@ -18,6 +18,8 @@ source tests/cluster/lib.sh
 
 # shellcheck source=tests/e2e/pods-lib.sh
 source tests/e2e/pods-lib.sh
+# shellcheck source=tests/e2e/pods-aws.sh
+source tests/e2e/pods-aws.sh
 INTERVAL=10
 
 tests/cluster/install-deps.sh
@@ -42,6 +44,11 @@ cleanup() {
   fi
   KC_NETNS=${NETNS:-} kc_stop_pid "$W/webhook.pid" "$W/" 5 || true
   KC_NETNS=${NETNS:-} kc_stop_pid "$W/emulator.pid" "$W/" 5 || true
+  KC_NETNS=${NETNS:-} kc_stop_pid "$W/aws-front.pid" "$W/" 5 || true
+  KC_NETNS=${NETNS:-} kc_stop_pid "$W/moto.pid" "$W/" 5 || true
+  if [ "$failed" -gt 0 ] || [ "$rc" -ne 0 ]; then
+    echo "--- aws front"; tail -20 "$W/aws-front.log" 2>/dev/null || true
+  fi
   tests/cluster/cluster.sh stop "$W" >/dev/null 2>&1 || true
   e2e_finish "$rc"
 }
@@ -55,7 +62,10 @@ K wait --for condition=established --timeout=60s \
   crd/secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io >/dev/null
 
 e2e_emulator "$W"
+# AWS in the same cluster: not yet run to the end, so only with E2E_AWS=1.
+[ "${E2E_AWS:-}" != 1 ] || aws_certs "$W"
 e2e_images "$W"
+[ "${E2E_AWS:-}" != 1 ] || e2e_tag_app k8s.gcr.io/e2e-test-images/busybox:1.29
 
 # The webhook, registered with the apiserver; `auto` asks the apiserver (1.20: classic sidecars).
 port=$(kc_free_port)
@@ -399,3 +409,7 @@ check "m6: the labelled pod (no inject annotation) carries the injected status" 
   test "$(K get pod labelled-up -o jsonpath='{.metadata.annotations.secret-injector\.io/status}')" = injected
 K delete pod labelled-up --wait=false >/dev/null
 K delete namespace optin-off --wait=false >/dev/null
+
+# ------------------------------------------------------------------- AWS
+# Work in progress (issue 10): written, not yet passed on this machine.
+[ "${E2E_AWS:-}" != 1 ] || aws_e2e

@@ -3,6 +3,7 @@
 //! identity, managed identity or a client secret.
 
 pub mod config;
+pub mod pkcs12;
 
 use std::{
     collections::HashMap,

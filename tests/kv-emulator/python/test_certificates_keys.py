@@ -88,6 +88,26 @@ def test_pfx_certificate(emulator, certificate_client, secret_client):
     assert key.public_key().public_numbers() == cert.public_key().public_numbers()
 
 
+def test_pfx_certificate_with_a_chain(emulator, certificate_client, secret_client):
+    """A P-384 certificate issued by an intermediate: the PFX holds the leaf
+    and both CAs (leaf, root, intermediate), encrypted and MACed as Key
+    Vault's are (3DES, SHA-1), which the SDK's users read with cryptography."""
+    name = unique("chained-cert")
+    made = create_certificate(
+        emulator, name, keyType="EC-P384", contentType="application/x-pkcs12", chain=True
+    )
+    der = base64.b64decode(made["cer"])
+    assert certificate_client.get_certificate(name).policy.key_curve_name == "P-384"
+    secret = secret_client.get_secret(name)
+    key, cert, cas = pkcs12.load_key_and_certificates(base64.b64decode(secret.value), None)
+    assert cert.public_bytes(serialization.Encoding.DER) == der
+    assert key.curve.name == "secp384r1"
+    assert [c.subject.rfc4514_string() for c in cas] == [f"CN={name} root CA", f"CN={name} intermediate CA"]
+    intermediate = cas[1]
+    cert.verify_directly_issued_by(intermediate)
+    intermediate.verify_directly_issued_by(cas[0])
+
+
 def test_certificate_versions(emulator, certificate_client):
     name = unique("rotating-cert")
     first = create_certificate(emulator, name)

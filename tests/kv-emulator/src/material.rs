@@ -20,6 +20,28 @@ pub enum KeyKind {
     /// ECDSA P-256 (`kty` `EC`, `crv` `P-256`).
     #[serde(rename = "EC")]
     EcP256,
+    /// ECDSA P-384 (`kty` `EC`, `crv` `P-384`).
+    #[serde(rename = "EC-P384")]
+    EcP384,
+}
+
+impl KeyKind {
+    /// The JWK's `crv`; `None` for RSA.
+    pub fn curve(self) -> Option<&'static str> {
+        match self {
+            Self::Rsa2048 => None,
+            Self::EcP256 => Some("P-256"),
+            Self::EcP384 => Some("P-384"),
+        }
+    }
+
+    fn algorithm(self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            Self::Rsa2048 => &rcgen::PKCS_RSA_SHA256,
+            Self::EcP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Self::EcP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        }
+    }
 }
 
 /// How a certificate's backing secret holds the private key and certificate.
@@ -44,7 +66,8 @@ impl ContentType {
     }
 }
 
-/// What certificate to create (self-signed, like Key Vault's `issuer: Self`).
+/// What certificate to create (self-signed, like Key Vault's `issuer: Self`,
+/// unless `chain`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct CertificateSpec {
@@ -58,13 +81,25 @@ pub struct CertificateSpec {
     pub content_type: ContentType,
     /// Validity in days; 0 = 365.
     pub validity_days: u32,
+    /// Issued by an intermediate CA that a root CA issued (both made for it,
+    /// with the same key type), instead of self-signed. The PFX holds the
+    /// chain as Key Vault keeps an imported one, in the importer's order:
+    /// here leaf, root, intermediate, so a reader must order it.
+    pub chain: bool,
 }
 
 /// Public key as a JWK.
 #[derive(Clone, Debug)]
 pub(crate) enum PublicJwk {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
-    Ec { x: Vec<u8>, y: Vec<u8> },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+    Ec {
+        crv: &'static str,
+        x: Vec<u8>,
+        y: Vec<u8>,
+    },
 }
 
 impl PublicJwk {
@@ -83,8 +118,8 @@ impl PublicJwk {
                 map.insert("n".into(), URL_SAFE_NO_PAD.encode(n).into());
                 map.insert("e".into(), URL_SAFE_NO_PAD.encode(e).into());
             }
-            Self::Ec { x, y } => {
-                map.insert("crv".into(), "P-256".into());
+            Self::Ec { crv, x, y } => {
+                map.insert("crv".into(), (*crv).into());
                 map.insert("x".into(), URL_SAFE_NO_PAD.encode(x).into());
                 map.insert("y".into(), URL_SAFE_NO_PAD.encode(y).into());
             }
@@ -107,30 +142,30 @@ impl PublicJwk {
 }
 
 pub(crate) fn generate_key(kind: KeyKind) -> Result<(KeyPair, PublicJwk)> {
-    let kp = match kind {
-        KeyKind::Rsa2048 => KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?,
-        KeyKind::EcP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?,
-    };
+    let kp = KeyPair::generate_for(kind.algorithm())?;
     let raw = kp.public_key_raw();
-    let jwk = match kind {
-        KeyKind::Rsa2048 => {
+    let jwk = match kind.curve() {
+        None => {
             let (n, e) = parse_rsa_public_key(raw)?;
             PublicJwk::Rsa { n, e }
         }
-        KeyKind::EcP256 => {
-            if raw.len() != 65 || raw[0] != 4 {
+        Some(crv) => {
+            // Uncompressed point: 04 || x || y.
+            let size = (raw.len().saturating_sub(1)) / 2;
+            if raw.len() != 1 + 2 * size || raw[0] != 4 || size == 0 {
                 return Err(Error::Crypto("unexpected EC public key encoding".into()));
             }
             PublicJwk::Ec {
-                x: raw[1..33].to_vec(),
-                y: raw[33..65].to_vec(),
+                crv,
+                x: raw[1..1 + size].to_vec(),
+                y: raw[1 + size..].to_vec(),
             }
         }
     };
     Ok((kp, jwk))
 }
 
-/// A generated self-signed certificate with its key.
+/// A generated certificate (self-signed, or issued by a chain made for it) with its key.
 pub(crate) struct CertMaterial {
     pub der: Vec<u8>,
     pub jwk: PublicJwk,
@@ -139,7 +174,8 @@ pub(crate) struct CertMaterial {
     pub not_after: i64,
     /// The backing secret's value (PEM text or base64 PFX).
     pub secret_value: String,
-    /// The PEM form (key + certificate), served for `outContentType=application/x-pem-file`.
+    /// The PEM form (key + certificate, then the chain leaf to root), served
+    /// for `outContentType=application/x-pem-file`.
     pub pem: String,
 }
 
@@ -170,18 +206,60 @@ pub(crate) fn self_signed(name: &str, spec: &CertificateSpec) -> Result<CertMate
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ],
-        KeyKind::EcP256 => vec![KeyUsagePurpose::DigitalSignature],
+        KeyKind::EcP256 | KeyKind::EcP384 => vec![KeyUsagePurpose::DigitalSignature],
     };
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
-    let cert = params.self_signed(&kp)?;
-    let der = cert.der().to_vec();
-    let pem = format!("{}{}", kp.serialize_pem(), cert.pem());
+    // (DER, PEM) of the leaf, then of its CAs as the PFX holds them.
+    let (der, cert_pem, cas) = if spec.chain {
+        let ca = |cn: &str| -> Result<CertificateParams> {
+            let mut p = CertificateParams::new(Vec::<String>::new())
+                .map_err(|e| Error::Invalid(format!("CA: {e}")))?;
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, cn);
+            p.distinguished_name = dn;
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            p.not_before = params.not_before;
+            p.not_after = params.not_after;
+            p.use_authority_key_identifier_extension = true;
+            Ok(p)
+        };
+        let root = rcgen::CertifiedIssuer::self_signed(
+            ca(&format!("{cn} root CA"))?,
+            KeyPair::generate_for(spec.key_type.algorithm())?,
+        )?;
+        let intermediate = rcgen::CertifiedIssuer::signed_by(
+            ca(&format!("{cn} intermediate CA"))?,
+            KeyPair::generate_for(spec.key_type.algorithm())?,
+            &root,
+        )?;
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&kp, &intermediate)?;
+        let cas = vec![
+            (root.der().to_vec(), root.pem()),
+            (intermediate.der().to_vec(), intermediate.pem()),
+        ];
+        (cert.der().to_vec(), cert.pem(), cas)
+    } else {
+        let cert = params.self_signed(&kp)?;
+        (cert.der().to_vec(), cert.pem(), Vec::new())
+    };
+    // PEM: leaf to root (the reverse of `cas`).
+    let mut pem = format!("{}{cert_pem}", kp.serialize_pem());
+    for (_, ca_pem) in cas.iter().rev() {
+        pem.push_str(ca_pem);
+    }
     let secret_value = match spec.content_type {
         ContentType::Pem => pem.clone(),
-        ContentType::Pkcs12 => STANDARD.encode(pfx(&kp.serialize_der(), &der, name)?),
+        ContentType::Pkcs12 => {
+            let certs: Vec<&[u8]> = std::iter::once(der.as_slice())
+                .chain(cas.iter().map(|(d, _)| d.as_slice()))
+                .collect();
+            STANDARD.encode(pfx(&kp.serialize_der(), &certs, name)?)
+        }
     };
     Ok(CertMaterial {
         der,
@@ -194,19 +272,35 @@ pub(crate) fn self_signed(name: &str, spec: &CertificateSpec) -> Result<CertMate
     })
 }
 
-/// PFX with an empty password (as Key Vault exports), key and certificate.
-fn pfx(key_pkcs8: &[u8], cert_der: &[u8], alias: &str) -> Result<Vec<u8>> {
-    use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
+/// PFX as Key Vault exports one: the empty password, key and certificates
+/// encrypted with pbeWithSHAAnd3-KeyTripleDES-CBC, a SHA-1 MAC, 2000
+/// iterations (what Go's `x/crypto/pkcs12`, the CSI provider's, reads).
+/// `certs[0]` is the key's certificate.
+fn pfx(key_pkcs8: &[u8], certs: &[&[u8]], alias: &str) -> Result<Vec<u8>> {
+    use p12_keystore::{
+        Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, PrivateKey,
+        PrivateKeyChain,
+    };
     let crypto = |e: p12_keystore::error::Error| Error::Crypto(format!("pkcs12: {e}"));
     let key = PrivateKey::from_der(key_pkcs8).map_err(crypto)?;
-    let cert = Certificate::from_der(cert_der).map_err(crypto)?;
-    let local_key_id = sha1::Sha1::digest(cert_der).to_vec();
+    let chain = certs
+        .iter()
+        .map(|der| Certificate::from_der(der).map_err(crypto))
+        .collect::<Result<Vec<_>>>()?;
+    let local_key_id = sha1::Sha1::digest(certs.first().copied().unwrap_or_default()).to_vec();
     let mut store = KeyStore::new();
     store.add_entry(
         alias,
-        KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(local_key_id, key, [cert])),
+        KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(local_key_id, key, chain)),
     );
-    store.writer("").write().map_err(crypto)
+    store
+        .writer("")
+        .encryption_algorithm(EncryptionAlgorithm::PbeWithShaAnd3KeyTripleDesCbc)
+        .encryption_iterations(2000)
+        .mac_algorithm(MacAlgorithm::HmacSha1)
+        .mac_iterations(2000)
+        .write()
+        .map_err(crypto)
 }
 
 /// base64url (no padding) SHA-1 of the DER: Key Vault's `x5t`.
@@ -290,6 +384,39 @@ mod tests {
         let (_, chain) = store.private_key_chain().unwrap();
         assert_eq!(chain.certs()[0].as_der(), m.der.as_slice());
         assert_eq!(m.subject, "CN=web");
+
+        let m = self_signed(
+            "web",
+            &CertificateSpec {
+                content_type: ContentType::Pkcs12,
+                key_type: KeyKind::EcP384,
+                chain: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let PublicJwk::Ec { crv, x, .. } = &m.jwk else {
+            panic!("not EC")
+        };
+        assert_eq!((*crv, x.len()), ("P-384", 48));
+        let pfx = STANDARD.decode(&m.secret_value).unwrap();
+        let store = p12_keystore::KeyStore::from_pkcs12(
+            &pfx,
+            "",
+            p12_keystore::Pkcs12ImportPolicy::Relaxed,
+        )
+        .unwrap();
+        let (_, chain) = store.private_key_chain().unwrap();
+        // (p12-keystore orders a chain as it reads it; the file holds leaf,
+        // root, intermediate, which the sidecar's tests see.)
+        let mut subjects: Vec<&str> = chain.certs().iter().map(|c| c.subject()).collect();
+        subjects.sort_unstable();
+        assert_eq!(
+            subjects,
+            ["CN=web", "CN=web intermediate CA", "CN=web root CA"]
+        );
+        assert_eq!(chain.certs()[0].as_der(), m.der.as_slice());
+        assert_eq!(m.pem.matches("-----BEGIN CERTIFICATE-----").count(), 3);
 
         let m = self_signed("web", &CertificateSpec::default()).unwrap();
         assert!(m.secret_value.starts_with("-----BEGIN PRIVATE KEY-----"));

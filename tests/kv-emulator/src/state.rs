@@ -697,7 +697,7 @@ impl State {
         })
     }
 
-    /// Creates a key version (RSA 2048 or EC P-256); returns version and public JWK.
+    /// Creates a key version (RSA 2048, EC P-256 or P-384); returns version and public JWK.
     pub fn create_key(&self, vault: &str, name: &str, kind: KeyKind) -> Result<CreatedKey> {
         let (vault, key) = (vault_key(vault)?, object_key(name)?);
         let (_, jwk) = material::generate_key(kind)?;

@@ -366,6 +366,10 @@ impl Ctx<'_> {
                 "EC",
                 json!({"exportable": true, "kty": "EC", "key_size": 256, "crv": "P-256", "reuse_key": false}),
             ),
+            KeyKind::EcP384 => (
+                "EC",
+                json!({"exportable": true, "kty": "EC", "key_size": 384, "crv": "P-384", "reuse_key": false}),
+            ),
         };
         let key_usage = if kty == "RSA" {
             json!(["digitalSignature", "keyEncipherment"])

@@ -392,14 +392,9 @@ async fn certificates_keys_versions_formats_and_encodings() {
             "{pem}"
         );
     }
-    let pfx = f.read("tls.pfx");
-    use base64::Engine;
-    assert_eq!(
-        pfx,
-        base64::engine::general_purpose::STANDARD
-            .decode(pfx_cert.secret_value.trim())
-            .unwrap()
-    );
+    // objectFormat pfx: the base64 Key Vault returns, as the CSI provider
+    // writes it (`certificate_secrets_as_the_csi_provider_writes_them`).
+    assert_eq!(f.read("tls.pfx"), pfx_cert.secret_value.as_bytes());
     assert_eq!(f.read("api-old"), b"v1-value");
     assert_eq!(f.read("api"), b"v2-value");
     assert_eq!(f.read("hello"), b"hello world");
@@ -413,6 +408,181 @@ async fn certificates_keys_versions_formats_and_encodings() {
         0o400
     );
     assert_eq!(f.read("username"), b"admin");
+}
+
+/// (label, DER) of each PEM block.
+fn pem_blocks(text: &str) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine;
+    let mut out = Vec::new();
+    let (mut label, mut body) = (String::new(), String::new());
+    for line in text.lines() {
+        if let Some(l) = line.strip_prefix("-----BEGIN ") {
+            label = l.trim_end_matches('-').to_owned();
+            body.clear();
+        } else if line.starts_with("-----END ") {
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(&body)
+                .unwrap();
+            out.push((label.clone(), der));
+        } else {
+            body.push_str(line);
+        }
+    }
+    out
+}
+
+fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The CSI driver's Azure provider's e2e `certificates_test.go`, against the
+/// emulator: a certificate's secret is the PEM bundle of its key and chain
+/// (leaf, intermediate, root) by default or with `objectFormat: pem`, the
+/// base64 Key Vault returns with `objectFormat: pfx` (its e2e decodes that
+/// and reads it with `openssl pkcs12 -nodes -passin pass:`), the binary PFX
+/// with `objectEncoding: base64` as well; a PEM certificate's secret as it
+/// is. Each bundle's key matches the certificate and the key object
+/// (`ValidateCertBundle`), and is the PKCS#8 OpenSSL makes of the PFX's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_secrets_as_the_csi_provider_writes_them() {
+    use base64::Engine;
+    let f = Fixture::start().await;
+    let state = f.emulator.state();
+    let pkcs12 = |key_type, chain| CertificateSpec {
+        content_type: ContentType::Pkcs12,
+        key_type,
+        chain,
+        dns_names: vec!["test.domain.com".into()],
+        ..Default::default()
+    };
+    let certs = [
+        ("pkcs12cert1", pkcs12(KeyKind::Rsa2048, false)),
+        ("ecccert1", pkcs12(KeyKind::EcP256, false)),
+        ("chaincert1", pkcs12(KeyKind::EcP384, true)),
+    ]
+    .map(|(name, spec)| (name, state.create_certificate(VAULT, name, &spec).unwrap()));
+    let pem_cert = state
+        .create_certificate(
+            VAULT,
+            "pemcert1",
+            &CertificateSpec {
+                content_type: ContentType::Pem,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    state.set_secret(VAULT, "plain", "not-a-pfx").unwrap();
+
+    let mut objects = vec![
+        format!(r#"{{"file":"pemcert1-secret","source":"azure://{VAULT}/secrets/pemcert1"}}"#),
+        format!(
+            r#"{{"file":"pemcert1-secret-pfx","source":"azure://{VAULT}/secrets/pemcert1","format":"pfx"}}"#
+        ),
+        format!(
+            r#"{{"file":"plain-pfx","source":"azure://{VAULT}/secrets/plain","format":"pfx"}}"#
+        ),
+    ];
+    for (name, _) in &certs {
+        objects.extend([
+            format!(r#"{{"file":"{name}-secret","source":"azure://{VAULT}/secrets/{name}"}}"#),
+            format!(
+                r#"{{"file":"{name}-secret-pem","source":"azure://{VAULT}/secrets/{name}","format":"pem"}}"#
+            ),
+            format!(
+                r#"{{"file":"{name}-secret-pfx","source":"azure://{VAULT}/secrets/{name}","format":"pfx"}}"#
+            ),
+            format!(
+                r#"{{"file":"{name}.pfx","source":"azure://{VAULT}/secrets/{name}","format":"pfx","encoding":"base64"}}"#
+            ),
+            format!(r#"{{"file":"{name}-pub-key","source":"azure://{VAULT}/keys/{name}"}}"#),
+        ]);
+    }
+    let out = finish(&mut f.sidecar(
+        &["fetch", "--once"],
+        &spec(&objects.join(","), "1m"),
+        &secret_env(),
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    assert_eq!(f.read("pemcert1-secret"), pem_cert.secret_value.as_bytes());
+    assert_eq!(
+        f.read("pemcert1-secret-pfx"),
+        pem_cert.secret_value.as_bytes()
+    );
+    assert_eq!(f.read("plain-pfx"), b"not-a-pfx");
+
+    for (name, made) in &certs {
+        let pfx = base64::engine::general_purpose::STANDARD
+            .decode(&made.secret_value)
+            .unwrap();
+        assert_eq!(
+            f.read(&format!("{name}-secret-pfx")),
+            made.secret_value.as_bytes()
+        );
+        assert_eq!(f.read(&format!("{name}.pfx")), pfx, "{name}");
+
+        let bundle = f.read(&format!("{name}-secret"));
+        assert_eq!(bundle, f.read(&format!("{name}-secret-pem")), "{name}");
+        let bundle = String::from_utf8(bundle).unwrap();
+        assert!(!bundle.contains("Bag Attributes") && !bundle.contains("localKeyID"));
+        let blocks = pem_blocks(&bundle);
+        let labels: Vec<&str> = blocks.iter().map(|(l, _)| l.as_str()).collect();
+        let chain_len = if *name == "chaincert1" { 3 } else { 1 };
+        let mut want = vec!["PRIVATE KEY"];
+        want.extend(std::iter::repeat_n("CERTIFICATE", chain_len));
+        assert_eq!(labels, want, "{name}");
+        assert_eq!(blocks[1].1, made.der, "{name}: the leaf first");
+        if chain_len == 3 {
+            let subject = |der: &[u8]| {
+                String::from_utf8(openssl(
+                    &[
+                        "x509", "-inform", "DER", "-noout", "-subject", "-nameopt", "RFC2253",
+                    ],
+                    der,
+                ))
+                .unwrap()
+            };
+            assert_eq!(
+                subject(&blocks[2].1).trim(),
+                format!("subject=CN={name} intermediate CA")
+            );
+            assert_eq!(
+                subject(&blocks[3].1).trim(),
+                format!("subject=CN={name} root CA")
+            );
+        }
+        // The key: what OpenSSL makes of the PFX's (the same DER as Go's).
+        let from_pfx = openssl(&["pkcs12", "-nocerts", "-nodes", "-passin", "pass:"], &pfx);
+        let pkcs8 = openssl(
+            &["pkcs8", "-topk8", "-nocrypt", "-outform", "DER"],
+            &from_pfx,
+        );
+        assert_eq!(blocks[0].1, pkcs8, "{name}");
+        // ValidateCertBundle: key, certificate and key object agree.
+        let key_pub = openssl(&["pkey", "-pubout"], bundle.as_bytes());
+        let cert_pub = openssl(&["x509", "-noout", "-pubkey"], bundle.as_bytes());
+        assert_eq!(key_pub, cert_pub, "{name}");
+        assert_eq!(
+            openssl(&["pkey", "-pubin"], &f.read(&format!("{name}-pub-key"))),
+            key_pub,
+            "{name}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
-//! Azure Key Vault through Microsoft's official crates: secrets, certificates
-//! (PEM) and keys (public key, PEM), by version or latest, with workload
-//! identity, managed identity or a client secret.
+//! Azure Key Vault through Microsoft's official crates: secrets (a
+//! certificate's as the CSI driver's Azure provider writes it: `pkcs12`),
+//! certificates (PEM) and keys (public key, PEM), by version or latest, with
+//! workload identity, managed identity or a client secret.
 
 pub mod config;
 pub mod pkcs12;
@@ -206,17 +207,10 @@ impl AzureProvider {
         let what = format!("{} {} in {vault_url}", kind_name(r.kind), r.name);
         match r.kind {
             AzureObjectKind::Secret => {
+                // No outContentType: Key Vault's own PFX-to-PEM is not the
+                // provider's bytes; `secret_content` converts as it does.
                 let options = SecretClientGetSecretOptions {
                     secret_version: r.version.clone(),
-                    out_content_type: match format {
-                        Some(ObjectFormat::Pem) => {
-                            Some(azure_security_keyvault_secrets::models::ContentType::Pem)
-                        }
-                        Some(ObjectFormat::Pfx) => {
-                            Some(azure_security_keyvault_secrets::models::ContentType::Pfx)
-                        }
-                        None => None,
-                    },
                     ..Default::default()
                 };
                 let mut secret = clients
@@ -231,22 +225,14 @@ impl AzureProvider {
                     .and_then(|id| id.version)
                     .unwrap_or_default();
                 // Moved out of the model, not copied; wiped if unused.
-                let mut value = Zeroizing::new(secret.value.take().unwrap_or_default());
-                let value = match format {
-                    // A PFX comes back base64-encoded; the file gets the binary.
-                    Some(ObjectFormat::Pfx) => {
-                        use base64::Engine;
-                        let text = value.trim().as_bytes();
-                        let mut der = Zeroizing::new(Vec::with_capacity(text.len() / 4 * 3 + 3));
-                        base64::engine::general_purpose::STANDARD
-                            .decode_vec(text, &mut der)
-                            .map_err(|_| {
-                                FetchError::Invalid(format!("{what}: the PFX is not base64").into())
-                            })?;
-                        SecretBytes::new(std::mem::take(&mut *der))
-                    }
-                    _ => SecretBytes::from(std::mem::take(&mut *value)),
-                };
+                let value = Zeroizing::new(secret.value.take().unwrap_or_default());
+                let value = secret_content(
+                    &what,
+                    secret.kid.as_deref(),
+                    secret.content_type.as_deref(),
+                    format,
+                    value,
+                )?;
                 Ok(Fetched { value, version })
             }
             AzureObjectKind::Certificate => {
@@ -322,6 +308,46 @@ impl Provider for AzureProvider {
             }
             Err(e) => tracing::warn!(error = %e, "cannot rebuild the Azure credential"),
         }
+    }
+}
+
+/// What the CSI driver's Azure provider writes for a secret (`getSecret`):
+/// a secret that backs a certificate (it has a `kid`) and holds a PFX is the
+/// PEM bundle of its keys and chain, unless `objectFormat: pfx` asks for the
+/// base64 Key Vault returns (which `objectEncoding: base64` then makes binary,
+/// afterwards, as for any secret); a PEM one and any other secret as they are.
+fn secret_content(
+    what: &str,
+    kid: Option<&str>,
+    content_type: Option<&str>,
+    format: Option<ObjectFormat>,
+    mut value: Zeroizing<String>,
+) -> Result<SecretBytes, FetchError> {
+    const PEM: &str = "application/x-pem-file";
+    const PKCS12: &str = "application/x-pkcs12";
+    if kid.is_none_or(str::is_empty) {
+        return Ok(SecretBytes::from(std::mem::take(&mut *value)));
+    }
+    match content_type {
+        Some(PEM) => Ok(SecretBytes::from(std::mem::take(&mut *value))),
+        Some(PKCS12) if format == Some(ObjectFormat::Pfx) => {
+            Ok(SecretBytes::from(std::mem::take(&mut *value)))
+        }
+        Some(PKCS12) => {
+            let mut bundle = pkcs12::pem_bundle(&value).map_err(|e| {
+                FetchError::Invalid(
+                    format!("{what}: cannot write the certificate as PEM: {e}").into(),
+                )
+            })?;
+            Ok(SecretBytes::from(std::mem::take(&mut *bundle)))
+        }
+        other => Err(FetchError::Invalid(
+            format!(
+                "{what} backs a certificate, but its content type is {}, not {PEM} or {PKCS12}",
+                other.map_or_else(|| "not set".to_owned(), |t| format!("{t:?}"))
+            )
+            .into(),
+        )),
     }
 }
 
@@ -563,6 +589,72 @@ mod tests {
         ) -> azure_core::Result<AccessToken> {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Err(azure_core::Error::with_message(ErrorKind::Other, "asked"))
+        }
+    }
+
+    const KID: Option<&str> = Some("https://kv.vault.azure.net/keys/tls/v1");
+    const WHAT: &str = "secret tls in https://kv.vault.azure.net/";
+
+    fn content(
+        kid: Option<&str>,
+        content_type: Option<&str>,
+        format: Option<ObjectFormat>,
+        value: &str,
+    ) -> Result<Vec<u8>, FetchError> {
+        secret_content(
+            WHAT,
+            kid,
+            content_type,
+            format,
+            Zeroizing::new(value.into()),
+        )
+        .map(|v| v.expose().to_vec())
+    }
+
+    // The provider's TestGetSecret cases.
+    #[test]
+    fn secrets_are_written_as_the_csi_provider_writes_them() {
+        let pfx = include_str!("testdata/keyvault-rsa.pfx.b64");
+        let pem = include_str!("testdata/keyvault-rsa.pem");
+        let p12 = Some("application/x-pkcs12");
+        // A plain secret, whatever objectFormat says.
+        for format in [None, Some(ObjectFormat::Pem), Some(ObjectFormat::Pfx)] {
+            assert_eq!(content(None, None, format, "value").unwrap(), b"value");
+            assert_eq!(content(Some(""), p12, format, pfx).unwrap(), pfx.as_bytes());
+        }
+        // A PEM certificate's secret as it is.
+        let cert_and_key = "-----BEGIN CERTIFICATE-----\n...";
+        for format in [None, Some(ObjectFormat::Pfx)] {
+            assert_eq!(
+                content(KID, Some("application/x-pem-file"), format, cert_and_key).unwrap(),
+                cert_and_key.as_bytes()
+            );
+        }
+        // A PFX one: PEM by default or with objectFormat pem, the base64 as is with pfx.
+        assert_eq!(content(KID, p12, None, pfx).unwrap(), pem.as_bytes());
+        assert_eq!(
+            content(KID, p12, Some(ObjectFormat::Pem), pfx).unwrap(),
+            pem.as_bytes()
+        );
+        assert_eq!(
+            content(KID, p12, Some(ObjectFormat::Pfx), pfx).unwrap(),
+            pfx.as_bytes()
+        );
+    }
+
+    #[test]
+    fn a_certificate_secret_that_cannot_be_converted_names_the_object_not_the_value() {
+        let value = "invalid-value-do-not-log-77f1";
+        for (content_type, expected) in [
+            (Some("application/x-pkcs12"), "the PFX is not base64"),
+            (Some("text/plain"), "content type is \"text/plain\""),
+            (None, "content type is not set"),
+        ] {
+            let err = content(KID, content_type, None, value).unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, FetchError::Invalid(_)), "{text}");
+            assert!(text.contains(WHAT) && text.contains(expected), "{text}");
+            assert!(!text.contains(value), "{text}");
         }
     }
 

@@ -394,23 +394,11 @@ pub fn mutate(
     spec: &InjectionSpec,
     config: &InjectorConfig,
 ) -> Result<Mutation, MutationError> {
-    mutate_with(pod, spec, config, VolumePlan::Add)
-}
-
-pub fn mutate_with(
-    pod: &Pod,
-    spec: &InjectionSpec,
-    config: &InjectorConfig,
-    plan: VolumePlan<'_>,
-) -> Result<Mutation, MutationError> {
-    mutate_sets(
-        pod,
-        vec![Set {
-            spec: spec.clone(),
-            plan,
-        }],
-        config,
-    )
+    let set = Set {
+        spec: spec.clone(),
+        plan: VolumePlan::Add,
+    };
+    mutate_sets(pod, vec![set], config)
 }
 
 /// The patch for one pod and every set it gets: one init container (and

@@ -111,7 +111,9 @@ e2e_images() {
 # name too, for manifests applied unchanged that name their own busybox.
 e2e_tag_app() {
   local app
-  app=$(ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -m1 'nginx:1.23.1$')
+  # Listed first, then searched: grep -m1 in a pipe would end ctr with SIGPIPE (pipefail: 141).
+  app=$(ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q)
+  app=$(grep -m1 'nginx:1.23.1$' <<<"$app")
   ctr --address "$CONTAINERD_SOCK" -n k8s.io images tag "$app" "$1" >/dev/null
 }
 

@@ -5,7 +5,7 @@
 # Rust fixture (tests/e2e/src/store/aws.rs) runs tests/moto/aws_front.py:
 # HTTPS with a test CA the sidecar image trusts, and an STS that answers only
 # a token signed by the cluster's key for audience sts.amazonaws.com, since
-# moto checks none. The checks are tests/e2e/tests/pods.rs.
+# moto checks none. The checks are tests/e2e/tests/pods/aws.rs.
 #
 #   aws_certs <workdir>   before e2e_images: the CA and the front's certificate
 #   aws_up                moto, the address, the names; exports E2E_MOTO_VENV, E2E_AWS_ROLE

@@ -60,7 +60,7 @@ export E2E_WEBHOOK_CA="$workdir/webhook-ca.pem"
 # For the self-managed TLS test, which starts its own replicas.
 export E2E_WEBHOOK_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/webhook"
 status=0
-# tests/pods.rs needs real pods: tests/e2e/pods.sh runs it.
+# tests/pods/ needs real pods: tests/e2e/pods.sh runs it.
 cargo test -p e2e --test admission --test managed_tls -- --ignored --test-threads 2 || status=$?
 
 # The kustomize base, applied as an operator would, after the tests (its

@@ -5,7 +5,11 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod, Secret};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    authorization::v1::SubjectAccessReview,
+    core::v1::{Event, Namespace, Pod, Secret},
+};
 use kube::{
     Api, Client, ResourceExt,
     api::{
@@ -35,18 +39,19 @@ pub async fn client() -> anyhow::Result<Client> {
 }
 
 /// A namespace of its own for one test: opted in to CSI conversion, with
-/// the example pod Role (`manifests/examples/rbac/pod-role.yaml`).
+/// the example pod Role (`manifests/examples/rbac/pod-role.yaml`); or one
+/// that exists already (`default`, which manifests applied unchanged may
+/// name), left in place afterwards.
 pub struct Ns {
     pub client: Client,
     pub name: String,
+    owned: bool,
 }
 
 impl Ns {
     pub async fn create(client: &Client, name: &str) -> anyhow::Result<Self> {
         let namespaces: Api<Namespace> = Api::all(client.clone());
-        let ns: Namespace = serde_json::from_value(json!({
-            "metadata": {"name": name, "labels": {"secret-injector.io/csi-compat": "enabled"}}
-        }))?;
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
         namespaces
             .create(&PostParams::default(), &ns)
             .await
@@ -54,10 +59,31 @@ impl Ns {
         let ns = Self {
             client: client.clone(),
             name: name.to_string(),
+            owned: true,
         };
-        ns.apply(&repo_file("manifests/examples/rbac/pod-role.yaml")?)
-            .await?;
+        ns.opt_in_csi().await?;
         Ok(ns)
+    }
+
+    /// A namespace that exists, as it is (not opted in to CSI conversion).
+    pub fn existing(client: &Client, name: &str) -> Self {
+        Self {
+            client: client.clone(),
+            name: name.to_string(),
+            owned: false,
+        }
+    }
+
+    /// The csi-compat label (the webhook converts CSI volumes here) and the
+    /// example pod Role.
+    pub async fn opt_in_csi(&self) -> anyhow::Result<()> {
+        let label = json!({"metadata": {"labels": {"secret-injector.io/csi-compat": "enabled"}}});
+        Api::<Namespace>::all(self.client.clone())
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&label))
+            .await
+            .with_context(|| format!("labelling namespace {}", self.name))?;
+        self.apply(&repo_file("manifests/examples/rbac/pod-role.yaml")?)
+            .await
     }
 
     /// Every document of `yaml`, server-side applied in this namespace
@@ -100,11 +126,138 @@ impl Ns {
         Api::namespaced(self.client.clone(), &self.name)
     }
 
+    pub async fn pod(&self, name: &str) -> anyhow::Result<Pod> {
+        self.pods()
+            .get(name)
+            .await
+            .with_context(|| format!("pod {name}"))
+    }
+
+    /// `kind` `name` (`"Deployment"`, `"Pod"`, ...), deleted in the
+    /// background; `Ok` when it was already gone.
+    pub async fn delete_object(
+        &self,
+        api_version: &str,
+        kind: &str,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (resource, caps) = discovery::pinned_kind(&self.client, &gvk).await?;
+        match self
+            .api(&resource, caps.scope == Scope::Namespaced)
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("deleting {kind} {name}")),
+        }
+    }
+
+    /// Waits until no pod `selector` picks is left, deleting or not.
+    pub async fn no_pods(&self, selector: &str, within: Duration) -> anyhow::Result<()> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < within {
+            if self
+                .pods()
+                .list(&ListParams::default().labels(selector))
+                .await?
+                .items
+                .is_empty()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        bail!("pods {selector} still there after {within:?}")
+    }
+
+    /// The Events of this namespace that `fields` selects
+    /// (`involvedObject.name=...,reason=...`).
+    pub async fn events(&self, fields: &str) -> anyhow::Result<Vec<Event>> {
+        Ok(Api::<Event>::namespaced(self.client.clone(), &self.name)
+            .list(&ListParams::default().fields(fields))
+            .await?
+            .items)
+    }
+
+    /// Whether `user` (with the groups the apiserver gives a ServiceAccount)
+    /// may `verb` `resource` (`secrets/<name>`, `<plural>.<group>`), as
+    /// `kubectl auth can-i --as` asks.
+    pub async fn can_i(&self, user: &str, verb: &str, resource: &str) -> anyhow::Result<bool> {
+        let (resource, name) = resource.split_once('/').unwrap_or((resource, ""));
+        let (resource, group) = resource.split_once('.').unwrap_or((resource, ""));
+        let mut groups = vec!["system:authenticated".to_string()];
+        if let Some(rest) = user.strip_prefix("system:serviceaccount:")
+            && let Some((namespace, _)) = rest.split_once(':')
+        {
+            groups.push("system:serviceaccounts".into());
+            groups.push(format!("system:serviceaccounts:{namespace}"));
+        }
+        let review: SubjectAccessReview = serde_json::from_value(json!({
+            "spec": {
+                "user": user,
+                "groups": groups,
+                "resourceAttributes": {
+                    "namespace": self.name, "verb": verb, "group": group,
+                    "resource": resource, "name": name,
+                },
+            }
+        }))?;
+        let answer = Api::<SubjectAccessReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await?;
+        Ok(answer.status.is_some_and(|s| s.allowed))
+    }
+
     /// The names of the pods `selector` picks once at least one exists and
     /// every one not being deleted is Ready.
     pub async fn ready(&self, selector: &str, within: Duration) -> anyhow::Result<Vec<String>> {
         self.ready_listed(ListParams::default().labels(selector), selector, within)
             .await
+    }
+
+    /// The pods of Deployment `name` once its rollout is complete (as
+    /// `kubectl rollout status`: every replica updated and available, no
+    /// old one left).
+    pub async fn rolled_out(&self, name: &str, within: Duration) -> anyhow::Result<Vec<String>> {
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.name);
+        let start = std::time::Instant::now();
+        let mut last = String::from("no Deployment");
+        while start.elapsed() < within {
+            if let Some(d) = deployments.get_opt(name).await? {
+                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                let status = d.status.clone().unwrap_or_default();
+                let done = status.observed_generation >= d.metadata.generation
+                    && status.updated_replicas == Some(want)
+                    && status.available_replicas == Some(want)
+                    && status.replicas == Some(want);
+                if done {
+                    let labels = d
+                        .spec
+                        .and_then(|s| s.selector.match_labels)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    return self
+                        .ready(&labels, within.saturating_sub(start.elapsed()))
+                        .await;
+                }
+                last = format!(
+                    "{} updated, {} available of {want}",
+                    status.updated_replicas.unwrap_or(0),
+                    status.available_replicas.unwrap_or(0)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        bail!(
+            "Deployment {name} in {} not rolled out within {within:?}: {last}",
+            self.name
+        )
     }
 
     /// The pod `name` once it is Ready.
@@ -195,8 +348,22 @@ impl Ns {
         Ok(String::from_utf8(data.0)?)
     }
 
+    /// A Secret as the apiserver has it; `None` when there is none.
+    pub async fn secret_object(&self, name: &str) -> anyhow::Result<Option<Secret>> {
+        Ok(Api::<Secret>::namespaced(self.client.clone(), &self.name)
+            .get_opt(name)
+            .await?)
+    }
+
     /// A SecretProviderClassPodStatus as JSON.
     pub async fn pod_status(&self, name: &str) -> anyhow::Result<Value> {
+        self.pod_status_opt(name)
+            .await?
+            .with_context(|| format!("no PodStatus {name}"))
+    }
+
+    /// The same; `None` when there is none.
+    pub async fn pod_status_opt(&self, name: &str) -> anyhow::Result<Option<Value>> {
         let resource = ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk(
                 "secrets-store.csi.x-k8s.io",
@@ -205,8 +372,8 @@ impl Ns {
             ),
             "secretproviderclasspodstatuses",
         );
-        let object = self.api(&resource, true).get(name).await?;
-        Ok(serde_json::to_value(object)?)
+        let object = self.api(&resource, true).get_opt(name).await?;
+        Ok(object.map(serde_json::to_value).transpose()?)
     }
 
     /// The version a PodStatus records for the object `id`.
@@ -229,7 +396,11 @@ impl Ns {
         Ok(serde_json::to_string(&events.items)?)
     }
 
+    /// Deletes the namespace if this test created it.
     pub async fn delete(self) {
+        if !self.owned {
+            return;
+        }
         let _ = Api::<Namespace>::all(self.client.clone())
             .delete(&self.name, &DeleteParams::background())
             .await;

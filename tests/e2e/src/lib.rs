@@ -1,4 +1,4 @@
-//! What the real-pod tests (`tests/pods.rs`) share, run inside the cluster's
+//! What the real-pod tests (`tests/pods/`) share, run inside the cluster's
 //! network namespace by `tests/e2e/pods.sh`, which brings the cluster, the
 //! webhook and the stores' servers up and sets the variables read here.
 //!

@@ -3,6 +3,7 @@
 //! already runs, and writing values the way the store's own tools do.
 
 pub mod aws;
+pub mod azure;
 
 /// What the shared checks ask of a store's fixture.
 pub trait Store {

@@ -33,7 +33,7 @@ impl Checks {
     /// Panics naming every failed check.
     pub fn finish(self) {
         println!(
-            "pods: {} passed, {} failed (tests/pods.rs)",
+            "pods: {} passed, {} failed (tests/e2e/tests/pods/)",
             self.passed,
             self.failed.len()
         );
@@ -42,6 +42,7 @@ impl Checks {
 }
 
 /// A pod whose container reads a set at `mount`.
+#[derive(Clone)]
 pub struct App<'a> {
     pub ns: &'a Ns,
     pub pod: String,
@@ -116,8 +117,8 @@ pub struct Rotation<'a> {
     pub object: &'a str,
     /// The file the app reads.
     pub file: &'a str,
-    /// The PodStatus object id.
-    pub status_id: &'a str,
+    /// The PodStatus object id (a class's sets have one; annotations' none).
+    pub status_id: Option<&'a str>,
     /// A synced Secret's `(name, key)` that carries it, if any.
     pub secret: Option<(&'a str, &'a str)>,
     pub value: &'a str,
@@ -141,17 +142,16 @@ pub async fn rotation(checks: &mut Checks, store: &impl Store, app: &App<'_>, r:
         &format!("{s} rotation: the file {} follows", r.file),
         report(file),
     );
-    let status = eventually(r.status_id, bound, &version, || {
-        app.ns.pod_status_version(&app.status, r.status_id)
-    })
-    .await;
-    checks.check(
-        &format!(
-            "{s} rotation: the PodStatus has {}'s new version",
-            r.status_id
-        ),
-        report(status),
-    );
+    if let Some(id) = r.status_id {
+        let status = eventually(id, bound, &version, || {
+            app.ns.pod_status_version(&app.status, id)
+        })
+        .await;
+        checks.check(
+            &format!("{s} rotation: the PodStatus has {id}'s new version"),
+            report(status),
+        );
+    }
     if let Some((secret, key)) = r.secret {
         let synced = eventually(secret, bound, r.value, || app.ns.secret(secret, key)).await;
         checks.check(

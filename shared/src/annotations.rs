@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt, time::Duration};
 use crate::{
     AwsIdentity, FileMode, FileName, FileNameError, HostRefused, Identities, InjectionSpec,
     ReferenceError, Rotation, SecretObject, SecretRef, SpecError, StoreHosts, is_role_arn,
-    spec::DEFAULT_MOUNT_PATH,
+    is_vault_name, parse_vault_address, spec::DEFAULT_MOUNT_PATH,
 };
 
 pub const PREFIX: &str = "secret-injector.io/";
@@ -26,6 +26,14 @@ pub const AWS_ROLE_ARN: &str = "secret-injector.io/aws-role-arn";
 /// `"true"`: EKS Pod Identity instead of IRSA (the class's `usePodIdentity`).
 pub const AWS_USE_POD_IDENTITY: &str = "secret-injector.io/aws-use-pod-identity";
 pub const USE_MANAGED_IDENTITY: &str = "secret-injector.io/use-managed-identity";
+/// The Vault role the sidecar logs in as (kubernetes or jwt auth).
+pub const VAULT_ROLE: &str = "secret-injector.io/vault-role";
+/// The Vault auth method's mount path (`kubernetes`, `jwt`, `team/k8s`).
+pub const VAULT_AUTH_PATH: &str = "secret-injector.io/vault-auth-path";
+/// A Vault server other than the operator's, within the allowlist.
+pub const VAULT_ADDRESS: &str = "secret-injector.io/vault-address";
+/// A Vault Enterprise / OpenBao namespace.
+pub const VAULT_NAMESPACE: &str = "secret-injector.io/vault-namespace";
 pub const SECRET_PROVIDER_CLASS: &str = "secret-injector.io/secret-provider-class";
 /// `secret-injector.io/secret-<file>: <uri>`
 pub const SECRET_KEY_PREFIX: &str = "secret-injector.io/secret-";
@@ -45,6 +53,10 @@ const KNOWN_KEYS: &[&str] = &[
     USE_MANAGED_IDENTITY,
     AWS_ROLE_ARN,
     AWS_USE_POD_IDENTITY,
+    VAULT_ROLE,
+    VAULT_AUTH_PATH,
+    VAULT_ADDRESS,
+    VAULT_NAMESPACE,
     SECRET_PROVIDER_CLASS,
     STATUS,
     NO_SIDECAR_REASON,
@@ -327,6 +339,29 @@ pub fn parse_opted_in(
                 "false" => {}
                 _ => errors.push(value_error(AWS_USE_POD_IDENTITY, value, "\"true\" or \"false\"")),
             },
+            VAULT_ROLE => match is_vault_name(value, false) {
+                true => identities.vault.role = Some(value.clone()),
+                false => errors.push(value_error(VAULT_ROLE, value, VAULT_NAME_RULE)),
+            },
+            VAULT_AUTH_PATH => match is_vault_name(value.trim_matches('/'), true) {
+                true => identities.vault.auth_path = Some(value.trim_matches('/').to_owned()),
+                false => errors.push(value_error(VAULT_AUTH_PATH, value, VAULT_PATH_RULE)),
+            },
+            VAULT_NAMESPACE => match is_vault_name(value.trim_matches('/'), true) {
+                true => identities.vault.namespace = Some(value.trim_matches('/').to_owned()),
+                false => errors.push(value_error(VAULT_NAMESPACE, value, VAULT_PATH_RULE)),
+            },
+            VAULT_ADDRESS => match parse_vault_address(value) {
+                Ok((host, port)) => match limits.store_hosts.check(&host, port) {
+                    Ok(()) => identities.vault.address = Some(value.trim_end_matches('/').to_owned()),
+                    Err(refused) => errors.push(AnnotationError::Host {
+                        key: key.clone(),
+                        value: value.clone(),
+                        source: refused,
+                    }),
+                },
+                Err(rule) => errors.push(value_error(VAULT_ADDRESS, value, rule)),
+            },
             SECRET_PROVIDER_CLASS => match is_dns_subdomain(value) {
                 true => class = Some(value.clone()),
                 false => errors.push(AnnotationError::ClassName(value.clone())),
@@ -425,6 +460,9 @@ fn parse_object(
     }
     Ok(SecretObject::new(file, source))
 }
+
+const VAULT_NAME_RULE: &str = "a Vault role name: letters, digits and -_.@, at most 128 bytes";
+const VAULT_PATH_RULE: &str = "a Vault path such as kubernetes or team/jwt: segments of letters, digits and -_.@, at most 128 bytes";
 
 fn value_error(key: &'static str, value: &str, accepted: impl Into<String>) -> AnnotationError {
     AnnotationError::Value {

@@ -10,7 +10,8 @@ pub const SPEC_ENV: &str = "SECRET_INJECTOR_SPEC";
 
 /// The version of the spec this build writes and the newest it reads. Bump
 /// it with every field an older sidecar must not ignore.
-pub const SPEC_VERSION: u32 = 4;
+/// 5: `identities.vault`.
+pub const SPEC_VERSION: u32 = 5;
 
 /// The sidecar's subcommands, as the webhook runs them.
 pub mod args {
@@ -40,6 +41,19 @@ pub mod azure {
     pub const CLIENT_ID: &str = "AZURE_CLIENT_ID";
     pub const TENANT_ID: &str = "AZURE_TENANT_ID";
     pub const AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
+}
+
+/// Vault's own variable names (its CLI and agent read them): the webhook
+/// sets the operator's address; the sidecar lets them win over the spec, as
+/// the CLI does, which makes local runs plain.
+pub mod vault {
+    pub const ADDR: &str = "VAULT_ADDR";
+    pub const TOKEN: &str = "VAULT_TOKEN";
+    pub const CACERT: &str = "VAULT_CACERT";
+    pub const NAMESPACE: &str = "VAULT_NAMESPACE";
+    pub const TLS_SERVER_NAME: &str = "VAULT_TLS_SERVER_NAME";
+    /// The projected ServiceAccount token the sidecar logs in with.
+    pub const JWT_FILE: &str = "SECRET_INJECTOR_VAULT_JWT_FILE";
 }
 
 /// The status file beside the files: per object, version, last success and

@@ -13,11 +13,13 @@ pub struct Identities {
     pub azure: AzureIdentity,
     #[serde(default, skip_serializing_if = "AwsIdentity::is_empty")]
     pub aws: AwsIdentity,
+    #[serde(default, skip_serializing_if = "VaultIdentity::is_empty")]
+    pub vault: VaultIdentity,
 }
 
 impl Identities {
     pub fn is_empty(&self) -> bool {
-        self.azure.is_empty() && self.aws.is_empty()
+        self.azure.is_empty() && self.aws.is_empty() && self.vault.is_empty()
     }
 
     /// The pod's identity annotations over its class's: what the pod names
@@ -32,6 +34,13 @@ impl Identities {
         pick(&mut self.azure.tenant_id, &pod.azure.tenant_id);
         pick(&mut self.aws.role_arn, &pod.aws.role_arn);
         self.aws.use_pod_identity |= pod.aws.use_pod_identity;
+        let (class, pod) = (&mut self.vault, &pod.vault);
+        pick(&mut class.role, &pod.role);
+        pick(&mut class.auth_path, &pod.auth_path);
+        pick(&mut class.address, &pod.address);
+        pick(&mut class.namespace, &pod.namespace);
+        pick(&mut class.audience, &pod.audience);
+        pick(&mut class.tls_server_name, &pod.tls_server_name);
     }
 }
 
@@ -87,6 +96,78 @@ impl AwsIdentity {
     }
 }
 
+/// Vault / OpenBao: a role of its kubernetes or jwt auth method (both log
+/// in with the projected token), on the operator's server unless the pod
+/// or its class names another within the allowlist of store hosts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VaultIdentity {
+    /// The auth method's role (`secret-injector.io/vault-role`, the class's `roleName`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The auth method's mount path (`kubernetes`, `jwt`); the operator's default without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_path: Option<String>,
+    /// The server (`https://host[:port]`) when not the operator's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// A Vault Enterprise / OpenBao namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The projected token's audience; the operator's default without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// The name the server's certificate must carry, when not the address's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
+}
+
+impl VaultIdentity {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A Vault role, auth mount path or namespace: what Vault itself accepts in
+/// a path segment, bounded.
+pub fn is_vault_name(s: &str, slashes: bool) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('/')
+        && !s.ends_with('/')
+        && !s.contains("//")
+        && s.split('/').all(|seg| seg != "." && seg != "..")
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b) || (slashes && b == b'/'))
+}
+
+/// A Vault address a pod or class names, `https://<host>[:<port>]`: its
+/// host and port, which the operator's allowlist then governs. Plain
+/// `http` only for the operator's own address (a flag), never a pod's.
+pub fn parse_vault_address(s: &str) -> Result<(String, Option<u16>), &'static str> {
+    const RULE: &str = "an address https://<host>[:<port>] such as https://vault.example.com:8200";
+    let rest = s.strip_prefix("https://").ok_or(RULE)?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (
+            host,
+            Some(port.parse::<u16>().ok().filter(|p| *p > 0).ok_or(RULE)?),
+        ),
+        None => (rest, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !host_ok {
+        return Err(RULE);
+    }
+    Ok((host.to_ascii_lowercase(), port))
+}
+
 /// `arn:<partition>:iam::<12-digit account>:role/<path and name>`.
 pub fn is_role_arn(s: &str) -> bool {
     let Some(rest) = s.strip_prefix("arn:") else {
@@ -113,6 +194,32 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
+
+    #[rstest]
+    #[case("https://vault.example.com", Ok(("vault.example.com".into(), None)))]
+    #[case("https://Vault.example.com:8200/", Ok(("vault.example.com".into(), Some(8200))))]
+    #[case("https://10.0.0.5:8200", Ok(("10.0.0.5".into(), Some(8200))))]
+    #[case("http://vault.example.com", Err(()))]
+    #[case("https://vault.example.com/v1/x", Err(()))]
+    #[case("https://vault.example.com:0", Err(()))]
+    #[case("https://user@vault.example.com", Err(()))]
+    #[case("https://", Err(()))]
+    fn vault_addresses(#[case] text: &str, #[case] want: Result<(String, Option<u16>), ()>) {
+        assert_eq!(parse_vault_address(text).map_err(drop), want);
+    }
+
+    #[rstest]
+    #[case("web", false, true)]
+    #[case("k8s-jwt", false, true)]
+    #[case("team/kubernetes", true, true)]
+    #[case("team/kubernetes", false, false)]
+    #[case("../sys", true, false)]
+    #[case("a//b", true, false)]
+    #[case("", false, false)]
+    #[case("a b", false, false)]
+    fn vault_names(#[case] text: &str, #[case] slashes: bool, #[case] ok: bool) {
+        assert_eq!(is_vault_name(text, slashes), ok);
+    }
 
     #[rstest]
     #[case("arn:aws:iam::123456789012:role/app", true)]

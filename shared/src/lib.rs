@@ -16,7 +16,10 @@ pub mod store_hosts;
 pub use annotations::{AnnotationError, AnnotationErrors, ClassRequest, Defaults, Limits, Request};
 pub use contract::{SPEC_ENV, SPEC_VERSION};
 pub use file_name::{FileName, FileNameError, MAX_FILE_NAME_BYTES};
-pub use identity::{AwsIdentity, AzureIdentity, Identities, is_role_arn};
+pub use identity::{
+    AwsIdentity, AzureIdentity, Identities, VaultIdentity, is_role_arn, is_vault_name,
+    parse_vault_address,
+};
 pub use json_path::{JsonPath, JsonPathError, Step as JsonPathStep};
 pub use provider_class::{AzureCloud, ProviderClassError, spec_from_provider_class};
 pub use reference::{

@@ -177,7 +177,7 @@ pub async fn run(cli: Cli, env: &impl EnvSource) -> Result<(), anyhow::Error> {
         // In a pod the volume exists; in local runs it may not yet.
         std::fs::create_dir_all(&dir)?;
         // Each set its own providers: two classes may name two identities.
-        let providers = providers(env, &spec, &transport).await?;
+        let providers = providers(env, &spec, &transport, &cli.common.allowed_store_hosts).await?;
         let mut engine = Engine::new(spec, providers, AtomicWriter::new(&dir))
             .with_concurrency(cli.common.concurrency)
             .with_store_hosts(cli.common.allowed_store_hosts.clone());
@@ -281,6 +281,7 @@ async fn providers(
     env: &impl EnvSource,
     spec: &shared::InjectionSpec,
     transport: &TransportOptions,
+    hosts: &shared::StoreHosts,
 ) -> Result<Providers, anyhow::Error> {
     let mut providers = Providers::new();
     for store in spec.stores().into_keys() {
@@ -300,6 +301,14 @@ async fn providers(
                 let aws = crate::providers::aws::AwsProvider::new(transport, region).await?;
                 tracing::info!("AWS Secrets Manager and Parameter Store");
                 providers.insert(store, Box::new(aws));
+            }
+            #[cfg(feature = "vault")]
+            Store::Vault => {
+                let config =
+                    crate::providers::vault::config::from_env(env, spec, transport, hosts)?;
+                tracing::info!(address = %config.address, auth = ?config.auth, namespace = ?config.namespace, "HashiCorp Vault / OpenBao");
+                let vault = crate::providers::vault::VaultProvider::new(config).await?;
+                providers.insert(store, Box::new(vault));
             }
             _ => {}
         }

@@ -32,9 +32,9 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml_ng::{Mapping, Value as Yaml};
+use serde_yaml_ng::Value as Yaml;
 
-use super::{Objects, ProviderClassError, Reader, StoreClass, rule, scalar};
+use super::{Objects, ProviderClassError, Reader, StoreClass, fields, rule, scalar, text};
 use crate::{
     AwsIdentity, AwsRef, AwsService, Defaults, FileMode, FileName, Identities, JsonPath,
     SecretObject, SecretRef, reference::check_region,
@@ -236,57 +236,6 @@ pub(super) fn read(
         // Regions, not hosts: the endpoint is the operator's.
         host: None,
     })
-}
-
-/// A map's values by key, matching keys in any case as Go's JSON decoding
-/// does, and warning about the keys the provider does not read.
-fn fields<'a>(
-    reader: &mut Reader,
-    field: &str,
-    map: &'a Mapping,
-    known: &[&'static str],
-) -> Result<BTreeMap<&'static str, &'a Yaml>, ProviderClassError> {
-    let mut out = BTreeMap::new();
-    for (key, value) in map {
-        let Some(key) = key.as_str() else {
-            return Err(reader.invalid(field, &format!("{key:?}"), "string keys"));
-        };
-        match known.iter().find(|k| k.eq_ignore_ascii_case(key)).copied() {
-            Some(k) => {
-                if out.insert(k, value).is_some() {
-                    return Err(reader.invalid(
-                        &format!("{field}.{key}"),
-                        key,
-                        "each key once (keys are matched in any case)",
-                    ));
-                }
-            }
-            None => reader.warn(format!(
-                "{field}.{key} is not known and is ignored; known: {}",
-                known.join(", ")
-            )),
-        }
-    }
-    Ok(out)
-}
-
-/// A string value: `""` and null mean unset, as for Go's string fields.
-fn text(
-    reader: &Reader,
-    field: &str,
-    values: &BTreeMap<&'static str, &Yaml>,
-    key: &str,
-) -> Result<Option<String>, ProviderClassError> {
-    match values.get(key) {
-        None => Ok(None),
-        Some(value) => match scalar(value) {
-            Some(s) if s.is_empty() => Ok(None),
-            Some(s) => Ok(Some(s)),
-            None => {
-                Err(reader.invalid(&format!("{field}.{key}"), &format!("{value:?}"), "a string"))
-            }
-        },
-    }
 }
 
 fn permission(

@@ -1,7 +1,7 @@
 //! The CSI form: a `secrets-store.csi.x-k8s.io/v1` `SecretProviderClass`,
 //! read into an [`InjectionSpec`] so the CSI driver's users keep their
 //! manifests unchanged. One module per provider (`spec.provider`) reads its
-//! `spec.parameters`: [`azure`] and [`aws`]; what they share lives here:
+//! `spec.parameters`: [`azure`], [`aws`] and [`vault`]; what they share lives here:
 //! the class's type, `spec.secretObjects` (Secret sync), bounded YAML
 //! without anchors, and the operator's limits applied per pod.
 //!
@@ -18,12 +18,13 @@
 
 pub mod aws;
 pub mod azure;
+pub mod vault;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use serde_json::Value;
-use serde_yaml_ng::Value as Yaml;
+use serde_yaml_ng::{Mapping, Value as Yaml};
 
 use crate::{
     Defaults, FileName, Identities, InjectionSpec, ReferenceError, SecretObject, SpecError,
@@ -33,7 +34,7 @@ use crate::{
 pub use azure::AzureCloud;
 
 /// The providers whose classes are read.
-const ACCEPTED_PROVIDERS: &str = "azure or aws";
+const ACCEPTED_PROVIDERS: &str = "azure, aws or vault";
 
 /// The API group of the CSI driver's resources.
 pub const CSI_GROUP: &str = "secrets-store.csi.x-k8s.io";
@@ -207,6 +208,26 @@ impl ParsedClass {
                 accepted: "\"false\": the operator does not allow the node's managed identity (--allow-managed-identity)".to_owned(),
             });
         }
+        if let Some(address) = &self.identities.vault.address {
+            let field = "parameters.vaultAddress";
+            let (host, port) = crate::parse_vault_address(address).map_err(|rule| {
+                ProviderClassError::Invalid {
+                    class: self.name.clone(),
+                    field: field.to_owned(),
+                    value: address.clone(),
+                    accepted: rule.to_owned(),
+                }
+            })?;
+            limits
+                .store_hosts
+                .check(&host, port)
+                .map_err(|source| ProviderClassError::Host {
+                    class: self.name.clone(),
+                    field,
+                    value: address.clone(),
+                    source,
+                })?;
+        }
         let objects = match &self.objects {
             Objects::Ready(objects) => objects.clone(),
             Objects::AwsRegion(pending) => pending.resolve(&self.name, defaults)?,
@@ -333,6 +354,7 @@ impl Reader {
         let read = match provider {
             "azure" => azure::read(self, &params)?,
             "aws" => aws::read(self, &params)?,
+            "vault" => vault::read(self, &params)?,
             other => return Err(self.invalid("spec.provider", other, ACCEPTED_PROVIDERS)),
         };
         let sync_targets = self.sync_targets(class, &read.files)?;
@@ -587,6 +609,57 @@ impl Reader {
             value: value.to_owned(),
             accepted: accepted.into(),
         }
+    }
+}
+
+/// A map's values by key, matching keys in any case as Go's JSON decoding
+/// does, and warning about the keys the provider does not read.
+fn fields<'a>(
+    reader: &mut Reader,
+    field: &str,
+    map: &'a Mapping,
+    known: &[&'static str],
+) -> Result<BTreeMap<&'static str, &'a Yaml>, ProviderClassError> {
+    let mut out = BTreeMap::new();
+    for (key, value) in map {
+        let Some(key) = key.as_str() else {
+            return Err(reader.invalid(field, &format!("{key:?}"), "string keys"));
+        };
+        match known.iter().find(|k| k.eq_ignore_ascii_case(key)).copied() {
+            Some(k) => {
+                if out.insert(k, value).is_some() {
+                    return Err(reader.invalid(
+                        &format!("{field}.{key}"),
+                        key,
+                        "each key once (keys are matched in any case)",
+                    ));
+                }
+            }
+            None => reader.warn(format!(
+                "{field}.{key} is not known and is ignored; known: {}",
+                known.join(", ")
+            )),
+        }
+    }
+    Ok(out)
+}
+
+/// A string value: `""` and null mean unset, as for Go's string fields.
+fn text(
+    reader: &Reader,
+    field: &str,
+    values: &BTreeMap<&'static str, &Yaml>,
+    key: &str,
+) -> Result<Option<String>, ProviderClassError> {
+    match values.get(key) {
+        None => Ok(None),
+        Some(value) => match scalar(value) {
+            Some(s) if s.is_empty() => Ok(None),
+            Some(s) => Ok(Some(s)),
+            None => {
+                Err(reader.invalid(&format!("{field}.{key}"), &format!("{value:?}"), "a string"))
+            }
+        },
     }
 }
 

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub const ACCEPTED_FORMS: &str = "azure://<vault>/secrets|certificates|keys/<name>[/<version>], \
 aws://<region>/<secret-id or ARN>[?version=<id>][&stage=<stage>][#<json-key>], \
 aws-ssm://<region>/<parameter name or ARN>[?version=<n> | ?label=<label>][#<json-key>], \
-vault://<mount>/<path>#<key>, \
+vault://<mount>/<path>[?version=<n>][#<key>], \
 gcp://projects/<project>/secrets/<secret>[/versions/<version>]";
 
 /// The stores a reference can name. Each has its grammar here, its identity
@@ -254,7 +254,6 @@ mod tests {
     #[case("azure://kv-one/secrets/db_pass", "object name \"db_pass\"")]
     #[case("azure://host.example:0/secrets/x", "vault port \"0\"")]
     #[case("azure://kv-one/secrets/x/not-hex!", "version \"not-hex!\"")]
-    #[case("vault://secret/app/db", "names the field to write after '#'")]
     #[case("vault://secret#k", "does not have the form vault://")]
     #[case("vault://secret/../db#k", "Vault path")]
     #[case("gcp://my-project/db", "does not have the form gcp://")]

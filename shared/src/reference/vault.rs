@@ -1,56 +1,217 @@
-//! HashiCorp Vault / OpenBao references: `vault://<mount>/<path>#<key>`.
+//! HashiCorp Vault / OpenBao references:
+//! `vault://<mount>/<path>[?version=<n>][#<key>]`.
+//!
+//! The path is logical, mount first: the sidecar asks Vault which mount it
+//! is under and, for a kv-v2 mount, reads `<mount>/data/<rest>` (version
+//! `n` if asked). Any other engine's path is read as it is
+//! (`vault://database/creds/app`). Without `#<key>` the file holds the
+//! secret's data as JSON. `?api=true` marks a path that is already Vault's
+//! API path (`secret/data/app`, as the Vault CSI provider's `secretPath`
+//! and Vault Agent's templates write it), read without inserting `data/`.
 
 use std::fmt;
 
 use super::{ReferenceError, part, split_fragment};
 
-const VAULT_FORM: &str = "vault://<mount>/<path>#<key>";
+const VAULT_FORM: &str = "vault://<mount>/<path>[?version=<n>][#<key>]";
+/// Vault's own limit on a path is far larger; this bounds what a pod may ask.
+const MAX_PATH: usize = 512;
+const MAX_KEY: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VaultRef {
-    pub mount: String,
+    /// The path, mount first (`secret/app/db`).
     pub path: String,
-    pub key: String,
+    /// The field to write; `None` writes the secret's data as JSON.
+    pub key: Option<String>,
+    /// A kv-v2 version (`?version=<n>`); the latest without it.
+    pub version: Option<u32>,
+    /// The path is Vault's API path, read as it is (`?api=true`).
+    pub api_path: bool,
 }
 
 impl VaultRef {
     pub(crate) fn parse(rest: &str) -> Result<Self, ReferenceError> {
         let (location, key) = split_fragment(rest, "key")?;
-        let key = key.ok_or_else(|| {
-            part(
-                "key",
-                "",
-                "a Vault reference names the field to write after '#', as in vault://secret/app/db#password",
-            )
-        })?;
-        let (mount, path) = location
-            .split_once('/')
-            .ok_or(ReferenceError::Shape { form: VAULT_FORM })?;
-        for segment in std::iter::once(mount).chain(path.split('/')) {
-            let ok = !segment.is_empty()
-                && segment != "."
-                && segment != ".."
-                && segment
-                    .bytes()
-                    .all(|b| b.is_ascii_graphic() && !b"#?%\\".contains(&b));
-            if !ok {
-                return Err(part(
-                    "Vault path",
-                    location,
-                    "a mount and a path of non-empty segments, without '.', '..', '?', '%' or spaces",
-                ));
+        if let Some(key) = &key {
+            check_key(key)?;
+        }
+        let (path, query) = match location.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (location, None),
+        };
+        let mut version = None;
+        let mut api_path = false;
+        for pair in query.into_iter().flat_map(|q| q.split('&')) {
+            match pair.split_once('=') {
+                Some(("version", n)) if version.is_none() => {
+                    version = Some(n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        part("version", n, "a kv-v2 version is a whole number from 1")
+                    })?);
+                }
+                Some(("api", "true")) if !api_path => api_path = true,
+                _ => {
+                    return Err(part(
+                        "query",
+                        pair,
+                        "accepted: version=<n> and api=true, each at most once",
+                    ));
+                }
             }
         }
+        check_path(path)?;
         Ok(Self {
-            mount: mount.to_owned(),
             path: path.to_owned(),
             key,
+            version,
+            api_path,
         })
+    }
+
+    /// The first segment: the mount, or the start of a longer one (the
+    /// sidecar asks Vault where the mount ends).
+    pub fn first_segment(&self) -> &str {
+        self.path.split('/').next().unwrap_or_default()
+    }
+}
+
+fn check_path(path: &str) -> Result<(), ReferenceError> {
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.len() < 2 {
+        return Err(ReferenceError::Shape { form: VAULT_FORM });
+    }
+    let ok = path.len() <= MAX_PATH
+        && segments.iter().all(|s| {
+            !s.is_empty()
+                && *s != "."
+                && *s != ".."
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.@+=:,".contains(&b))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(part(
+            "Vault path",
+            path,
+            "a mount and a path of non-empty segments of letters, digits and -_.@+=:, (no '.' or '..', at most 512 bytes)",
+        ))
+    }
+}
+
+fn check_key(key: &str) -> Result<(), ReferenceError> {
+    let ok = key.len() <= MAX_KEY
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"#?%\\/".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(part(
+            "key",
+            key,
+            "a field name of printable ASCII without #?%\\/ or spaces, at most 256 bytes",
+        ))
     }
 }
 
 impl fmt::Display for VaultRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "vault://{}/{}#{}", self.mount, self.path, self.key)
+        write!(f, "vault://{}", self.path)?;
+        let mut sep = '?';
+        if let Some(v) = self.version {
+            write!(f, "{sep}version={v}")?;
+            sep = '&';
+        }
+        if self.api_path {
+            write!(f, "{sep}api=true")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, "#{key}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use crate::SecretRef;
+
+    fn vault(s: &str) -> super::VaultRef {
+        match s.parse::<SecretRef>() {
+            Ok(SecretRef::Vault(r)) => r,
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+
+    #[rstest]
+    #[case(
+        "vault://secret/app/db#password",
+        "secret/app/db",
+        Some("password"),
+        None,
+        false
+    )]
+    #[case("vault://secret/app/db", "secret/app/db", None, None, false)]
+    #[case(
+        "vault://secret/app/db?version=3#user",
+        "secret/app/db",
+        Some("user"),
+        Some(3),
+        false
+    )]
+    #[case("vault://database/creds/app", "database/creds/app", None, None, false)]
+    #[case(
+        "vault://secret/data/db?api=true#k",
+        "secret/data/db",
+        Some("k"),
+        None,
+        true
+    )]
+    #[case(
+        "vault://team/kv/app?version=1&api=true",
+        "team/kv/app",
+        None,
+        Some(1),
+        true
+    )]
+    fn parses_and_prints_back(
+        #[case] text: &str,
+        #[case] path: &str,
+        #[case] key: Option<&str>,
+        #[case] version: Option<u32>,
+        #[case] api_path: bool,
+    ) {
+        let r = vault(text);
+        assert_eq!(r.path, path);
+        assert_eq!(r.key.as_deref(), key);
+        assert_eq!(r.version, version);
+        assert_eq!(r.api_path, api_path);
+        assert_eq!(r.to_string(), text);
+    }
+
+    #[rstest]
+    #[case("vault://secret#k", "does not have the form vault://")]
+    #[case("vault://secret/../db#k", "Vault path")]
+    #[case("vault://secret//db", "Vault path")]
+    #[case("vault://secret/a b", "Vault path")]
+    #[case("vault://secret/db?version=0", "version \"0\"")]
+    #[case("vault://secret/db?version=x", "version \"x\"")]
+    #[case("vault://secret/db?version=1&version=2", "at most once")]
+    #[case("vault://secret/db?api=yes", "accepted: version=<n> and api=true")]
+    #[case("vault://secret/db?list=true", "accepted")]
+    #[case("vault://secret/db#a/b", "key \"a/b\"")]
+    #[case("vault://secret/db#", "must not be empty")]
+    fn refuses_saying_why(#[case] text: &str, #[case] says: &str) {
+        let err = text.parse::<SecretRef>().unwrap_err().to_string();
+        assert!(err.contains(says), "{text}: {err}");
+    }
+
+    #[test]
+    fn a_path_is_bounded() {
+        let long = format!("vault://secret/{}", "a".repeat(600));
+        assert!(long.parse::<SecretRef>().is_err());
     }
 }

@@ -13,6 +13,8 @@ pub mod aws;
 #[cfg(feature = "azure")]
 pub mod azure;
 pub mod chain;
+#[cfg(feature = "vault")]
+pub mod vault;
 
 use crate::{secret::SecretBytes, text};
 
@@ -314,5 +316,7 @@ pub fn compiled_stores() -> &'static [Store] {
         Store::Azure,
         #[cfg(feature = "aws")]
         Store::Aws,
+        #[cfg(feature = "vault")]
+        Store::Vault,
     ]
 }

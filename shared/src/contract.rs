@@ -54,6 +54,8 @@ pub mod vault {
     pub const TLS_SERVER_NAME: &str = "VAULT_TLS_SERVER_NAME";
     /// The projected ServiceAccount token the sidecar logs in with.
     pub const JWT_FILE: &str = "SECRET_INJECTOR_VAULT_JWT_FILE";
+    /// The operator's auth method mount, for a spec that names none.
+    pub const AUTH_PATH: &str = "SECRET_INJECTOR_VAULT_AUTH_PATH";
 }
 
 /// The status file beside the files: per object, version, last success and

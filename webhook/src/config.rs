@@ -142,6 +142,24 @@ pub struct InjectorArgs {
     #[arg(long, env = "SECRET_INJECTOR_AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
 
+    /// The Vault / OpenBao server pods use unless they name another within
+    /// the allowlist (`https://vault.vault.svc:8200`; this one needs no
+    /// allowlist entry). Set as `VAULT_ADDR` in the injected containers.
+    #[arg(long, env = "SECRET_INJECTOR_VAULT_ADDRESS")]
+    pub vault_address: Option<String>,
+
+    /// The mount path of the Vault auth method pods log in at (kubernetes
+    /// or jwt), unless a pod or class names another.
+    #[arg(long, env = "SECRET_INJECTOR_VAULT_AUTH_PATH",
+          default_value = crate::stores::vault::DEFAULT_AUTH_PATH)]
+    pub vault_auth_path: String,
+
+    /// The audience of the token projected for Vault's login, unless a class
+    /// names another (`audience`); the auth role's `audience` must match.
+    #[arg(long, env = "SECRET_INJECTOR_VAULT_AUDIENCE",
+          default_value = crate::stores::vault::DEFAULT_AUDIENCE)]
+    pub vault_audience: String,
+
     /// The region of an AWS SecretProviderClass that names none
     /// (`parameters.region`), as the AWS provider takes its own
     /// `AWS_REGION`: usually the cluster's region.
@@ -252,6 +270,9 @@ pub struct InjectorConfig {
     pub azure_tenant_id: Option<String>,
     pub aws_pod_identity_endpoint: String,
     pub aws_endpoint_url: Option<String>,
+    pub vault_address: Option<String>,
+    pub vault_auth_path: String,
+    pub vault_audience: String,
 }
 
 impl InjectorArgs {
@@ -316,6 +337,9 @@ impl InjectorArgs {
             azure_tenant_id: self.azure_tenant_id.clone(),
             aws_pod_identity_endpoint: self.aws_pod_identity_endpoint.clone(),
             aws_endpoint_url: self.aws_endpoint_url.clone().filter(|u| !u.is_empty()),
+            vault_address: self.vault_address.clone().filter(|u| !u.is_empty()),
+            vault_auth_path: self.vault_auth_path.clone(),
+            vault_audience: self.vault_audience.clone(),
         }
     }
 

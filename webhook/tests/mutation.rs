@@ -274,7 +274,8 @@ fn other_stores_get_no_azure_token() {
         "secret-injector.io/secret-db-pass".into(),
         json!("vault://secret/db#password"),
     );
-    let (pod, _) = inject(&pod, &config());
+    annotations.insert("secret-injector.io/vault-role".into(), json!("db"));
+    let (pod, _) = inject(&pod, &vault_config());
     assert!(
         !pod.spec
             .unwrap()
@@ -571,14 +572,16 @@ fn pods_without_volumes_init_containers_or_annotation_map_get_them_created() {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "bare", "annotations": {
             "secret-injector.io/inject": "true",
-            "secret-injector.io/secret-token": "vault://secret/prod/api#token"}},
+            "secret-injector.io/secret-token": "vault://secret/prod/api#token",
+            "secret-injector.io/vault-role": "api"}},
         "spec": {"containers": [{"name": "app", "image": "app:1"}]}
     });
-    let (pod, mutation) = inject(&pod, &config());
+    let (pod, mutation) = inject(&pod, &vault_config());
     assert_eq!(init_containers(&pod), ["secret-injector-init"]);
+    // The secrets volume and Vault's projected token.
     assert_eq!(
         pod.spec.as_ref().unwrap().volumes.as_ref().unwrap().len(),
-        1
+        2
     );
     assert_eq!(
         mounts_of(container(&pod, "app")),
@@ -1071,4 +1074,113 @@ fn m6_the_label_opts_in_and_the_annotation_is_warned_about() {
             ..
         }
     ));
+}
+
+fn vault_pod(extra: &[(&str, &str)]) -> Value {
+    let mut pod = seed_pod();
+    let annotations = pod["metadata"]["annotations"].as_object_mut().unwrap();
+    annotations.retain(|k, _| !k.starts_with("secret-injector.io/secret-"));
+    annotations.insert(
+        "secret-injector.io/secret-db".into(),
+        json!("vault://secret/app/db#password"),
+    );
+    for (k, v) in extra {
+        annotations.insert((*k).into(), json!(v));
+    }
+    pod
+}
+
+fn vault_config() -> InjectorConfig {
+    InjectorConfig {
+        vault_address: Some("https://vault.vault.svc:8200".into()),
+        ..config()
+    }
+}
+
+// Vault: a token for the auth method's audience, mounted in the injected
+// containers only, and the operator's address and auth mount as env.
+#[test]
+fn vault_objects_get_a_projected_token_and_the_operators_address() {
+    let pod = vault_pod(&[("secret-injector.io/vault-role", "web")]);
+    let (pod, _) = inject(&pod, &vault_config());
+    assert_eq!(
+        projected_audience(&pod, "secret-injector-vault-token"),
+        Some(("vault".into(), "token".into()))
+    );
+    for name in ["secret-injector-init", "secret-injector"] {
+        let c = container(&pod, name);
+        assert_eq!(env(c, "VAULT_ADDR"), Some("https://vault.vault.svc:8200"));
+        assert_eq!(
+            env(c, "SECRET_INJECTOR_VAULT_JWT_FILE"),
+            Some("/var/run/secrets/secret-injector/vault/token")
+        );
+        assert_eq!(
+            env(c, "SECRET_INJECTOR_VAULT_AUTH_PATH"),
+            Some("kubernetes")
+        );
+        assert!(mounts_of(c).contains(&(
+            "secret-injector-vault-token".into(),
+            "/var/run/secrets/secret-injector/vault".into(),
+            true
+        )));
+        let spec = env(c, "SECRET_INJECTOR_SPEC").unwrap();
+        assert!(spec.contains(r#""vault":{"role":"web"}"#), "{spec}");
+    }
+    assert!(
+        !mounts_of(container(&pod, "nginx"))
+            .iter()
+            .any(|m| m.0 == "secret-injector-vault-token")
+    );
+}
+
+#[test]
+fn vault_without_a_role_or_an_address_is_refused_saying_where_they_come_from() {
+    let err = decide(&vault_pod(&[]), &vault_config())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("secret-injector.io/vault-role"), "{err}");
+    let err = decide(
+        &vault_pod(&[("secret-injector.io/vault-role", "web")]),
+        &config(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("--vault-address"), "{err}");
+}
+
+// A pod may name another server only within the operator's allowlist; the
+// address then travels in the spec (the sidecar checks it again), not as env.
+#[test]
+fn a_pods_own_vault_address_must_be_allowed() {
+    let pod = vault_pod(&[
+        ("secret-injector.io/vault-role", "web"),
+        (
+            "secret-injector.io/vault-address",
+            "https://169.254.169.254:8200",
+        ),
+    ]);
+    let err = decide(&pod, &vault_config()).unwrap_err().to_string();
+    assert!(
+        err.contains("169.254.169.254") && err.contains("--allowed-store-hosts"),
+        "{err}"
+    );
+    let mut allowed = vault_config();
+    allowed.defaults.limits.store_hosts = "vault.example.com:8200".parse().unwrap();
+    let pod = vault_pod(&[
+        ("secret-injector.io/vault-role", "web"),
+        (
+            "secret-injector.io/vault-address",
+            "https://vault.example.com:8200",
+        ),
+        ("secret-injector.io/vault-namespace", "team1"),
+    ]);
+    let (pod, _) = inject(&pod, &allowed);
+    let c = container(&pod, "secret-injector");
+    assert_eq!(env(c, "VAULT_ADDR"), None);
+    let spec = env(c, "SECRET_INJECTOR_SPEC").unwrap();
+    assert!(
+        spec.contains(r#""address":"https://vault.example.com:8200""#),
+        "{spec}"
+    );
+    assert!(spec.contains(r#""namespace":"team1""#), "{spec}");
 }

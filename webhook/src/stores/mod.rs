@@ -13,6 +13,7 @@ use crate::{accounts::AccountIdentity, config::InjectorConfig, mutate::MutationE
 
 pub mod aws;
 pub mod azure;
+pub mod vault;
 
 /// The ServiceAccount annotations some store reads; the account cache keeps
 /// only these.
@@ -76,7 +77,8 @@ pub fn complete_identities(
         match store {
             Store::Azure => azure::check(&spec.identities.azure, service_principal, account)?,
             Store::Aws => aws::check(&spec.identities.aws, account)?,
-            Store::Vault | Store::Gcp => {}
+            Store::Vault => vault::check(&spec.identities.vault)?,
+            Store::Gcp => {}
         }
     }
     Ok(())
@@ -93,7 +95,7 @@ pub fn wiring(sets: &[InjectionSpec], config: &InjectorConfig) -> Result<Wiring,
                 None => {
                     first.insert(store, spec);
                 }
-                Some(earlier) => same_identity(store, earlier, spec)?,
+                Some(earlier) => same_identity(store, earlier, spec, config)?,
             }
         }
     }
@@ -102,7 +104,8 @@ pub fn wiring(sets: &[InjectionSpec], config: &InjectorConfig) -> Result<Wiring,
         all.extend(match store {
             Store::Azure => azure::wiring(spec, config),
             Store::Aws => aws::wiring(spec, config),
-            Store::Vault | Store::Gcp => Wiring::default(),
+            Store::Vault => vault::wiring(spec, config)?,
+            Store::Gcp => Wiring::default(),
         });
     }
     Ok(all)
@@ -110,10 +113,16 @@ pub fn wiring(sets: &[InjectionSpec], config: &InjectorConfig) -> Result<Wiring,
 
 /// Azure's identity travels in each set's spec, which the sidecar reads
 /// first, so sets may differ; AWS's SDK reads one role from the env.
-fn same_identity(store: Store, a: &InjectionSpec, b: &InjectionSpec) -> Result<(), MutationError> {
+fn same_identity(
+    store: Store,
+    a: &InjectionSpec,
+    b: &InjectionSpec,
+    config: &InjectorConfig,
+) -> Result<(), MutationError> {
     match store {
         Store::Aws => aws::same_identity(&a.identities.aws, &b.identities.aws),
-        Store::Azure | Store::Vault | Store::Gcp => Ok(()),
+        Store::Vault => vault::same_identity(a, b, config),
+        Store::Azure | Store::Gcp => Ok(()),
     }
 }
 
@@ -131,6 +140,7 @@ pub const VOLUME_NAMES: &[&str] = &[
     azure::TOKEN_VOLUME_NAME,
     aws::IRSA_TOKEN_VOLUME_NAME,
     aws::POD_IDENTITY_TOKEN_VOLUME_NAME,
+    vault::TOKEN_VOLUME_NAME,
 ];
 
 /// A projected ServiceAccount token for `audience`, as kubelet refreshes it.

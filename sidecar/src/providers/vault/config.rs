@@ -113,6 +113,7 @@ pub fn from_env(
             mount: id
                 .auth_path
                 .clone()
+                .or_else(|| set(names::AUTH_PATH))
                 .unwrap_or_else(|| DEFAULT_AUTH_PATH.to_owned()),
             role: role.clone(),
             jwt_file: set(names::JWT_FILE)

@@ -1,12 +1,15 @@
 //! The sidecar, measured: time to the first complete write of 10 secrets,
 //! RSS while it rotates them, rotation propagation, binary size. Runs the
 //! binary the images carry (the `sidecar` profile) against the Key Vault
-//! emulator on loopback, or with `--store aws` against moto (from the venv
-//! `tests/moto/run.sh` builds; Secrets Manager, static keys):
+//! emulator on loopback, with `--store aws` against moto (from the venv
+//! `tests/moto/run.sh` builds; Secrets Manager, static keys), or with
+//! `--store vault` against OpenBao (`bao server -dev` from the venv
+//! `tests/openbao/run.sh` builds; kv-v2, a token):
 //!
 //!   cargo build --release -p load && cargo build --profile sidecar -p secret-injector-sidecar
 //!   target/release/sidecar-bench
 //!   target/release/sidecar-bench --store aws
+//!   target/release/sidecar-bench --store vault
 
 use std::{
     collections::BTreeMap,
@@ -38,7 +41,7 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     rotations: usize,
     /// The store: azure (the Key Vault emulator) or aws (moto).
-    #[arg(long, default_value = "azure", value_parser = ["azure", "aws"])]
+    #[arg(long, default_value = "azure", value_parser = ["azure", "aws", "vault"])]
     store: String,
     /// The moto venv, for --store aws.
     #[arg(
@@ -47,6 +50,81 @@ struct Args {
         default_value = "/var/cache/secret-injector/moto-venv"
     )]
     moto_venv: PathBuf,
+    /// The OpenBao venv, for --store vault.
+    #[arg(
+        long,
+        env = "OPENBAO_VENV",
+        default_value = "/var/cache/secret-injector/openbao-venv"
+    )]
+    openbao_venv: PathBuf,
+}
+
+/// `bao server -dev` on loopback; `bao kv put` writes to it.
+struct Bao {
+    child: Child,
+    address: String,
+    venv: PathBuf,
+}
+
+const BAO_TOKEN: &str = "bench-root";
+
+impl Drop for Bao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Bao {
+    fn start(venv: &Path) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(venv.join("bin/bao"))
+            .args(["server", "-dev", "-dev-no-store-token"])
+            .arg(format!("-dev-root-token-id={BAO_TOKEN}"))
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "bao from {} (run tests/openbao/run.sh once)",
+                    venv.display()
+                )
+            })?;
+        let bao = Self {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+            venv: venv.to_owned(),
+        };
+        wait_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })?;
+        // Listening comes before the dev mounts exist: wait for a first write.
+        wait_until(Duration::from_secs(30), || bao.put("probe", "x").is_ok())?;
+        Ok(bao)
+    }
+
+    fn put(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        let ok = Command::new(self.venv.join("bin/bao"))
+            .args([
+                "kv",
+                "put",
+                &format!("secret/{name}"),
+                &format!("v={value}"),
+            ])
+            .env("BAO_ADDR", &self.address)
+            .env("BAO_TOKEN", BAO_TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?
+            .success();
+        if !ok {
+            bail!("bao kv put secret/{name} failed");
+        }
+        Ok(())
+    }
 }
 
 /// moto on loopback, with boto3 (tests/moto/fixture.py) writing to it.
@@ -114,6 +192,7 @@ impl Moto {
 enum Target {
     Azure { ca: PathBuf, port: u16 },
     Aws { endpoint: String },
+    Vault { address: String },
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -170,6 +249,9 @@ fn spawn(bin: &Path, spec: &str, target: &Target) -> anyhow::Result<Sidecar> {
                 .env("AWS_SECRET_ACCESS_KEY", "bench-secret-key")
                 .env("AWS_EC2_METADATA_DISABLED", "true");
         }
+        Target::Vault { address } => {
+            cmd.env("VAULT_ADDR", address).env("VAULT_TOKEN", BAO_TOKEN);
+        }
     }
     Ok(Sidecar {
         child: cmd.spawn()?,
@@ -203,6 +285,7 @@ async fn main() -> anyhow::Result<()> {
     let secrets = args.secrets;
     let mut emulator = None;
     let mut moto = None;
+    let mut bao = None;
     let work = tempfile::tempdir()?;
     let (target, source, server): (Target, Box<dyn Fn(usize) -> String>, &str) = match args
         .store
@@ -224,6 +307,19 @@ async fn main() -> anyhow::Result<()> {
                 Target::Aws { endpoint },
                 Box::new(|i| format!("aws://us-east-1/secret-{i}")),
                 "moto (AWS Secrets Manager, static keys)",
+            )
+        }
+        "vault" => {
+            let b = Bao::start(&args.openbao_venv)?;
+            for i in 0..secrets {
+                b.put(&format!("secret-{i}"), &format!("value-{i}"))?;
+            }
+            let address = b.address.clone();
+            bao = Some(b);
+            (
+                Target::Vault { address },
+                Box::new(|i| format!("vault://secret/secret-{i}#v")),
+                "OpenBao (bao server -dev, kv-v2, a token)",
             )
         }
         _ => {
@@ -301,6 +397,12 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..args.rotations {
         let value = format!("rotated-{i}");
         let set_at = match (&emulator, &moto) {
+            _ if bao.is_some() => {
+                if let Some(b) = &bao {
+                    b.put("secret-0", &value)?;
+                }
+                Instant::now()
+            }
             (Some(e), _) => {
                 let set_at = Instant::now();
                 e.state().set_secret(VAULT, "secret-0", &value)?;

@@ -34,6 +34,8 @@ pub const VAULT_AUTH_PATH: &str = "secret-injector.io/vault-auth-path";
 pub const VAULT_ADDRESS: &str = "secret-injector.io/vault-address";
 /// A Vault Enterprise / OpenBao namespace.
 pub const VAULT_NAMESPACE: &str = "secret-injector.io/vault-namespace";
+/// `"true"`: the sidecar revokes its dynamic secrets' leases when it stops.
+pub const VAULT_REVOKE_ON_SHUTDOWN: &str = "secret-injector.io/vault-revoke-on-shutdown";
 pub const SECRET_PROVIDER_CLASS: &str = "secret-injector.io/secret-provider-class";
 /// `secret-injector.io/secret-<file>: <uri>`
 pub const SECRET_KEY_PREFIX: &str = "secret-injector.io/secret-";
@@ -57,6 +59,7 @@ const KNOWN_KEYS: &[&str] = &[
     VAULT_AUTH_PATH,
     VAULT_ADDRESS,
     VAULT_NAMESPACE,
+    VAULT_REVOKE_ON_SHUTDOWN,
     SECRET_PROVIDER_CLASS,
     STATUS,
     NO_SIDECAR_REASON,
@@ -350,6 +353,11 @@ pub fn parse_opted_in(
             VAULT_NAMESPACE => match is_vault_name(value.trim_matches('/'), true) {
                 true => identities.vault.namespace = Some(value.trim_matches('/').to_owned()),
                 false => errors.push(value_error(VAULT_NAMESPACE, value, VAULT_PATH_RULE)),
+            },
+            VAULT_REVOKE_ON_SHUTDOWN => match value.as_str() {
+                "true" => identities.vault.revoke_on_shutdown = true,
+                "false" => {}
+                _ => errors.push(value_error(VAULT_REVOKE_ON_SHUTDOWN, value, "\"true\" or \"false\"")),
             },
             VAULT_ADDRESS => match parse_vault_address(value) {
                 Ok((host, port)) => match limits.store_hosts.check(&host, port) {

@@ -41,6 +41,7 @@ impl Identities {
         pick(&mut class.namespace, &pod.namespace);
         pick(&mut class.audience, &pod.audience);
         pick(&mut class.tls_server_name, &pod.tls_server_name);
+        class.revoke_on_shutdown |= pod.revoke_on_shutdown;
     }
 }
 
@@ -120,6 +121,11 @@ pub struct VaultIdentity {
     /// The name the server's certificate must carry, when not the address's host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_server_name: Option<String>,
+    /// Revoke the leases of dynamic secrets when the sidecar stops
+    /// (`secret-injector.io/vault-revoke-on-shutdown`), as Vault Agent's
+    /// `agent-revoke-on-shutdown` does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoke_on_shutdown: bool,
 }
 
 impl VaultIdentity {

@@ -24,7 +24,8 @@ pub use json_path::{JsonPath, JsonPathError, Step as JsonPathStep};
 pub use provider_class::{AzureCloud, ProviderClassError, spec_from_provider_class};
 pub use reference::{
     ACCEPTED_FORMS, AwsRef, AwsService, AzureObjectKind, AzureRef, GcpRef, ReferenceError,
-    SecretRef, Store, VaultAddress, VaultRef, check_region as check_aws_region,
+    SecretRef, Store, VaultAddress, VaultRef, VaultWrite, WriteMethod,
+    check_region as check_aws_region, is_arg_name, is_arg_value,
 };
 pub use rotation::{
     MAX_ROTATION_INTERVAL, MIN_ROTATION_INTERVAL, Rotation, RotationError, parse_duration,

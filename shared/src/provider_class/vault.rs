@@ -23,8 +23,10 @@
 //! `data.data` first, then `data`), without it the file is Vault's whole
 //! response as JSON; `encoding` (`utf-8`, `base64`, `hex`) decodes the
 //! value; `filePermission` is four octal digits up to `0777`. `method`
-//! other than `GET` and `secretArgs` (writes that issue, such as
-//! `pki/issue/<role>`) are denied for now, naming the object.
+//! `PUT` or `POST` with `secretArgs` (a map of scalars, sent as the JSON
+//! body) is a write that issues, such as `pki/issue/<role>`; `secretArgs`
+//! without such a method, a nested value, or a value with spaces or `&#?%`
+//! is denied naming the object.
 
 use std::collections::BTreeMap;
 
@@ -33,7 +35,7 @@ use serde_yaml_ng::Value as Yaml;
 use super::{Objects, ProviderClassError, Reader, StoreClass, fields, scalar, text};
 use crate::{
     FileMode, FileName, Identities, ObjectEncoding, SecretObject, SecretRef, VaultIdentity,
-    is_vault_name, parse_vault_address,
+    WriteMethod, is_arg_name, is_arg_value, is_vault_name, parse_vault_address,
 };
 
 const KNOWN_PARAMETERS: &[&str] = &[
@@ -197,6 +199,36 @@ pub(super) fn read(
     })
 }
 
+/// `secretArgs`: a map of scalars, each an argument of the write.
+fn secret_args(
+    reader: &Reader,
+    field: &str,
+    value: &Yaml,
+) -> Result<Vec<(String, String)>, ProviderClassError> {
+    const ACCEPTED: &str = "a map of argument names to strings, numbers or booleans, such as {common_name: app.example.com, ttl: 24h}";
+    let Yaml::Mapping(map) = value else {
+        return Err(reader.invalid(field, &format!("{value:?}"), ACCEPTED));
+    };
+    let mut args = Vec::new();
+    for (name, value) in map {
+        let name = name
+            .as_str()
+            .filter(|n| is_arg_name(n))
+            .ok_or_else(|| reader.invalid(field, &format!("{name:?}"), ARG_NAME))?;
+        let text = scalar(value).ok_or_else(|| {
+            reader.invalid(&format!("{field}.{name}"), &format!("{value:?}"), ACCEPTED)
+        })?;
+        if !is_arg_value(&text) {
+            return Err(reader.invalid(&format!("{field}.{name}"), &text, ARG_VALUE));
+        }
+        args.push((name.to_owned(), text));
+    }
+    Ok(args)
+}
+
+const ARG_NAME: &str = "an argument name of letters, digits and _, at most 64 bytes";
+const ARG_VALUE: &str = "printable ASCII without spaces or &#?%, at most 1024 bytes";
+
 fn object(reader: &mut Reader, i: usize, item: &Yaml) -> Result<SecretObject, ProviderClassError> {
     let field = format!("parameters.objects[{i}]");
     let Yaml::Mapping(map) = item else {
@@ -212,27 +244,41 @@ fn object(reader: &mut Reader, i: usize, item: &Yaml) -> Result<SecretObject, Pr
         .ok_or_else(|| reader.missing(&format!("{field}.secretPath"), ACCEPTED_OBJECTS))?;
     let key = text("secretKey")?;
     let method = text("method")?;
-    if let Some(m) = method.as_deref()
-        && !m.eq_ignore_ascii_case("GET")
-    {
-        return Err(reader.invalid(
-            &format!("{field}.method"),
-            m,
-            "GET or absent: writes that issue (PUT/POST with secretArgs) are not supported yet",
-        ));
-    }
-    if values.contains_key("secretArgs") {
-        return Err(reader.invalid(
-            &format!("{field}.secretArgs"),
-            "(set)",
-            "absent: writes that issue (PUT/POST with secretArgs) are not supported yet",
-        ));
-    }
+    let write = match method.as_deref() {
+        None => None,
+        Some(m) if m.eq_ignore_ascii_case("GET") => None,
+        Some(m) => Some(WriteMethod::parse(m).ok_or_else(|| {
+            reader.invalid(
+                &format!("{field}.method"),
+                m,
+                "GET (a read), or PUT or POST (a write that issues, with secretArgs)",
+            )
+        })?),
+    };
+    let args = match values.get("secretArgs") {
+        None => Vec::new(),
+        Some(_) if write.is_none() => {
+            return Err(reader.invalid(
+                &format!("{field}.secretArgs"),
+                "(set)",
+                "secretArgs with method PUT or POST: a read takes no arguments",
+            ));
+        }
+        Some(value) => secret_args(reader, &format!("{field}.secretArgs"), value)?,
+    };
     // The API path as the CSI provider takes it: no leading '/', and the
     // version as a query Vault reads.
     let trimmed = path.trim_start_matches('/');
     let mut uri = format!("vault://{trimmed}");
-    uri.push(if trimmed.contains('?') { '&' } else { '?' });
+    let mut sep = if trimmed.contains('?') { '&' } else { '?' };
+    if let Some(method) = write {
+        uri.push_str(&format!("{sep}method={}", method.as_str()));
+        sep = '&';
+        for (name, value) in &args {
+            uri.push_str(&format!("&{name}={value}"));
+        }
+    }
+    uri.push(sep);
     uri.push_str("api=true");
     if let Some(key) = &key {
         uri.push('#');
@@ -353,6 +399,18 @@ mod tests {
         assert_eq!(v.address, None);
     }
 
+    /// The CSI provider's PKI case: `method: PUT` with `secretArgs`.
+    #[test]
+    fn a_write_that_issues_with_its_arguments() {
+        let objects = "- objectName: cert\n  secretPath: pki/issue/example-dot-com\n  secretKey: certificate\n  method: PUT\n  secretArgs:\n    common_name: test.example.com\n    ttl: 1h\n    exclude_cn_from_sans: true\n";
+        let (spec, _) = read(&class(&[("roleName", "web"), ("objects", objects)])).unwrap();
+        let cert = vault(&spec, "cert");
+        assert_eq!(
+            cert.to_string(),
+            "vault://pki/issue/example-dot-com?method=PUT&common_name=test.example.com&ttl=1h&exclude_cn_from_sans=true&api=true#certificate"
+        );
+    }
+
     #[test]
     fn identity_fields_and_versions() {
         let objects = "- objectName: a\n  secretPath: /secret/data/a?version=2\n- objectName: b\n  secretPath: database/creds/app\n  encoding: BASE64\n  filePermission: 420\n";
@@ -396,8 +454,10 @@ mod tests {
     #[case(&[], "parameters.objects is missing")]
     #[case(&[("objects", "- objectName: a\n")], "secretPath is missing")]
     #[case(&[("objects", "- secretPath: s/a\n")], "objectName is missing")]
-    #[case(&[("objects", "- objectName: a\n  secretPath: pki/issue/web\n  method: POST\n")], "not supported yet")]
-    #[case(&[("objects", "- objectName: a\n  secretPath: pki/issue/web\n  secretArgs: {common_name: x}\n")], "not supported yet")]
+    #[case(&[("objects", "- objectName: a\n  secretPath: pki/issue/web\n  method: DELETE\n")], "PUT or POST")]
+    #[case(&[("objects", "- objectName: a\n  secretPath: pki/issue/web\n  secretArgs: {common_name: x}\n")], "a read takes no arguments")]
+    #[case(&[("objects", "- objectName: a\n  secretPath: pki/issue/web\n  method: PUT\n  secretArgs: {alt: [a, b]}\n")], "a map of argument names")]
+    #[case(&[("objects", "- objectName: a\n  secretPath: pki/issue/web\n  method: PUT\n  secretArgs: {common_name: a b}\n")], "without spaces")]
     #[case(&[("objects", "- objectName: a\n  secretPath: s/a\n  encoding: rot13\n")], "utf-8, base64 or hex")]
     #[case(&[("objects", "- objectName: a\n  secretPath: s/a\n  filePermission: 0999\n")], "filePermission")]
     #[case(&[("objects", "- objectName: a\n  secretPath: s/a\n  filePermission: 4095\n")], "filePermission")]

@@ -15,7 +15,7 @@ pub use aws::{AwsRef, AwsService, check_region};
 pub use azure::{AZURE_PUBLIC_VAULT_SUFFIX, AzureObjectKind, AzureRef, VaultAddress};
 pub(crate) use azure::{check_azure_object_name, check_azure_version, check_vault_name};
 pub use gcp::GcpRef;
-pub use vault::VaultRef;
+pub use vault::{VaultRef, VaultWrite, WriteMethod, is_arg_name, is_arg_value};
 
 use serde::{Deserialize, Serialize};
 

@@ -8,12 +8,24 @@
 //! secret's data as JSON. `?api=true` marks a path that is already Vault's
 //! API path (`secret/data/app`, as the Vault CSI provider's `secretPath`
 //! and Vault Agent's templates write it), read without inserting `data/`.
+//!
+//! A write that issues (`pki/issue/<role>`): `?method=POST` (or `PUT`), the
+//! other pairs being the request's arguments, as Vault Agent's
+//! `secret "pki/issue/web" "common_name=app.example.com"` takes them:
+//! `vault://pki/issue/web?method=POST&common_name=app.example.com&ttl=24h#certificate`.
 
 use std::fmt;
 
 use super::{ReferenceError, part, split_fragment};
 
 const VAULT_FORM: &str = "vault://<mount>/<path>[?version=<n>][#<key>]";
+/// Arguments of one write: what an issuing request takes, bounded.
+const MAX_ARGS: usize = 32;
+const MAX_ARG_VALUE: usize = 1024;
+pub(crate) const ARG_NAME_RULE: &str =
+    "an argument name of letters, digits and _, at most 64 bytes (version and api are reserved)";
+pub(crate) const ARG_VALUE_RULE: &str =
+    "an argument value of printable ASCII without spaces or &#?%, at most 1024 bytes";
 /// Vault's own limit on a path is far larger; this bounds what a pod may ask.
 const MAX_PATH: usize = 512;
 const MAX_KEY: usize = 256;
@@ -28,6 +40,58 @@ pub struct VaultRef {
     pub version: Option<u32>,
     /// The path is Vault's API path, read as it is (`?api=true`).
     pub api_path: bool,
+    /// A write that issues (`?method=POST&<arg>=<value>...`); a read without it.
+    pub write: Option<VaultWrite>,
+}
+
+/// A request that issues rather than reads: `pki/issue/<role>` with its
+/// arguments (sent as the JSON body's strings, which Vault parses per field).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VaultWrite {
+    /// `POST` or `PUT` (Vault treats both as an update).
+    pub method: WriteMethod,
+    pub args: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteMethod {
+    Post,
+    Put,
+}
+
+impl WriteMethod {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "POST" => Some(Self::Post),
+            "PUT" => Some(Self::Put),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Post => "POST",
+            Self::Put => "PUT",
+        }
+    }
+}
+
+/// An issuing request's argument name (`common_name`, `ttl`).
+pub fn is_arg_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name != "version"
+        && name != "api"
+        && name != "method"
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// An argument's value as a reference carries it, unencoded.
+pub fn is_arg_value(value: &str) -> bool {
+    value.len() <= MAX_ARG_VALUE
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"&#?%".contains(&b))
 }
 
 impl VaultRef {
@@ -42,7 +106,34 @@ impl VaultRef {
         };
         let mut version = None;
         let mut api_path = false;
-        for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        let pairs: Vec<&str> = query.into_iter().flat_map(|q| q.split('&')).collect();
+        let mut write = None;
+        for pair in &pairs {
+            if let Some(m) = pair.strip_prefix("method=") {
+                if write.is_some() {
+                    return Err(part(
+                        "query",
+                        pair,
+                        "method=POST or method=PUT, at most once",
+                    ));
+                }
+                let method = WriteMethod::parse(m).ok_or_else(|| {
+                    part(
+                        "method",
+                        m,
+                        "POST or PUT (a write that issues); a read needs no method",
+                    )
+                })?;
+                write = Some(VaultWrite {
+                    method,
+                    args: Vec::new(),
+                });
+            }
+        }
+        for pair in pairs {
+            if pair.starts_with("method=") {
+                continue;
+            }
             match pair.split_once('=') {
                 Some(("version", n)) if version.is_none() => {
                     version = Some(n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -50,14 +141,39 @@ impl VaultRef {
                     })?);
                 }
                 Some(("api", "true")) if !api_path => api_path = true,
+                Some((name, value)) if write.is_some() && name != "api" && name != "version" => {
+                    if !is_arg_name(name) {
+                        return Err(part("argument", name, ARG_NAME_RULE));
+                    }
+                    if !is_arg_value(value) {
+                        return Err(part("argument value", value, ARG_VALUE_RULE));
+                    }
+                    if let Some(w) = write.as_mut() {
+                        if w.args.len() >= MAX_ARGS || w.args.iter().any(|(n, _)| n == name) {
+                            return Err(part(
+                                "argument",
+                                name,
+                                "each argument at most once, at most 32 of them",
+                            ));
+                        }
+                        w.args.push((name.to_owned(), value.to_owned()));
+                    }
+                }
                 _ => {
                     return Err(part(
                         "query",
                         pair,
-                        "accepted: version=<n> and api=true, each at most once",
+                        "accepted: version=<n> and api=true, each at most once; with method=POST or PUT, <argument>=<value> pairs",
                     ));
                 }
             }
+        }
+        if write.is_some() && version.is_some() {
+            return Err(part(
+                "query",
+                "version",
+                "a write that issues has no version: leave out version=<n> or method=",
+            ));
         }
         check_path(path)?;
         Ok(Self {
@@ -65,6 +181,7 @@ impl VaultRef {
             key,
             version,
             api_path,
+            write,
         })
     }
 
@@ -122,6 +239,13 @@ impl fmt::Display for VaultRef {
         if let Some(v) = self.version {
             write!(f, "{sep}version={v}")?;
             sep = '&';
+        }
+        if let Some(w) = &self.write {
+            write!(f, "{sep}method={}", w.method.as_str())?;
+            sep = '&';
+            for (name, value) in &w.args {
+                write!(f, "&{name}={value}")?;
+            }
         }
         if self.api_path {
             write!(f, "{sep}api=true")?;
@@ -205,6 +329,45 @@ mod tests {
     #[case("vault://secret/db#a/b", "key \"a/b\"")]
     #[case("vault://secret/db#", "must not be empty")]
     fn refuses_saying_why(#[case] text: &str, #[case] says: &str) {
+        let err = text.parse::<SecretRef>().unwrap_err().to_string();
+        assert!(err.contains(says), "{text}: {err}");
+    }
+
+    #[rstest]
+    #[case("vault://pki/issue/web?method=POST&common_name=app.example.com&ttl=24h#certificate")]
+    #[case(
+        "vault://pki/issue/web?method=PUT&common_name=a.example.com&alt_names=b.example.com,c.example.com&api=true"
+    )]
+    #[case("vault://pki/issue/web?method=POST")]
+    fn writes_that_issue_print_back(#[case] text: &str) {
+        let r = vault(text);
+        assert!(r.write.is_some(), "{text}");
+        assert_eq!(r.to_string(), text);
+    }
+
+    #[test]
+    fn a_writes_arguments_in_order() {
+        let r = vault("vault://pki/issue/web?common_name=x.example.com&method=post&ttl=10m");
+        let w = r.write.unwrap();
+        assert_eq!(w.method, super::WriteMethod::Post);
+        assert_eq!(
+            w.args,
+            [
+                ("common_name".into(), "x.example.com".into()),
+                ("ttl".into(), "10m".into())
+            ]
+        );
+    }
+
+    #[rstest]
+    #[case("vault://pki/issue/web?common_name=x", "accepted: version=<n>")]
+    #[case("vault://pki/issue/web?method=GET", "POST or PUT")]
+    #[case("vault://pki/issue/web?method=POST&method=PUT", "at most once")]
+    #[case("vault://pki/issue/web?method=POST&version=2", "no version")]
+    #[case("vault://pki/issue/web?method=POST&a-b=1", "argument name")]
+    #[case("vault://pki/issue/web?method=POST&cn=a%20b", "argument value")]
+    #[case("vault://pki/issue/web?method=POST&ttl=1&ttl=2", "at most once")]
+    fn writes_refused_saying_why(#[case] text: &str, #[case] says: &str) {
         let err = text.parse::<SecretRef>().unwrap_err().to_string();
         assert!(err.contains(says), "{text}: {err}");
     }

@@ -577,10 +577,7 @@ mod tests {
             .map(|(f, value, version)| {
                 (
                     file(f),
-                    Known {
-                        bytes: SecretBytes::from(value.to_string()),
-                        version: version.to_string(),
-                    },
+                    Known::new(SecretBytes::from(value.to_string()), version.to_string()),
                 )
             })
             .collect()

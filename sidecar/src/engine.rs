@@ -121,6 +121,9 @@ pub struct Engine {
     store_hosts: StoreHosts,
 }
 
+/// How long the sidecar may spend ending its leases when it stops.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// One fetch: what is asked, in which format, and where else if unreachable.
 type FetchKey = (SecretRef, Option<ObjectFormat>, Option<SecretRef>);
 
@@ -204,11 +207,16 @@ impl Engine {
                 tracing::warn!(file = %object.file, "the files in the volume do not match the status file; fetching before using them");
                 return Ok(false);
             };
+            let lease = status
+                .objects
+                .get(object.file.as_str())
+                .and_then(|s| s.lease.as_ref())
+                .and_then(|l| l.to_lease());
             known.insert(
                 object.file.clone(),
                 Known {
-                    bytes: entry.data.clone(),
-                    version,
+                    lease,
+                    ..Known::new(entry.data.clone(), version)
                 },
             );
         }
@@ -224,7 +232,12 @@ impl Engine {
         Ok(true)
     }
 
-    async fn fetch_round(&self) -> (Vec<(FileName, Result<Known, FetchError>)>, usize) {
+    /// Fetches every object `settled` does not already answer (lent values
+    /// kept or renewed this round).
+    async fn fetch_round(
+        &self,
+        mut settled: BTreeMap<FileName, Result<Known, FetchError>>,
+    ) -> (Vec<(FileName, Result<Known, FetchError>)>, usize) {
         let key = |o: &SecretObject| -> FetchKey {
             (
                 o.source.fetched(),
@@ -232,7 +245,13 @@ impl Engine {
                 o.failover.as_ref().map(SecretRef::fetched),
             )
         };
-        let mut unique: Vec<FetchKey> = self.spec.objects.iter().map(key).collect();
+        let mut unique: Vec<FetchKey> = self
+            .spec
+            .objects
+            .iter()
+            .filter(|o| !settled.contains_key(&o.file))
+            .map(key)
+            .collect();
         unique.sort_by_key(|(r, f, o)| (r.to_string(), format!("{f:?}"), format!("{o:?}")));
         unique.dedup();
         let hosts = &self.store_hosts;
@@ -280,11 +299,14 @@ impl Engine {
             .objects
             .iter()
             .map(|o| {
+                if let Some(result) = settled.remove(&o.file) {
+                    return (o.file.clone(), result);
+                }
                 let result = match results.get(&key(o)) {
                     Some(Ok(fetched)) => {
                         transform::to_file_bytes(o, &fetched.value).map(|bytes| Known {
-                            bytes,
-                            version: fetched.version.clone(),
+                            lease: fetched.lease.clone(),
+                            ..Known::new(bytes, fetched.version.clone())
                         })
                     }
                     Some(Err(e)) => Err(e.clone()),
@@ -296,9 +318,88 @@ impl Engine {
         (round, fetches)
     }
 
+    /// Lent values: kept until two thirds of their lease, then renewed
+    /// (once per lease), and fetched anew when the store will not extend
+    /// them. A renewal the store cannot answer now (an outage, throttling)
+    /// keeps the value as a failure, retried with backoff.
+    async fn settle_leases(&self) -> (BTreeMap<FileName, Result<Known, FetchError>>, usize) {
+        let plan = plan::lease_plan(&self.spec, &self.known, SystemTime::now());
+        let mut settled = BTreeMap::new();
+        for file in plan.keep {
+            if let Some(known) = self.known.get(&file) {
+                settled.insert(file, Ok(known.clone()));
+            }
+        }
+        let renewals = plan.renew.len();
+        for (lease, files) in plan.renew {
+            let Some(store) = files.first().and_then(|f| self.store_of(f)) else {
+                continue;
+            };
+            match self.providers.renew(store, &lease).await {
+                Ok(renewed) => {
+                    tracing::info!(files = ?files.iter().map(FileName::as_str).collect::<Vec<_>>(), until = %humantime::format_rfc3339_seconds(renewed.until), renewable = renewed.renewable, "renewed a lease");
+                    for file in files {
+                        if let Some(known) = self.known.get(&file) {
+                            let known = Known {
+                                lease: Some(renewed.clone()),
+                                ..known.clone()
+                            };
+                            settled.insert(file, Ok(known));
+                        }
+                    }
+                }
+                Err(e) if e.is_outage() || matches!(e, FetchError::Throttled { .. }) => {
+                    for file in files {
+                        settled.insert(file, Err(e.clone()));
+                    }
+                }
+                Err(e) => {
+                    // Gone or not renewable after all: new credentials now.
+                    tracing::warn!(kind = e.label(), error = %e, "a lease cannot be renewed; fetching new credentials");
+                }
+            }
+        }
+        (settled, renewals)
+    }
+
+    fn store_of(&self, file: &FileName) -> Option<shared::Store> {
+        self.spec
+            .objects
+            .iter()
+            .find(|o| &o.file == file)
+            .map(|o| o.source.store())
+    }
+
+    /// How long until a lent value needs a look (renew or replace).
+    pub fn lease_wait(&self) -> Option<Duration> {
+        crate::lease::next_wait(
+            self.known.values().filter_map(|k| k.lease.as_ref()),
+            SystemTime::now(),
+        )
+    }
+
+    /// The sidecar stops: the stores configured to end their leases do.
+    pub async fn release_leases(&self) {
+        let mut by_store: BTreeMap<shared::Store, Vec<crate::lease::Lease>> = BTreeMap::new();
+        for object in &self.spec.objects {
+            let Some(lease) = self.known.get(&object.file).and_then(|k| k.lease.clone()) else {
+                continue;
+            };
+            let leases = by_store.entry(object.source.store()).or_default();
+            if lease.id.is_some() && !leases.iter().any(|l| l.id == lease.id) {
+                leases.push(lease);
+            }
+        }
+        for (store, leases) in by_store {
+            self.providers.release(store, &leases).await;
+        }
+    }
+
     /// Fetch everything once, write the set if it is complete and changed.
     pub async fn round(&mut self) -> Result<RoundReport, EngineError> {
-        let (round, fetches) = self.fetch_round().await;
+        let (settled, renewals) = self.settle_leases().await;
+        let (round, fetches) = self.fetch_round(settled).await;
+        let fetches = fetches + renewals;
         let merged = plan::merge(&self.spec, round, &self.known);
         let complete = merged.set.is_some();
         let wrote = match &merged.set {
@@ -390,6 +491,18 @@ impl Engine {
                     file: object.file.to_string(),
                 })
                 .set(i64::from(failure.is_some()));
+            if let Some(lease) = self.known.get(&object.file).and_then(|k| k.lease.as_ref()) {
+                let until = lease
+                    .until
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default();
+                metrics
+                    .lease_expiry
+                    .get_or_create(&FileLabels {
+                        file: object.file.to_string(),
+                    })
+                    .set(i64::try_from(until.as_secs()).unwrap_or(i64::MAX));
+            }
         }
         if wrote {
             metrics.writes.inc();
@@ -467,6 +580,8 @@ impl Engine {
             &report.failures,
             unit,
         );
+        // A lent value is renewed or replaced on its lease's time.
+        let delay = self.lease_wait().map_or(delay, |wait| delay.min(wait));
         // A Secret the app waits for could not be synced: retry it soon
         // (unless retrying cannot help).
         if report.publish_error.as_ref().is_some_and(|e| !e.permanent) {
@@ -483,18 +598,29 @@ impl Engine {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), EngineError> {
         tokio::pin!(shutdown);
-        let mut delay = first_delay;
+        // A resumed lease may be due before the first poll.
+        let mut delay = self
+            .lease_wait()
+            .map_or(first_delay, |wait| first_delay.min(wait));
         loop {
             tokio::select! {
-                _ = &mut shutdown => return Ok(()),
+                _ = &mut shutdown => break,
                 _ = tokio::time::sleep(delay) => {}
             }
             let report = tokio::select! {
-                _ = &mut shutdown => return Ok(()),
+                _ = &mut shutdown => break,
                 report = self.round() => report?,
             };
             delay = self.next_delay(&report);
         }
+        // Bounded: kubelet's grace period is short and the app may be gone.
+        if tokio::time::timeout(RELEASE_TIMEOUT, self.release_leases())
+            .await
+            .is_err()
+        {
+            tracing::warn!("releasing leases took longer than {RELEASE_TIMEOUT:?}; left to expire");
+        }
+        Ok(())
     }
 
     fn describe_failures(&self, failures: &[(FileName, FetchError)]) -> String {

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod kube_sink;
+pub mod lease;
 pub mod metrics;
 pub mod pem;
 pub mod plan;

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub failing: Family<FileLabels, Gauge>,
     pub writes: Counter,
     pub last_write: Gauge,
+    /// When a lent value's lease ends (Unix seconds): dynamic credentials, certificates.
+    pub lease_expiry: Family<FileLabels, Gauge>,
 }
 
 impl Metrics {
@@ -53,12 +55,19 @@ impl Metrics {
             "When the files last changed",
             last_write.clone(),
         );
+        let lease_expiry = Family::<FileLabels, Gauge>::default();
+        registry.register(
+            "lease_expiry_timestamp_seconds",
+            "When the lease of the object's current value ends (dynamic secrets, certificates)",
+            lease_expiry.clone(),
+        );
         Arc::new(Self {
             registry,
             fetches,
             failing,
             writes,
             last_write,
+            lease_expiry,
         })
     }
 

@@ -1,11 +1,15 @@
 //! The sidecar's decisions, as pure functions: when to poll next, how long to
 //! back off, and what set to write from a round of fetches.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime},
+};
 
 use shared::{FileMode, FileName, InjectionSpec};
 
 use crate::{
+    lease::{Lease, Step},
     providers::FetchError,
     secret::SecretBytes,
     writer::{FileEntry, FileSet},
@@ -99,6 +103,56 @@ pub fn next_delay(
 pub struct Known {
     pub bytes: SecretBytes,
     pub version: String,
+    /// The store lent it: kept, renewed and replaced by its lease.
+    pub lease: Option<Lease>,
+}
+
+impl Known {
+    pub fn new(bytes: SecretBytes, version: impl Into<String>) -> Self {
+        Self {
+            bytes,
+            version: version.into(),
+            lease: None,
+        }
+    }
+
+    /// The same file content: a renewed lease is not a change.
+    fn same(&self, other: &Self) -> bool {
+        self.bytes == other.bytes && self.version == other.version
+    }
+}
+
+/// What a round does with the values the store lent (leases).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LeasePlan {
+    /// Files whose lent value stays as it is this round.
+    pub keep: Vec<FileName>,
+    /// Leases to renew, each once however many files share it, with their
+    /// files. Every other file is fetched: it has no lease, has never been
+    /// fetched, or its lease is to be replaced.
+    pub renew: Vec<(Lease, Vec<FileName>)>,
+}
+
+pub fn lease_plan(
+    spec: &InjectionSpec,
+    known: &BTreeMap<FileName, Known>,
+    now: SystemTime,
+) -> LeasePlan {
+    let mut plan = LeasePlan::default();
+    for object in &spec.objects {
+        let Some(lease) = known.get(&object.file).and_then(|k| k.lease.as_ref()) else {
+            continue;
+        };
+        match lease.step(now) {
+            Step::Keep(_) => plan.keep.push(object.file.clone()),
+            Step::Renew => match plan.renew.iter_mut().find(|(l, _)| l.id == lease.id) {
+                Some((_, files)) => files.push(object.file.clone()),
+                None => plan.renew.push((lease.clone(), vec![object.file.clone()])),
+            },
+            Step::Replace => {}
+        }
+    }
+    plan
 }
 
 /// The outcome of merging a round into what was known.
@@ -123,7 +177,7 @@ pub fn merge(
     for (file, result) in round {
         match result {
             Ok(fresh) => {
-                if previous.get(&file) != Some(&fresh) {
+                if !previous.get(&file).is_some_and(|p| p.same(&fresh)) {
                     merged.changed.push(file.clone());
                 }
                 merged.known.insert(file, fresh);
@@ -193,10 +247,7 @@ mod tests {
     }
 
     fn known(value: &str, version: &str) -> Known {
-        Known {
-            bytes: SecretBytes::from(value.to_owned()),
-            version: version.into(),
-        }
+        Known::new(SecretBytes::from(value.to_owned()), version)
     }
 
     #[test]
@@ -291,6 +342,51 @@ mod tests {
             next_delay(interval, &b, 1, &throttled, 0.5),
             Duration::from_secs(7)
         );
+    }
+
+    #[test]
+    fn leased_values_are_kept_renewed_once_per_lease_or_fetched() {
+        use crate::lease::Lease;
+        let t0 = SystemTime::UNIX_EPOCH;
+        let spec = spec(&["user", "pass", "cert", "plain"]);
+        let db = Lease::granted(
+            Some("db/1".into()),
+            true,
+            Duration::from_secs(120),
+            t0,
+            None,
+        );
+        let cert = Lease::granted(None, false, Duration::from_secs(3600), t0, None);
+        let lent = |value: &str, lease: &Lease| Known {
+            lease: Some(lease.clone()),
+            ..known(value, "v")
+        };
+        let known = BTreeMap::from([
+            (file("user"), lent("u", &db)),
+            (file("pass"), lent("p", &db)),
+            (file("cert"), lent("c", &cert)),
+            (file("plain"), known("x", "1")),
+        ]);
+        let early = lease_plan(&spec, &known, t0 + Duration::from_secs(10));
+        // In the spec's order (by file).
+        assert_eq!(early.keep, [file("cert"), file("pass"), file("user")]);
+        assert!(early.renew.is_empty());
+        let later = lease_plan(&spec, &known, t0 + Duration::from_secs(90));
+        assert_eq!(later.keep, [file("cert")]);
+        assert_eq!(
+            later.renew,
+            [(db.clone(), vec![file("pass"), file("user")])]
+        );
+        // The certificate at two thirds of its validity: fetched, not kept.
+        let late = lease_plan(&spec, &known, t0 + Duration::from_secs(2400));
+        assert!(late.keep.is_empty(), "{late:?}");
+        // A renewed lease is not a change; a new one with a new value is.
+        let renewed = Known {
+            lease: Some(db.renewed(Duration::from_secs(120), t0 + Duration::from_secs(90), None)),
+            ..known[&file("user")].clone()
+        };
+        let merged = merge(&spec, vec![(file("user"), Ok(renewed))], &known);
+        assert!(merged.changed.is_empty());
     }
 
     #[test]

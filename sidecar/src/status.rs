@@ -16,7 +16,7 @@ use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 use serde::{Deserialize, Serialize};
 use shared::InjectionSpec;
 
-use crate::plan::Merged;
+use crate::{lease::Lease, plan::Merged};
 
 pub use shared::contract::STATUS_FILE;
 const STATUS_TMP: &str = "..secret-injector-status.json.tmp";
@@ -48,6 +48,54 @@ pub struct ObjectStatus {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<String>,
+    /// The lease of a lent value (dynamic credentials, a certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseStatus>,
+}
+
+/// A lease as the status file shows it: its id (not a secret: acting on it
+/// takes a token with the right policy), and RFC 3339 times. The sidecar
+/// reads it back to go on renewing what the init container was lent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub renewable: bool,
+    pub since: String,
+    pub expires: String,
+    /// The end of the credential that obtained it, which it cannot outlive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound: Option<String>,
+}
+
+impl LeaseStatus {
+    pub fn of(lease: &Lease) -> Self {
+        let stamp = |t| humantime::format_rfc3339_seconds(t).to_string();
+        Self {
+            id: lease.id.clone(),
+            renewable: lease.renewable,
+            since: stamp(lease.since),
+            expires: stamp(lease.until),
+            bound: lease.bound.map(stamp),
+        }
+    }
+
+    /// The lease, if every time parses.
+    pub fn to_lease(&self) -> Option<Lease> {
+        let time = |s: &str| humantime::parse_rfc3339(s).ok();
+        let bound = match &self.bound {
+            Some(b) => Some(time(b)?),
+            None => None,
+        };
+        Some(Lease {
+            id: self.id.clone(),
+            renewable: self.renewable,
+            since: time(&self.since)?,
+            until: time(&self.expires)?,
+            bound,
+        })
+    }
 }
 
 impl Status {
@@ -58,6 +106,7 @@ impl Status {
             entry.source = object.source.to_string();
             if let Some(known) = merged.known.get(&object.file) {
                 entry.version = Some(known.version.clone());
+                entry.lease = known.lease.as_ref().map(LeaseStatus::of);
             }
             match merged.failures.iter().find(|(f, _)| f == &object.file) {
                 Some((_, e)) => {
@@ -146,6 +195,27 @@ mod tests {
             },
         );
         status
+    }
+
+    #[test]
+    fn a_lease_reads_back_as_it_was_written() {
+        use std::time::Duration;
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let lease = Lease {
+            id: Some("database/creds/app/abc".into()),
+            renewable: true,
+            since: t,
+            until: t + Duration::from_secs(120),
+            bound: Some(t + Duration::from_secs(3600)),
+        };
+        let status = LeaseStatus::of(&lease);
+        assert_eq!(status.expires, "2027-01-15T08:02:00Z");
+        assert_eq!(status.to_lease(), Some(lease));
+        let broken = LeaseStatus {
+            expires: "soon".into(),
+            ..status
+        };
+        assert_eq!(broken.to_lease(), None);
     }
 
     #[test]

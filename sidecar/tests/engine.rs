@@ -56,10 +56,10 @@ impl Provider for ScriptedStore {
         let uri = source.to_string();
         *self.calls.lock().unwrap().entry(uri.clone()).or_default() += 1;
         match self.answers.lock().unwrap().get(&uri) {
-            Some(Ok((value, version))) => Ok(Fetched {
-                value: SecretBytes::from(value.clone()),
-                version: version.clone(),
-            }),
+            Some(Ok((value, version))) => Ok(Fetched::new(
+                SecretBytes::from(value.clone()),
+                version.clone(),
+            )),
             Some(Err(e)) => Err(e.clone()),
             None => Err(FetchError::NotFound(format!("{uri} does not exist").into())),
         }

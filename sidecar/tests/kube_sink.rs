@@ -238,10 +238,10 @@ impl Provider for Store {
         _: Option<ObjectFormat>,
     ) -> Result<Fetched, FetchError> {
         match self.0.lock().unwrap().get(&source.to_string()) {
-            Some((value, version)) => Ok(Fetched {
-                value: SecretBytes::from(value.clone()),
-                version: version.clone(),
-            }),
+            Some((value, version)) => Ok(Fetched::new(
+                SecretBytes::from(value.clone()),
+                version.clone(),
+            )),
             None => Err(FetchError::NotFound("no such secret".into())),
         }
     }

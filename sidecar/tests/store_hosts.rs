@@ -26,10 +26,7 @@ impl Provider for Recording {
         _: Option<ObjectFormat>,
     ) -> Result<Fetched, FetchError> {
         self.0.lock().unwrap().push(source.to_string());
-        Ok(Fetched {
-            value: SecretBytes::from("v".to_owned()),
-            version: "1".into(),
-        })
+        Ok(Fetched::new(SecretBytes::from("v".to_owned()), "1"))
     }
 }
 

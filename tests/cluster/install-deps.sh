@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test cluster harness needs.
+# Install the Debian packages the test cluster harness and the stores' tests need.
 #
 # Idempotent: packages are installed only when `dpkg -s` says they are
 # missing, the deb-src entry (needed by `apt-get source kubernetes` in
@@ -31,6 +31,12 @@ CLUSTER_PKGS=(
   curl              # readiness checks
   dnsmasq-base      # the cluster's DNS (answers <workdir>/dns-hosts only)
   busybox-static    # the stand-in app image (tests/images/build.sh)
+)
+
+# What the stores' tests start themselves (tests/openbao: the database
+# secrets engine's dynamic credentials against a real PostgreSQL).
+STORE_PKGS=(
+  postgresql postgresql-client
 )
 
 DEBSRC_FILE=/etc/apt/sources.list.d/debian-src.sources
@@ -73,7 +79,7 @@ SRC
 fi
 
 missing=()
-for p in "${APISERVER_PKGS[@]}" "${CLUSTER_PKGS[@]}"; do
+for p in "${APISERVER_PKGS[@]}" "${CLUSTER_PKGS[@]}" "${STORE_PKGS[@]}"; do
   is_installed "$p" || missing+=("$p")
 done
 

@@ -16,13 +16,25 @@ pub mod chain;
 #[cfg(feature = "vault")]
 pub mod vault;
 
-use crate::{secret::SecretBytes, text};
+use crate::{lease::Lease, secret::SecretBytes, text};
 
-/// A value as the store returned it, with the store's version id.
+/// A value as the store returned it, with the store's version id and, for
+/// a value it lends (dynamic credentials, a certificate), the lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
     pub value: SecretBytes,
     pub version: String,
+    pub lease: Option<Lease>,
+}
+
+impl Fetched {
+    pub fn new(value: SecretBytes, version: impl Into<String>) -> Self {
+        Self {
+            value,
+            version: version.into(),
+            lease: None,
+        }
+    }
 }
 
 /// An error's detail as it may be shown: one line of at most
@@ -182,6 +194,20 @@ pub trait Provider: Send + Sync {
 
     /// Forget cached credentials (after a 401, a token may have been revoked).
     fn reset_credentials(&self) {}
+
+    /// Extends a lease this store granted, asking for its term again.
+    async fn renew(&self, lease: &Lease) -> Result<Lease, FetchError> {
+        let _ = lease;
+        Err(FetchError::Unsupported(
+            "this store grants no renewable leases".into(),
+        ))
+    }
+
+    /// The sidecar is stopping with these leases out: a store configured to
+    /// end them (Vault's revoke on shutdown) does; the rest keep them.
+    async fn release(&self, leases: &[Lease]) {
+        let _ = leases;
+    }
 }
 
 /// One object to fetch: its reference (as [`SecretRef::fetched`] asks it)
@@ -306,6 +332,21 @@ impl Providers {
             .into_iter()
             .map(|a| a.unwrap_or_else(|| Err(FetchError::Unsupported("not fetched".into()))))
             .collect()
+    }
+}
+
+impl Providers {
+    pub async fn renew(&self, store: Store, lease: &Lease) -> Result<Lease, FetchError> {
+        match self.0.get(&store) {
+            Some(provider) => provider.renew(lease).await,
+            None => Err(FetchError::Unsupported("no provider".into())),
+        }
+    }
+
+    pub async fn release(&self, store: Store, leases: &[Lease]) {
+        if let Some(provider) = self.0.get(&store) {
+            provider.release(leases).await;
+        }
     }
 }
 

@@ -140,10 +140,10 @@ impl AwsProvider {
                 ));
             }
         };
-        Ok(Fetched {
+        Ok(Fetched::new(
             value,
-            version: out.version_id().unwrap_or_default().to_owned(),
-        })
+            out.version_id().unwrap_or_default().to_owned(),
+        ))
     }
 
     async fn parameter(&self, r: &AwsRef) -> Result<Fetched, FetchError> {
@@ -163,10 +163,10 @@ impl AwsProvider {
         let value = parameter.value().ok_or_else(|| {
             FetchError::Invalid(format!("{r}: the parameter has no value").into())
         })?;
-        Ok(Fetched {
-            value: SecretBytes::from(value.to_owned()),
-            version: parameter.version().to_string(),
-        })
+        Ok(Fetched::new(
+            SecretBytes::from(value.to_owned()),
+            parameter.version().to_string(),
+        ))
     }
 }
 
@@ -222,10 +222,10 @@ impl AwsProvider {
                         let value = p.value().ok_or_else(|| {
                             FetchError::Invalid(format!("{r}: the parameter has no value").into())
                         })?;
-                        Ok(Fetched {
-                            value: SecretBytes::from(value.to_owned()),
-                            version: p.version().to_string(),
-                        })
+                        Ok(Fetched::new(
+                            SecretBytes::from(value.to_owned()),
+                            p.version().to_string(),
+                        ))
                     }
                     None if out.invalid_parameters().iter().any(|n| n == asked || *n == r.name) => {
                         Err(FetchError::NotFound(

@@ -233,7 +233,7 @@ impl AzureProvider {
                     format,
                     value,
                 )?;
-                Ok(Fetched { value, version })
+                Ok(Fetched::new(value, version))
             }
             AzureObjectKind::Certificate => {
                 let options = azure_security_keyvault_certificates::models::CertificateClientGetCertificateOptions {
@@ -250,10 +250,10 @@ impl AzureProvider {
                 let der = cert.cer.ok_or_else(|| {
                     FetchError::Invalid(format!("{what} has no certificate body (cer)").into())
                 })?;
-                Ok(Fetched {
-                    value: SecretBytes::from(pem::certificate_pem(&der)),
+                Ok(Fetched::new(
+                    SecretBytes::from(pem::certificate_pem(&der)),
                     version,
-                })
+                ))
             }
             AzureObjectKind::Key => {
                 let options = azure_security_keyvault_keys::models::KeyClientGetKeyOptions {
@@ -272,10 +272,7 @@ impl AzureProvider {
                 let version = version_from_id(jwk.kid.as_deref());
                 let public = public_key_pem(&jwk)
                     .ok_or_else(|| FetchError::Invalid(format!("{what}: only RSA and EC (P-256, P-384, P-521, P-256K) public keys can be written").into()))?;
-                Ok(Fetched {
-                    value: SecretBytes::from(public),
-                    version,
-                })
+                Ok(Fetched::new(SecretBytes::from(public), version))
             }
         }
     }

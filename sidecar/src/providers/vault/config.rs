@@ -73,6 +73,8 @@ pub struct VaultConfig {
     pub ca_bundle: Option<Vec<u8>>,
     pub resolve: Vec<(String, SocketAddr)>,
     pub timeout: Duration,
+    /// Revoke the leases and the token when the sidecar stops.
+    pub revoke_on_shutdown: bool,
 }
 
 /// The projected token's path when the env names none (the webhook's mount).
@@ -140,5 +142,6 @@ pub fn from_env(
         ca_bundle,
         resolve: transport.resolve.clone(),
         timeout: transport.timeout,
+        revoke_on_shutdown: id.revoke_on_shutdown,
     })
 }

@@ -4,50 +4,79 @@
 //!
 //! - `POST auth/<mount>/login {role, jwt}` (kubernetes and jwt auth), and
 //!   `auth/token/renew-self` at two thirds of the token's TTL; a 403 logs in
-//!   again once before it is reported;
+//!   again (at most once per [`RELOGIN_EVERY`]) before it is reported;
 //! - `GET sys/internal/ui/mounts/<path>`: which engine a `vault://` path is
 //!   under, so a kv-v2 read gets `data/` inserted (cached per mount);
-//! - `GET <path>` for the value, with `X-Vault-Namespace` when one is set.
+//! - `GET <path>` for the value, or `POST`/`PUT <path>` with the arguments
+//!   as the JSON body for an engine that issues on write (`pki/issue/<role>`),
+//!   with `X-Vault-Namespace` when one is set; the files that name one path
+//!   share one request, so `#username` and `#password` of dynamic
+//!   credentials are one pair;
+//! - `PUT sys/leases/renew` for a lease, and on shutdown, when asked,
+//!   `PUT sys/leases/revoke` and `auth/token/revoke-self`.
 //!
 //! A `vault://` reference without `#key` writes the secret's data as JSON;
 //! one with `?api=true` (the Vault CSI provider's `secretPath`) is read as
-//! that provider reads it: the key in kv-v2's `data.data`, else in `data`,
-//! and without a key the whole response. Versions (the PodStatus's): a
-//! kv-v2 secret's version number, else the lease id, else a digest of the
-//! value (the CSI provider's HMAC needs a key this sidecar does not hold).
+//! that provider reads it (see [`reply`]).
 
 pub mod config;
+mod reply;
 
 use std::{
+    collections::BTreeMap,
     sync::Mutex,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use async_trait::async_trait;
-use reqwest::{Method, StatusCode};
-use serde_json::{Map, Value, json};
-use shared::{ObjectFormat, SecretRef, VaultRef};
+use futures::{StreamExt, stream};
+use reqwest::{Method, StatusCode, header::HeaderValue};
+use serde_json::{Value, json};
+use shared::{SecretRef, VaultRef, WriteMethod};
 use zeroize::Zeroizing;
 
 pub use config::{VaultAuth, VaultConfig, VaultSetupError};
 
 use crate::{
+    lease::Lease,
     providers::{
-        Detail, FetchError, Fetched, Provider,
+        FetchError, Fetched, Provider, Request,
         chain::{SystemResolver, transport_error},
     },
-    secret::SecretBytes,
 };
 
 /// Vault's answers are small; a larger body is refused, not buffered.
 const MAX_BODY: usize = 1 << 20;
+
+/// A 403 makes the sidecar log in again at most this often: a policy that
+/// denies a path must not turn every poll into a login.
+pub const RELOGIN_EVERY: Duration = Duration::from_secs(300);
+
+/// The leases whose token generation is remembered (to bound them by that
+/// token); the oldest are forgotten beyond it.
+const MAX_TRACKED_LEASES: usize = 1024;
 
 /// A token and when to renew it.
 struct Token {
     value: Zeroizing<String>,
     /// Renew (or log in again) after this; `None`: never expires.
     renew_at: Option<Instant>,
+    /// Renew-self may extend it. Cleared once a renewal grants less than
+    /// the token's term: it has reached its max TTL, so log in again.
     renewable: bool,
+    /// Its term in seconds, which a renewal should grant again.
+    term: Duration,
+    /// When it ends, and every lease it made with it.
+    until: Option<SystemTime>,
+    /// Which login made it.
+    generation: u64,
+}
+
+/// The token a request used: its value and what bounds the leases it makes.
+struct Used {
+    value: Zeroizing<String>,
+    generation: u64,
+    until: Option<SystemTime>,
 }
 
 /// The engine a path is under, from `sys/internal/ui/mounts`.
@@ -65,7 +94,11 @@ pub struct VaultProvider {
     /// the address's host (the certificate is checked for that name).
     base: String,
     token: tokio::sync::Mutex<Option<Token>>,
+    logins: std::sync::atomic::AtomicU64,
+    last_forced_login: Mutex<Option<Instant>>,
     mounts: Mutex<Vec<Mount>>,
+    /// Lease id → the token generation that made it.
+    leases: Mutex<BTreeMap<String, u64>>,
 }
 
 impl VaultProvider {
@@ -91,23 +124,30 @@ impl VaultProvider {
         let mut base = config.address.clone();
         if let (Some(name), Some(host)) = (&config.tls_server_name, url.host_str()) {
             // Connect to the address's host, check the certificate for the
-            // name: the name is the URL's host, resolved to the address's.
+            // name: the name is the URL's host, resolved to every address
+            // of the address's host.
             let port = url.port_or_known_default().unwrap_or(443);
-            let fixed = config
+            let fixed: Vec<_> = config
                 .resolve
                 .iter()
-                .find(|(h, _)| h.eq_ignore_ascii_case(host))
-                .map(|(_, a)| vec![*a]);
-            let addrs = match fixed {
-                Some(a) => a,
-                None => SystemResolver::default()
+                .filter(|(h, _)| h.eq_ignore_ascii_case(host))
+                .map(|(_, a)| *a)
+                .collect();
+            let addrs = if !fixed.is_empty() {
+                fixed
+            } else if let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+                vec![std::net::SocketAddr::new(ip, port)]
+            } else {
+                SystemResolver::default()
                     .lookup(host)
                     .await
-                    .map_err(|e| VaultSetupError::Http(e.to_string()))?,
+                    .map_err(|e| VaultSetupError::Http(e.to_string()))?
             };
-            for addr in addrs {
-                builder = builder.resolve(name, std::net::SocketAddr::new(addr.ip(), port));
-            }
+            let addrs: Vec<_> = addrs
+                .into_iter()
+                .map(|a| std::net::SocketAddr::new(a.ip(), port))
+                .collect();
+            builder = builder.resolve_to_addrs(name, &addrs);
             base = format!("{}://{name}:{port}", url.scheme());
         }
         let http = builder
@@ -118,7 +158,10 @@ impl VaultProvider {
             http,
             base,
             token: tokio::sync::Mutex::new(None),
+            logins: std::sync::atomic::AtomicU64::new(0),
+            last_forced_login: Mutex::new(None),
             mounts: Mutex::new(Vec::new()),
+            leases: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -131,9 +174,15 @@ impl VaultProvider {
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value), FetchError> {
         let url = format!("{}/v1/{path}", self.base);
+        let context = format!("Vault {}", self.config.address);
         let mut request = self.http.request(method, &url);
         if let Some(token) = token {
-            request = request.header("X-Vault-Token", token);
+            let mut value = HeaderValue::from_str(token).map_err(|_| {
+                FetchError::Credential("the Vault token is not a valid header value".into())
+            })?;
+            // Kept out of debug output and HTTP/2 header tables.
+            value.set_sensitive(true);
+            request = request.header("X-Vault-Token", value);
         }
         if let Some(ns) = &self.config.namespace {
             request = request.header("X-Vault-Namespace", ns);
@@ -141,13 +190,12 @@ impl VaultProvider {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let context = format!("Vault {}", self.config.address);
         let mut response = request
             .send()
             .await
             .map_err(|e| transport_error(&context, &e))?;
         let status = response.status();
-        let mut bytes = Vec::new();
+        let mut bytes = Zeroizing::new(Vec::new());
         while let Some(chunk) = response
             .chunk()
             .await
@@ -166,42 +214,49 @@ impl VaultProvider {
             // Vault answers JSON; a proxy's HTML page is an error below.
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
-        bytes.iter_mut().for_each(|b| *b = 0);
         Ok((status, body))
     }
 
     /// A valid token: the cached one, renewed past two thirds of its TTL,
     /// or a new login.
-    async fn token(&self) -> Result<Zeroizing<String>, FetchError> {
+    async fn token(&self) -> Result<Used, FetchError> {
         let mut slot = self.token.lock().await;
-        if let Some(t) = slot.as_ref() {
-            match t.renew_at {
-                Some(at) if Instant::now() >= at => {}
-                _ => return Ok(t.value.clone()),
-            }
-            if t.renewable
-                && let Ok(renewed) = self.renew(&t.value).await
-            {
-                *slot = Some(renewed);
-                return slot
-                    .as_ref()
-                    .map(|t| t.value.clone())
-                    .ok_or_else(|| FetchError::Credential("no token".into()));
-            }
+        let due = match slot.as_ref() {
+            Some(t) => t.renew_at.is_some_and(|at| Instant::now() >= at),
+            None => true,
+        };
+        if due
+            && let Some(t) = slot.as_ref()
+            && t.renewable
+            && let Ok(renewed) = self.renew_self(t).await
+        {
+            *slot = Some(renewed);
+        } else if due {
+            *slot = Some(self.login().await?);
         }
-        let fresh = self.login().await?;
-        let value = fresh.value.clone();
-        *slot = Some(fresh);
-        Ok(value)
+        slot.as_ref()
+            .map(|t| Used {
+                value: t.value.clone(),
+                generation: t.generation,
+                until: t.until,
+            })
+            .ok_or_else(|| FetchError::Credential("no Vault token".into()))
     }
 
     async fn login(&self) -> Result<Token, FetchError> {
+        let generation = self
+            .logins
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         let (mount, role, jwt_file) = match &self.config.auth {
             VaultAuth::Token(token) => {
                 return Ok(Token {
                     value: token.clone(),
                     renew_at: None,
                     renewable: false,
+                    term: Duration::ZERO,
+                    until: None,
+                    generation,
                 });
             }
             VaultAuth::Login {
@@ -219,7 +274,7 @@ impl VaultProvider {
         let path = format!("auth/{mount}/login");
         let (status, reply) = self.call(Method::POST, &path, None, Some(&body)).await?;
         if !status.is_success() {
-            let error = classify(
+            let error = reply::classify(
                 status,
                 &reply,
                 &format!("login at auth/{mount} as role {role}"),
@@ -232,24 +287,45 @@ impl VaultProvider {
                 other => other,
             });
         }
-        token_from(&reply["auth"]).ok_or_else(|| {
+        token_from(&reply["auth"], generation, None).ok_or_else(|| {
             FetchError::Credential(format!("auth/{mount}/login answered no client_token").into())
         })
     }
 
-    async fn renew(&self, token: &str) -> Result<Token, FetchError> {
+    async fn renew_self(&self, token: &Token) -> Result<Token, FetchError> {
         let (status, reply) = self
             .call(
                 Method::POST,
                 "auth/token/renew-self",
-                Some(token),
+                Some(&token.value),
                 Some(&json!({})),
             )
             .await?;
         if !status.is_success() {
-            return Err(classify(status, &reply, "renewing the token"));
+            return Err(reply::classify(status, &reply, "renewing the token"));
         }
-        token_from(&reply["auth"]).ok_or_else(|| FetchError::Credential("renew-self".into()))
+        token_from(&reply["auth"], token.generation, Some(token.term))
+            .ok_or_else(|| FetchError::Credential("renew-self answered no token".into()))
+    }
+
+    /// After a 403: forget the token so the next request logs in again, if
+    /// that may help (a login, not a fixed token) and was not done within
+    /// [`RELOGIN_EVERY`]. The old token is not revoked: its leases live on.
+    async fn may_log_in_again(&self) -> bool {
+        if !matches!(self.config.auth, VaultAuth::Login { .. }) {
+            return false;
+        }
+        let allowed = match self.last_forced_login.lock() {
+            Ok(mut last) if !last.is_some_and(|at| at.elapsed() < RELOGIN_EVERY) => {
+                *last = Some(Instant::now());
+                true
+            }
+            _ => false,
+        };
+        if allowed {
+            *self.token.lock().await = None;
+        }
+        allowed
     }
 
     /// The mount `r` is under: cached, else asked of Vault.
@@ -267,7 +343,11 @@ impl VaultProvider {
         let path = format!("sys/internal/ui/mounts/{}", r.path);
         let (status, reply) = self.call(Method::GET, &path, Some(token), None).await?;
         if !status.is_success() {
-            return Err(classify(status, &reply, &format!("the mount of {r}")));
+            return Err(reply::classify(
+                status,
+                &reply,
+                &format!("the mount of {r}"),
+            ));
         }
         let data = &reply["data"];
         let mount = Mount {
@@ -282,19 +362,31 @@ impl VaultProvider {
                 format!("{r}: no secrets engine is mounted at this path").into(),
             ));
         }
-        self.mounts
-            .lock()
-            .map_err(|_| poisoned())?
-            .push(mount.clone());
+        let mut mounts = self.mounts.lock().map_err(|_| poisoned())?;
+        if mounts.len() < 256 {
+            mounts.push(mount.clone());
+        }
         Ok(mount)
     }
 
-    async fn read(&self, r: &VaultRef, retried: bool) -> Result<Fetched, FetchError> {
+    /// One request for `r` (a reference without its key): the reply, whether
+    /// it is kv-v2's, and the token that made it. A 403 logs in again once.
+    async fn request(&self, r: &VaultRef) -> Result<Answer, FetchError> {
+        match self.request_once(r).await {
+            Err(FetchError::Forbidden(_)) if self.may_log_in_again().await => {
+                tracing::info!(reference = %r, "Vault denied the request; logged in again to retry once");
+                self.request_once(r).await
+            }
+            other => other,
+        }
+    }
+
+    async fn request_once(&self, r: &VaultRef) -> Result<Answer, FetchError> {
         let token = self.token().await?;
-        let (api_path, kv2) = if r.api_path {
+        let (api_path, kv2) = if r.api_path || r.write.is_some() {
             (r.path.clone(), false)
         } else {
-            let mount = self.mount(r, &token).await?;
+            let mount = self.mount(r, &token.value).await?;
             match mount.kv_version {
                 Some(2) => {
                     let rest = r.path.get(mount.path.len()..).unwrap_or_default();
@@ -303,31 +395,80 @@ impl VaultProvider {
                 _ => (r.path.clone(), false),
             }
         };
-        let query = r
-            .version
-            .map(|v| format!("?version={v}"))
-            .unwrap_or_default();
+        let (method, path, body) = match &r.write {
+            Some(write) => {
+                let args: serde_json::Map<String, Value> = write
+                    .args
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect();
+                let method = match write.method {
+                    WriteMethod::Post => Method::POST,
+                    WriteMethod::Put => Method::PUT,
+                };
+                (method, api_path, Some(Value::Object(args)))
+            }
+            None => {
+                let query = r
+                    .version
+                    .map(|v| format!("?version={v}"))
+                    .unwrap_or_default();
+                (Method::GET, format!("{api_path}{query}"), None)
+            }
+        };
         let (status, reply) = self
-            .call(
-                Method::GET,
-                &format!("{api_path}{query}"),
-                Some(&token),
-                None,
-            )
+            .call(method, &path, Some(&token.value), body.as_ref())
             .await?;
-        if status == StatusCode::FORBIDDEN
-            && !retried
-            && matches!(self.config.auth, VaultAuth::Login { .. })
-        {
-            // The token may have been revoked or outlived: log in once more.
-            *self.token.lock().await = None;
-            return Box::pin(self.read(r, true)).await;
-        }
         if !status.is_success() {
-            return Err(read_error(status, &reply, r));
+            return Err(reply::read_error(status, &reply, r));
         }
-        value_of(r, &reply, kv2)
+        Ok(Answer { reply, kv2, token })
     }
+
+    /// Every reference that names this path, from one request.
+    async fn fetch_group(
+        &self,
+        keyless: &VaultRef,
+        refs: &[&VaultRef],
+    ) -> Vec<Result<Fetched, FetchError>> {
+        let answer = match self.request(keyless).await {
+            Ok(answer) => answer,
+            Err(e) => return vec![Err(e); refs.len()],
+        };
+        let now = SystemTime::now();
+        let lease = reply::lease_of(&answer.reply, now, answer.token.until);
+        if let Some(id) = lease.as_ref().and_then(|l| l.id.clone()) {
+            self.track(id, answer.token.generation);
+        }
+        refs.iter()
+            .map(|r| {
+                reply::value_of(r, &answer.reply, answer.kv2).map(|fetched| Fetched {
+                    lease: lease.clone(),
+                    ..fetched
+                })
+            })
+            .collect()
+    }
+
+    fn track(&self, lease_id: String, generation: u64) {
+        if let Ok(mut leases) = self.leases.lock() {
+            leases.insert(lease_id, generation);
+            while leases.len() > MAX_TRACKED_LEASES {
+                leases.pop_first();
+            }
+        }
+    }
+
+    fn generation_of(&self, lease_id: &str) -> Option<u64> {
+        self.leases.lock().ok()?.get(lease_id).copied()
+    }
+}
+
+/// A successful request's reply and its context.
+struct Answer {
+    reply: Value,
+    kv2: bool,
+    token: Used,
 }
 
 #[async_trait]
@@ -335,19 +476,179 @@ impl Provider for VaultProvider {
     async fn fetch(
         &self,
         source: &SecretRef,
-        _format: Option<ObjectFormat>,
+        _format: Option<shared::ObjectFormat>,
     ) -> Result<Fetched, FetchError> {
         match source {
-            SecretRef::Vault(r) => self.read(r, false).await,
+            SecretRef::Vault(r) => {
+                let keyless = VaultRef {
+                    key: None,
+                    ..r.clone()
+                };
+                self.fetch_group(&keyless, &[r])
+                    .await
+                    .pop()
+                    .unwrap_or_else(|| Err(FetchError::Invalid("no answer".into())))
+            }
             other => Err(FetchError::Unsupported(
                 format!("{other} is not a Vault reference").into(),
             )),
         }
     }
 
+    /// One request per path, however many keys of it are asked: dynamic
+    /// credentials are issued per request, so a username and its password
+    /// must come from the same one.
+    async fn fetch_batch(
+        &self,
+        requests: &[Request],
+        concurrency: usize,
+    ) -> Vec<Result<Fetched, FetchError>> {
+        let mut groups: Vec<(VaultRef, Vec<(usize, &VaultRef)>)> = Vec::new();
+        let mut answers: Vec<Option<Result<Fetched, FetchError>>> = vec![None; requests.len()];
+        for (i, (source, _)) in requests.iter().enumerate() {
+            let SecretRef::Vault(r) = source else {
+                answers[i] = Some(Err(FetchError::Unsupported(
+                    format!("{source} is not a Vault reference").into(),
+                )));
+                continue;
+            };
+            let keyless = VaultRef {
+                key: None,
+                ..r.clone()
+            };
+            match groups.iter_mut().find(|(k, _)| *k == keyless) {
+                Some((_, members)) => members.push((i, r)),
+                None => groups.push((keyless, vec![(i, r)])),
+            }
+        }
+        let mut fetches = Vec::with_capacity(groups.len());
+        for (keyless, members) in &groups {
+            fetches.push(async move {
+                let refs: Vec<&VaultRef> = members.iter().map(|(_, r)| *r).collect();
+                let results = self.fetch_group(keyless, &refs).await;
+                members
+                    .iter()
+                    .map(|(i, _)| *i)
+                    .zip(results)
+                    .collect::<Vec<_>>()
+            });
+        }
+        let results: Vec<Vec<(usize, Result<Fetched, FetchError>)>> = stream::iter(fetches)
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        for (i, result) in results.into_iter().flatten() {
+            if let Some(slot) = answers.get_mut(i) {
+                *slot = Some(result);
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(FetchError::Invalid("no answer".into()))))
+            .collect()
+    }
+
     fn reset_credentials(&self) {
         if let Ok(mut slot) = self.token.try_lock() {
             *slot = None;
+        }
+    }
+
+    /// `PUT sys/leases/renew` asking for the lease's term again. A lease
+    /// made under the current token ends with it (so the token's end bounds
+    /// it); one made under an earlier token keeps the bound it had.
+    async fn renew(&self, lease: &Lease) -> Result<Lease, FetchError> {
+        let Some(id) = &lease.id else {
+            return Err(FetchError::Unsupported(
+                "a certificate is re-issued, not renewed".into(),
+            ));
+        };
+        let token = self.token().await?;
+        let body = json!({"lease_id": id, "increment": lease.term().as_secs()});
+        let (status, reply) = self
+            .call(
+                Method::PUT,
+                "sys/leases/renew",
+                Some(&token.value),
+                Some(&body),
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(reply::classify(status, &reply, "renewing a lease"));
+        }
+        let bound = match self.generation_of(id) {
+            Some(g) if g == token.generation => token.until,
+            _ => None,
+        };
+        let renewed = lease.renewed(
+            reply::ttl(&reply["lease_duration"]),
+            SystemTime::now(),
+            bound,
+        );
+        Ok(Lease {
+            renewable: renewed.renewable && reply["renewable"].as_bool().unwrap_or(false),
+            ..renewed
+        })
+    }
+
+    /// With revoke on shutdown: each lease (`sys/leases/revoke`, which the
+    /// role's policy must allow), then the sidecar's own token
+    /// (`revoke-self`, which revokes what it made even where the policy
+    /// does not allow the first), as Vault Agent's `revoke_on_shutdown`.
+    async fn release(&self, leases: &[Lease]) {
+        if !self.config.revoke_on_shutdown {
+            return;
+        }
+        let Ok(token) = self.token().await else {
+            tracing::warn!("no Vault token to revoke the leases with; they expire on their own");
+            return;
+        };
+        let mut revoked = 0usize;
+        for id in leases.iter().filter_map(|l| l.id.as_ref()) {
+            let body = json!({"lease_id": id});
+            match self
+                .call(
+                    Method::PUT,
+                    "sys/leases/revoke",
+                    Some(&token.value),
+                    Some(&body),
+                )
+                .await
+            {
+                Ok((status, _)) if status.is_success() => revoked += 1,
+                Ok((status, reply)) => {
+                    let e = reply::classify(status, &reply, "revoking a lease");
+                    tracing::warn!(kind = e.label(), error = %e, "a lease was not revoked");
+                }
+                Err(e) => tracing::warn!(kind = e.label(), error = %e, "a lease was not revoked"),
+            }
+        }
+        if matches!(self.config.auth, VaultAuth::Login { .. }) {
+            match self
+                .call(
+                    Method::POST,
+                    "auth/token/revoke-self",
+                    Some(&token.value),
+                    Some(&json!({})),
+                )
+                .await
+            {
+                Ok((status, _)) if status.is_success() => {
+                    tracing::info!(
+                        leases = revoked,
+                        "revoked the leases and the sidecar's Vault token"
+                    );
+                }
+                Ok((status, reply)) => {
+                    let e = reply::classify(status, &reply, "revoking the token");
+                    tracing::warn!(kind = e.label(), error = %e, "the Vault token was not revoked");
+                }
+                Err(e) => {
+                    tracing::warn!(kind = e.label(), error = %e, "the Vault token was not revoked")
+                }
+            }
+        } else {
+            tracing::info!(leases = revoked, "revoked the leases");
         }
     }
 }
@@ -356,304 +657,64 @@ fn poisoned() -> FetchError {
     FetchError::Invalid("internal lock poisoned".into())
 }
 
-/// A login's or renewal's `auth`: the token, renewed at two thirds of its TTL.
-fn token_from(auth: &Value) -> Option<Token> {
+/// A login's or renewal's `auth`: the token, renewed at two thirds of its
+/// TTL. After a renewal (`asked`: the term it had) that granted less, the
+/// token is at its max TTL: the next step is a new login.
+fn token_from(auth: &Value, generation: u64, asked: Option<Duration>) -> Option<Token> {
     let value = auth["client_token"].as_str().filter(|t| !t.is_empty())?;
-    let ttl = auth["lease_duration"].as_u64().unwrap_or(0);
+    let ttl = reply::ttl(&auth["lease_duration"]);
+    let now = Instant::now();
+    let full = asked.is_none_or(|asked| ttl + Duration::from_secs(1) >= asked);
     Some(Token {
         value: Zeroizing::new(value.to_owned()),
-        renew_at: (ttl > 0).then(|| Instant::now() + Duration::from_secs(ttl * 2 / 3)),
-        renewable: auth["renewable"].as_bool().unwrap_or(false),
+        renew_at: (!ttl.is_zero()).then(|| now.checked_add(ttl * 2 / 3).unwrap_or(now)),
+        renewable: auth["renewable"].as_bool().unwrap_or(false) && full,
+        term: ttl,
+        until: (!ttl.is_zero())
+            .then(|| SystemTime::now().checked_add(ttl))
+            .flatten(),
+        generation,
     })
-}
-
-/// Vault's `{"errors": [...]}` as one line.
-fn errors_of(reply: &Value) -> String {
-    let errors: Vec<&str> = reply["errors"]
-        .as_array()
-        .map(|e| e.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if errors.is_empty() {
-        "no error text".to_owned()
-    } else {
-        errors.join("; ")
-    }
-}
-
-fn classify(status: StatusCode, reply: &Value, what: &str) -> FetchError {
-    let detail = Detail::new(&format!("{what}: {} {}", status.as_u16(), errors_of(reply)));
-    match status.as_u16() {
-        400 => FetchError::Invalid(detail),
-        401 => FetchError::Unauthorized(detail),
-        403 => FetchError::Forbidden(detail),
-        404 => FetchError::NotFound(detail),
-        412 | 429 => FetchError::Throttled {
-            retry_after: None,
-            detail,
-        },
-        s if s >= 500 => FetchError::Unavailable(detail),
-        _ => FetchError::Invalid(detail),
-    }
-}
-
-/// A failed read; a kv-v2 latest version that was deleted or destroyed
-/// says so (Vault answers 404 with the version's metadata).
-fn read_error(status: StatusCode, reply: &Value, r: &VaultRef) -> FetchError {
-    let metadata = &reply["data"]["metadata"];
-    if status == StatusCode::NOT_FOUND && metadata.is_object() {
-        let version = metadata["version"].as_u64().unwrap_or(0);
-        if metadata["destroyed"] == true {
-            return FetchError::NotFound(
-                format!(
-                    "{r}: version {version} was destroyed; write a new one or ask ?version=<n>"
-                )
-                .into(),
-            );
-        }
-        if let Some(at) = metadata["deletion_time"].as_str().filter(|t| !t.is_empty()) {
-            return FetchError::NotFound(
-                format!(
-                    "{r}: version {version} was deleted at {at}; undelete it or write a new one"
-                )
-                .into(),
-            );
-        }
-    }
-    classify(status, reply, &r.to_string())
-}
-
-/// The file's bytes and version from a read's reply.
-fn value_of(r: &VaultRef, reply: &Value, kv2: bool) -> Result<Fetched, FetchError> {
-    let data = &reply["data"];
-    // What a key is looked up in: kv-v2's inner map, as the CSI provider
-    // does for any reply that has one.
-    let fields = match (&data["data"], kv2 || r.api_path) {
-        (Value::Object(inner), true) => inner,
-        _ => match data {
-            Value::Object(map) => map,
-            _ if kv2 => {
-                return Err(FetchError::NotFound(
-                    format!("{r}: the latest version has no data").into(),
-                ));
-            }
-            _ => &Map::new(),
-        },
-    };
-    let bytes = match &r.key {
-        Some(key) => match fields.get(key) {
-            Some(Value::String(s)) => s.as_bytes().to_vec(),
-            Some(other) => serde_json::to_vec(other).unwrap_or_default(),
-            None => {
-                let keys: Vec<&str> = fields.keys().map(String::as_str).take(20).collect();
-                return Err(FetchError::NotFound(
-                    format!(
-                        "{r}: the secret has no key {key:?} (keys: {})",
-                        keys.join(", ")
-                    )
-                    .into(),
-                ));
-            }
-        },
-        None if r.api_path => whole_response(reply),
-        None => serde_json::to_vec(fields).unwrap_or_default(),
-    };
-    let version = data["metadata"]["version"]
-        .as_u64()
-        .filter(|_| kv2 || r.api_path)
-        .map(|v| v.to_string())
-        .or_else(|| {
-            reply["lease_id"]
-                .as_str()
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| digest(&bytes));
-    Ok(Fetched {
-        value: SecretBytes::new(bytes),
-        version,
-    })
-}
-
-/// The reply as the Vault CSI provider writes a file without `secretKey`
-/// (Go's `json.Marshal` of its `api.Secret`: these fields, in this order).
-fn whole_response(reply: &Value) -> Vec<u8> {
-    let fields = [
-        "request_id",
-        "lease_id",
-        "lease_duration",
-        "renewable",
-        "data",
-        "warnings",
-    ];
-    let mut text = String::from("{");
-    for (i, name) in fields.iter().enumerate() {
-        if i > 0 {
-            text.push(',');
-        }
-        let value = reply.get(*name).cloned().unwrap_or(Value::Null);
-        text.push_str(&format!("{}:{}", json!(name), value));
-    }
-    text.push('}');
-    text.into_bytes()
-}
-
-/// A version for a value Vault gives none: the first 16 hex digits of its
-/// SHA-256 (changes with the value, says nothing of it).
-fn digest(bytes: &[u8]) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    d.as_ref()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn vault(s: &str) -> VaultRef {
-        match s.parse::<SecretRef>() {
-            Ok(SecretRef::Vault(r)) => r,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn text(f: &Fetched) -> String {
-        String::from_utf8(f.value.expose().to_vec()).unwrap()
-    }
-
-    #[test]
-    fn kv2_keys_data_and_versions() {
-        let reply = json!({"lease_id": "", "data": {"data": {"user": "u", "n": 3, "o": {"a": [1]}},
-                           "metadata": {"version": 7, "deletion_time": "", "destroyed": false}}});
-        let f = value_of(&vault("vault://secret/db#user"), &reply, true).unwrap();
-        assert_eq!((text(&f), f.version.as_str()), ("u".into(), "7"));
-        let n = value_of(&vault("vault://secret/db#n"), &reply, true).unwrap();
-        assert_eq!(text(&n), "3");
-        let o = value_of(&vault("vault://secret/db#o"), &reply, true).unwrap();
-        assert_eq!(text(&o), r#"{"a":[1]}"#);
-        let all = value_of(&vault("vault://secret/db"), &reply, true).unwrap();
-        assert_eq!(text(&all), r#"{"n":3,"o":{"a":[1]},"user":"u"}"#);
-        let missing = value_of(&vault("vault://secret/db#pass"), &reply, true).unwrap_err();
-        assert_eq!(missing.label(), "not_found");
-        assert!(
-            missing.to_string().contains("keys: n, o, user"),
-            "{missing}"
-        );
-        assert!(
-            !missing.to_string().contains("\"u\""),
-            "no value in {missing}"
-        );
-    }
-
-    #[test]
-    fn kv1_and_dynamic_reads_version_by_lease_or_digest() {
-        let kv1 = json!({"lease_id": "", "lease_duration": 2764800, "data": {"k": "v"}});
-        let f = value_of(&vault("vault://kv1/app#k"), &kv1, false).unwrap();
-        assert_eq!(text(&f), "v");
-        assert_eq!(f.version.len(), 16);
-        let again = value_of(&vault("vault://kv1/app#k"), &kv1, false).unwrap();
-        assert_eq!(f.version, again.version, "stable for one value");
-        let db = json!({"lease_id": "database/creds/app/abc", "lease_duration": 120,
-                        "renewable": true, "data": {"username": "v-u", "password": "p"}});
-        let f = value_of(&vault("vault://database/creds/app#username"), &db, false).unwrap();
-        assert_eq!(
-            (text(&f), f.version.as_str()),
-            ("v-u".into(), "database/creds/app/abc")
-        );
-    }
-
-    #[test]
-    fn the_csi_providers_reading_of_secret_path() {
-        let reply = json!({"request_id": "r1", "lease_id": "", "lease_duration": 0, "renewable": false,
-                           "data": {"data": {"bar1": "x"}, "metadata": {"version": 2}}, "warnings": null,
-                           "mount_type": "kv"});
-        let f = value_of(
-            &vault("vault://secret/data/kv1?api=true#bar1"),
-            &reply,
-            false,
-        )
-        .unwrap();
-        assert_eq!((text(&f), f.version.as_str()), ("x".into(), "2"));
-        let whole = value_of(&vault("vault://secret/data/kv1?api=true"), &reply, false).unwrap();
-        assert_eq!(
-            text(&whole),
-            r#"{"request_id":"r1","lease_id":"","lease_duration":0,"renewable":false,"data":{"data":{"bar1":"x"},"metadata":{"version":2}},"warnings":null}"#
-        );
-        // kv-v1 through the API path: the key in `data`.
-        let v1 = json!({"data": {"bar1": "y"}});
-        let f = value_of(&vault("vault://kv/app?api=true#bar1"), &v1, false).unwrap();
-        assert_eq!(text(&f), "y");
-    }
-
-    #[test]
-    fn deleted_and_destroyed_latest_versions_say_so() {
-        let deleted = json!({"data": {"data": null, "metadata": {"version": 3,
-            "deletion_time": "2026-12-03T10:00:00Z", "destroyed": false}}});
-        let e = read_error(
-            StatusCode::NOT_FOUND,
-            &deleted,
-            &vault("vault://secret/db#k"),
-        );
-        assert!(
-            e.to_string()
-                .contains("version 3 was deleted at 2026-12-03T10:00:00Z"),
-            "{e}"
-        );
-        let destroyed = json!({"data": {"data": null, "metadata": {"version": 4,
-            "deletion_time": "", "destroyed": true}}});
-        let e = read_error(
-            StatusCode::NOT_FOUND,
-            &destroyed,
-            &vault("vault://secret/db#k"),
-        );
-        assert!(e.to_string().contains("version 4 was destroyed"), "{e}");
-        let plain = read_error(
-            StatusCode::NOT_FOUND,
-            &json!({"errors": []}),
-            &vault("vault://secret/x#k"),
-        );
-        assert_eq!(plain.label(), "not_found");
-    }
-
-    #[test]
-    fn statuses_map_to_kinds() {
-        let denied = json!({"errors": ["permission denied"]});
-        for (status, kind) in [
-            (400, "invalid"),
-            (403, "forbidden"),
-            (404, "not_found"),
-            (429, "throttled"),
-            (503, "unavailable"),
-        ] {
-            let e = classify(StatusCode::from_u16(status).unwrap(), &denied, "x");
-            assert_eq!(e.label(), kind, "{status}");
-        }
-        assert!(
-            classify(StatusCode::FORBIDDEN, &denied, "x")
-                .to_string()
-                .contains("permission denied")
-        );
-    }
-
     #[test]
     fn tokens_renew_at_two_thirds() {
-        let t =
-            token_from(&json!({"client_token": "s.x", "lease_duration": 3600, "renewable": true}))
-                .unwrap();
+        let t = token_from(
+            &json!({"client_token": "s.x", "lease_duration": 3600, "renewable": true}),
+            1,
+            None,
+        )
+        .unwrap();
         let at = t.renew_at.unwrap();
         let left = at.saturating_duration_since(Instant::now());
         assert!(
             left > Duration::from_secs(2390) && left <= Duration::from_secs(2400),
             "{left:?}"
         );
-        assert!(token_from(&json!({"client_token": ""})).is_none());
-        assert!(
-            token_from(&json!({"client_token": "root", "lease_duration": 0}))
-                .unwrap()
-                .renew_at
-                .is_none()
-        );
+        assert!(t.renewable);
+        assert!(token_from(&json!({"client_token": ""}), 1, None).is_none());
+        let root = token_from(
+            &json!({"client_token": "root", "lease_duration": 0}),
+            1,
+            None,
+        )
+        .unwrap();
+        assert!(root.renew_at.is_none() && root.until.is_none());
+    }
+
+    #[test]
+    fn l1_a_token_renewed_short_of_its_term_is_replaced_by_a_login() {
+        let renewed = json!({"client_token": "s.x", "lease_duration": 900, "renewable": true});
+        let capped = token_from(&renewed, 1, Some(Duration::from_secs(3600))).unwrap();
+        assert!(!capped.renewable, "at its max TTL: log in again next time");
+        let full = token_from(&renewed, 1, Some(Duration::from_secs(900))).unwrap();
+        assert!(full.renewable);
+        // A server's absurd TTL neither overflows nor panics.
+        let huge = json!({"client_token": "s.x", "lease_duration": u64::MAX, "renewable": true});
+        assert_eq!(token_from(&huge, 1, None).unwrap().term, reply::MAX_TTL);
     }
 }

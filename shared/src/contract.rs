@@ -47,7 +47,12 @@ pub mod azure {
 /// sets the operator's address; the sidecar lets them win over the spec, as
 /// the CLI does, which makes local runs plain.
 pub mod vault {
+    /// Vault's own variable: a local run's server, which wins as for its CLI.
     pub const ADDR: &str = "VAULT_ADDR";
+    /// The operator's server (the webhook's --vault-address), for a set
+    /// whose spec names none. Not `VAULT_ADDR` (M2): one container serves
+    /// every set of a pod, and a set's own address must win over it.
+    pub const DEFAULT_ADDR: &str = "SECRET_INJECTOR_VAULT_DEFAULT_ADDRESS";
     pub const TOKEN: &str = "VAULT_TOKEN";
     pub const CACERT: &str = "VAULT_CACERT";
     pub const NAMESPACE: &str = "VAULT_NAMESPACE";

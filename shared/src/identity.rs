@@ -174,6 +174,30 @@ pub fn parse_vault_address(s: &str) -> Result<(String, Option<u16>), &'static st
     Ok((host.to_ascii_lowercase(), port))
 }
 
+/// M4: audiences a pod's token must never carry to a Vault server, which
+/// could replay it: the cloud token exchanges (AWS STS and Pod Identity,
+/// Entra ID, Google's STS) and the Kubernetes apiserver itself.
+pub fn is_reserved_audience(audience: &str) -> bool {
+    let a = audience.to_ascii_lowercase();
+    let a = a.trim_end_matches('/');
+    matches!(
+        a,
+        "sts.amazonaws.com"
+            | "pods.eks.amazonaws.com"
+            | "api://azureadtokenexchange"
+            | "api://azureadtokenexchangechina"
+            | "api://azureadtokenexchangeusgov"
+            | "kubernetes"
+            | "kubernetes.default"
+            | "kubernetes.default.svc"
+            | "https://kubernetes.default.svc"
+            | "kubernetes.default.svc.cluster.local"
+            | "https://kubernetes.default.svc.cluster.local"
+    ) || a.starts_with("//iam.googleapis.com/")
+        || a.starts_with("https://iam.googleapis.com/")
+        || a.ends_with(".amazonaws.com")
+}
+
 /// `arn:<partition>:iam::<12-digit account>:role/<path and name>`.
 pub fn is_role_arn(s: &str) -> bool {
     let Some(rest) = s.strip_prefix("arn:") else {

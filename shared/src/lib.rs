@@ -34,4 +34,4 @@ pub use spec::{
     ALLOWED_SECRET_TYPES, DEFAULT_MOUNT_PATH, FileMode, FileModeError, Injection, InjectionSpec,
     MAX_SETS, ObjectEncoding, ObjectFormat, ProviderSecret, SecretObject, SpecError, SyncTarget,
 };
-pub use store_hosts::{HostRefused, StoreHosts, StoreHostsError};
+pub use store_hosts::{HostRefused, StoreHosts, StoreHostsError, is_dns_name};

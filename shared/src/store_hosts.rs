@@ -201,6 +201,26 @@ fn parse_pattern(text: &str) -> Option<HostPattern> {
     Some(HostPattern { host: rule, port })
 }
 
+/// A label URL parsers read as a number, which makes the whole host an
+/// IPv4 address (WHATWG's host parser): decimal, octal (`017`) or hex
+/// (`0x7f`, even `0x`).
+fn is_number_label(label: &str) -> bool {
+    let hex = label
+        .strip_prefix("0x")
+        .or_else(|| label.strip_prefix("0X"));
+    match hex {
+        Some(digits) => digits.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => !label.is_empty() && label.bytes().all(|b| b.is_ascii_digit()),
+    }
+}
+
+/// A DNS name and nothing else: letters, digits and hyphens in labels of
+/// at most 63 bytes, no port, path, user or IP address (a last label that
+/// reads as a number makes one). What a TLS server name must be.
+pub fn is_dns_name(s: &str) -> bool {
+    is_host_name(s) && !s.rsplit('.').next().is_some_and(is_number_label)
+}
+
 fn is_host_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
@@ -219,9 +239,7 @@ fn is_host_name(s: &str) -> bool {
 fn is_internal(host: &str) -> bool {
     let labels: Vec<&str> = host.split('.').collect();
     let is_ipv4 = labels.len() == 4 && labels.iter().all(|l| l.parse::<u8>().is_ok());
-    let numeric_last = labels
-        .last()
-        .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()));
+    let numeric_last = labels.last().is_some_and(|l| is_number_label(l));
     let ends = |suffix: &str| host == suffix || host.ends_with(&format!(".{suffix}"));
     is_ipv4
         // `0x7f.1`, `2130706433`: forms resolvers read as addresses.
@@ -241,6 +259,18 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
+
+    #[test]
+    fn h1_dns_names_only() {
+        for good in ["vault.example.com", "a-b.c", "vault", "x.0xyz"] {
+            assert!(is_dns_name(good), "{good}");
+        }
+        for bad in [
+            "", "a/", "a:1", "u@a", "10.0.0.1", "a.0x1f", "a.12", "-a.b", "a..b", "A B",
+        ] {
+            assert!(!is_dns_name(bad), "{bad}");
+        }
+    }
 
     fn hosts(list: &str) -> StoreHosts {
         list.parse().unwrap()
@@ -285,6 +315,12 @@ mod tests {
             "vault.vault.svc",
             "vault",
             "vault.ns.svc.cluster.local",
+            // M1: a hex or octal last label makes the host an IPv4
+            // address to URL parsers (`http://a.0x7f` is 0.0.0.127).
+            "vault.0x7f",
+            "a.0X7F000001",
+            "a.0x",
+            "a.017",
         ] {
             let err = any.check(internal, None).unwrap_err();
             assert!(err.internal, "{internal}");

@@ -144,8 +144,9 @@ pub struct InjectorArgs {
 
     /// The Vault / OpenBao server pods use unless they name another within
     /// the allowlist (`https://vault.vault.svc:8200`; this one needs no
-    /// allowlist entry). Set as `VAULT_ADDR` in the injected containers.
-    #[arg(long, env = "SECRET_INJECTOR_VAULT_ADDRESS")]
+    /// allowlist entry). Set as `SECRET_INJECTOR_VAULT_DEFAULT_ADDRESS` in the
+    /// injected containers: the server of every set that names none.
+    #[arg(long, env = "SECRET_INJECTOR_VAULT_ADDRESS", value_parser = parse_vault_address)]
     pub vault_address: Option<String>,
 
     /// The mount path of the Vault auth method pods log in at (kubernetes
@@ -226,6 +227,23 @@ fn parse_aws_region(s: &str) -> Result<String, String> {
     shared::check_aws_region(s)
         .map(|()| s.to_owned())
         .map_err(|e| e.to_string())
+}
+
+/// `https://host[:port]` (or `http://` for a test server), without a user,
+/// password or path (L6): what the sidecar will accept too.
+fn parse_vault_address(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    let as_https = match s.strip_prefix("http://") {
+        Some(rest) => format!("https://{rest}"),
+        None => s.to_owned(),
+    };
+    shared::parse_vault_address(&as_https)
+        .map(|_| s.trim_end_matches('/').to_owned())
+        .map_err(|rule| {
+            format!("{rule} (http:// for a local test server; no user, password or path)")
+        })
 }
 
 fn parse_mount_path(s: &str) -> Result<String, String> {
@@ -385,5 +403,23 @@ mod tests {
         assert!(supports_native_sidecars((1, 29)));
         assert!(!supports_native_sidecars((1, 28)));
         assert!(supports_native_sidecars((2, 0)));
+    }
+
+    // L6: the operator's Vault address is a server, never credentials or a path.
+    #[test]
+    fn l6_vault_addresses() {
+        assert_eq!(
+            parse_vault_address("https://vault.vault.svc:8200/").as_deref(),
+            Ok("https://vault.vault.svc:8200")
+        );
+        assert!(parse_vault_address("http://127.0.0.1:8200").is_ok());
+        for bad in [
+            "https://user:pw@vault:8200",
+            "https://vault:8200/v1/x",
+            "vault:8200",
+            "ftp://vault",
+        ] {
+            assert!(parse_vault_address(bad).is_err(), "{bad}");
+        }
     }
 }

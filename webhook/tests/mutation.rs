@@ -1109,7 +1109,13 @@ fn vault_objects_get_a_projected_token_and_the_operators_address() {
     );
     for name in ["secret-injector-init", "secret-injector"] {
         let c = container(&pod, name);
-        assert_eq!(env(c, "VAULT_ADDR"), Some("https://vault.vault.svc:8200"));
+        assert_eq!(
+            env(c, "SECRET_INJECTOR_VAULT_DEFAULT_ADDRESS"),
+            Some("https://vault.vault.svc:8200")
+        );
+        // M2: never Vault's own variable, which would win over a set's own
+        // address in the one container that serves every set.
+        assert_eq!(env(c, "VAULT_ADDR"), None);
         assert_eq!(
             env(c, "SECRET_INJECTOR_VAULT_JWT_FILE"),
             Some("/var/run/secrets/secret-injector/vault/token")

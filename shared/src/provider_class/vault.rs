@@ -126,17 +126,27 @@ pub(super) fn read(
                 "a token audience: printable ASCII without spaces, at most 256 bytes",
             ));
         }
+        if crate::identity::is_reserved_audience(audience) {
+            return Err(reader.invalid(
+                "parameters.audience",
+                audience,
+                "an audience of your Vault's auth role (such as vault), never one of a cloud's token exchange or the Kubernetes apiserver, which the Vault server could replay",
+            ));
+        }
         vault.audience = Some(audience.to_owned());
     }
     if let Some(name) = get("vaultTLSServerName") {
-        parse_vault_address(&format!("https://{name}")).map_err(|_| {
-            reader.invalid(
+        // H1: only a DNS name. A port, path or user would make the name the
+        // sidecar connects to another host than the allowed address.
+        let name = name.to_ascii_lowercase();
+        if !crate::is_dns_name(&name) {
+            return Err(reader.invalid(
                 "parameters.vaultTLSServerName",
-                name,
-                "a host name such as vault.example.com",
-            )
-        })?;
-        vault.tls_server_name = Some(name.to_ascii_lowercase());
+                &name,
+                "a DNS name such as vault.example.com (no scheme, port, path or IP address)",
+            ));
+        }
+        vault.tls_server_name = Some(name);
     }
     if let Some(skip) = get("vaultSkipTLSVerify")
         && reader.boolean("parameters.vaultSkipTLSVerify", skip)?
@@ -451,6 +461,19 @@ mod tests {
     #[case(&[("objects", ONE), ("vaultAddress", "http://vault:8200")], "parameters.vaultAddress")]
     #[case(&[("objects", ONE), ("vaultAddress", "https://vault.vault.svc:8200")], "parameters.vaultAddress")]
     #[case(&[("objects", ONE), ("roleName", "a b")], "parameters.roleName")]
+    // M4: a token for another relying party never goes to Vault.
+    #[case(&[("objects", ONE), ("audience", "sts.amazonaws.com")], "parameters.audience")]
+    #[case(&[("objects", ONE), ("audience", "api://AzureADTokenExchange")], "parameters.audience")]
+    #[case(&[("objects", ONE), ("audience", "https://kubernetes.default.svc.cluster.local")], "parameters.audience")]
+    #[case(&[("objects", ONE), ("audience", "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k")], "parameters.audience")]
+    // H1: a TLS server name is a DNS name, never a host with a port, a
+    // path, a user or an IP address the sidecar would connect to instead.
+    #[case(&[("objects", ONE), ("vaultTLSServerName", "evil.example/")], "parameters.vaultTLSServerName")]
+    #[case(&[("objects", ONE), ("vaultTLSServerName", "evil.example:443")], "parameters.vaultTLSServerName")]
+    #[case(&[("objects", ONE), ("vaultTLSServerName", "me@evil.example")], "parameters.vaultTLSServerName")]
+    #[case(&[("objects", ONE), ("vaultTLSServerName", "169.254.169.254")], "parameters.vaultTLSServerName")]
+    #[case(&[("objects", ONE), ("vaultTLSServerName", "vault.0x7f")], "parameters.vaultTLSServerName")]
+    #[case(&[("objects", ONE), ("vaultTLSServerName", "https://vault.example.com")], "parameters.vaultTLSServerName")]
     #[case(&[], "parameters.objects is missing")]
     #[case(&[("objects", "- objectName: a\n")], "secretPath is missing")]
     #[case(&[("objects", "- secretPath: s/a\n")], "objectName is missing")]

@@ -72,16 +72,19 @@ pub(super) fn wiring(
         plain(contract::vault::AUTH_PATH, config.vault_auth_path.clone()),
     ];
     // The pod's or class's own address travels in the spec, where the
-    // sidecar checks it against the allowlist again; the operator's is env.
-    if vault.address.is_none() {
-        let address = config.vault_address.clone().ok_or_else(|| MutationError::NoIdentity {
+    // sidecar checks it against the allowlist again; the operator's is the
+    // default for every set that names none.
+    if vault.address.is_none() && config.vault_address.is_none() {
+        return Err(MutationError::NoIdentity {
             store: "Vault",
             how: format!(
                 "the operator sets no Vault address (--vault-address): set {} (or vaultAddress in the SecretProviderClass) to a server the operator allows",
                 annotations::VAULT_ADDRESS
             ),
-        })?;
-        env.push(plain(contract::vault::ADDR, address));
+        });
+    }
+    if let Some(address) = &config.vault_address {
+        env.push(plain(contract::vault::DEFAULT_ADDR, address.clone()));
     }
     Ok(Wiring {
         volumes: vec![token_volume(

@@ -149,6 +149,14 @@ impl VaultProvider {
                 .collect();
             builder = builder.resolve_to_addrs(name, &addrs);
             base = format!("{}://{name}:{port}", url.scheme());
+            // H1: the requests go to the name resolved as above, nowhere else.
+            let same = reqwest::Url::parse(&base)
+                .ok()
+                .and_then(|u| u.host_str().map(|h| h == name.as_str()))
+                .unwrap_or(false);
+            if !same {
+                return Err(VaultSetupError::BadServerName(name.clone()));
+            }
         }
         let http = builder
             .build()

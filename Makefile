@@ -14,6 +14,9 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	tests/one-tls-stack.sh
+	# The fuzz targets live outside the workspace: type-check them so they
+	# cannot rot unseen (make fuzz runs them).
+	cargo check --quiet --manifest-path fuzz/Cargo.toml --bins --target-dir target/fuzz-check
 
 unit:
 	cargo test --workspace

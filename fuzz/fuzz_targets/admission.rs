@@ -66,6 +66,7 @@ fn config(native_sidecars: bool) -> InjectorConfig {
         defaults: Defaults::default(),
         azure_authority_host: "https://login.microsoftonline.com/".to_owned(),
         azure_tenant_id: Some("00000000-0000-0000-0000-00000000000a".to_owned()),
+        ..InjectorConfig::default()
     }
 }
 
@@ -78,9 +79,13 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         class(CLASS_10, "default", "kv-aks-csi-weu-01-sync"),
         class(CLASS_10, "team-a", "kv-aks-csi-weu-01"),
     ]);
-    let account = |client: &str, tenant: Option<&str>| AccountIdentity {
-        client_id: Some(client.to_owned()),
-        tenant_id: tenant.map(str::to_owned),
+    let account = |client: &str, tenant: Option<&str>| {
+        let mut annotations =
+            BTreeMap::from([("azure.workload.identity/client-id".to_owned(), client.to_owned())]);
+        if let Some(tenant) = tenant {
+            annotations.insert("azure.workload.identity/tenant-id".to_owned(), tenant.to_owned());
+        }
+        AccountIdentity::from_annotations(Some(&annotations))
     };
     let accounts = BTreeMap::from([
         (

@@ -33,6 +33,7 @@ fn config() -> InjectorConfig {
         defaults: Defaults::default(),
         azure_authority_host: "https://login.microsoftonline.com/".to_owned(),
         azure_tenant_id: None,
+        ..InjectorConfig::default()
     }
 }
 

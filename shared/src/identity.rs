@@ -196,6 +196,8 @@ pub fn is_reserved_audience(audience: &str) -> bool {
     ) || a.starts_with("//iam.googleapis.com/")
         || a.starts_with("https://iam.googleapis.com/")
         || a.ends_with(".amazonaws.com")
+        // GKE's workload identity pool (`<project>.svc.id.goog`).
+        || a.ends_with(".svc.id.goog")
 }
 
 /// `arn:<partition>:iam::<12-digit account>:role/<path and name>`.

@@ -372,8 +372,15 @@ impl Engine {
 
     /// How long until a lent value needs a look (renew or replace).
     pub fn lease_wait(&self) -> Option<Duration> {
+        self.lease_wait_except(&[])
+    }
+
+    fn lease_wait_except(&self, failing: &[&FileName]) -> Option<Duration> {
         crate::lease::next_wait(
-            self.known.values().filter_map(|k| k.lease.as_ref()),
+            self.known
+                .iter()
+                .filter(|(file, _)| !failing.contains(file))
+                .filter_map(|(_, k)| k.lease.as_ref()),
             SystemTime::now(),
         )
     }
@@ -580,8 +587,12 @@ impl Engine {
             &report.failures,
             unit,
         );
-        // A lent value is renewed or replaced on its lease's time.
-        let delay = self.lease_wait().map_or(delay, |wait| delay.min(wait));
+        // A lent value is renewed or replaced on its lease's time, unless
+        // that just failed: then the backoff (and Retry-After) above rule.
+        let failing: Vec<&FileName> = report.failures.iter().map(|(f, _)| f).collect();
+        let delay = self
+            .lease_wait_except(&failing)
+            .map_or(delay, |wait| delay.min(wait));
         // A Secret the app waits for could not be synced: retry it soon
         // (unless retrying cannot help).
         if report.publish_error.as_ref().is_some_and(|e| !e.permanent) {

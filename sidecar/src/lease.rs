@@ -10,6 +10,11 @@ use std::time::{Duration, SystemTime};
 /// one-second TTL must not make the sidecar spin.
 pub const MIN_WAIT: Duration = Duration::from_secs(1);
 
+/// The shortest life of a lent value before it is replaced (the operator's
+/// shortest rotation interval by default): a pod asking `ttl=1s` of PKI
+/// must not make every replica issue a certificate every second.
+pub const MIN_REISSUE: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     /// The store's id to renew or revoke it (`database/creds/app/<id>`);
@@ -18,6 +23,8 @@ pub struct Lease {
     /// The store may extend it. Cleared once a renewal grants less than
     /// asked: the lease has reached its max TTL.
     pub renewable: bool,
+    /// When the store granted it (renewals keep it).
+    pub issued: SystemTime,
     /// The current term: from its grant or last renewal to its end.
     pub since: SystemTime,
     pub until: SystemTime,
@@ -50,6 +57,7 @@ impl Lease {
         Self {
             id,
             renewable,
+            issued: now,
             since: now,
             until: bound.map_or(until, |b| until.min(b)),
             bound,
@@ -61,10 +69,13 @@ impl Lease {
         self.until.duration_since(self.since).unwrap_or_default()
     }
 
-    /// Two thirds into the term (at least [`MIN_WAIT`] after it began).
+    /// Two thirds into the term, at least [`MIN_WAIT`] after it began and
+    /// [`MIN_REISSUE`] after the value was issued.
     pub fn act_at(&self) -> SystemTime {
         let wait = (self.term() * 2 / 3).max(MIN_WAIT);
-        self.since.checked_add(wait).unwrap_or(self.until)
+        let at = self.since.checked_add(wait).unwrap_or(self.until);
+        let earliest = self.issued.checked_add(MIN_REISSUE).unwrap_or(at);
+        at.max(earliest)
     }
 
     pub fn step(&self, now: SystemTime) -> Step {
@@ -93,6 +104,7 @@ impl Lease {
         let full = next.term() + Duration::from_secs(1) >= asked;
         Self {
             renewable: self.renewable && full,
+            issued: self.issued,
             ..next
         }
     }
@@ -201,8 +213,17 @@ mod tests {
     #[test]
     fn tiny_and_past_terms_never_spin() {
         let tiny = Lease::granted(Some("l".into()), true, Duration::ZERO, T0, None);
-        assert_eq!(tiny.act_at(), at(1));
+        // Replaced no sooner than MIN_REISSUE after it was issued.
+        assert_eq!(tiny.act_at(), at(5));
         assert_eq!(next_wait([&tiny], at(5)), Some(MIN_WAIT));
+        // A renewal capped to a short last term still leaves time to switch.
+        let capped = db(9)
+            .renewed(Duration::from_secs(9), at(6), None)
+            .renewed(Duration::from_secs(9), at(12), None)
+            .renewed(Duration::from_secs(3), at(18), None);
+        assert!(!capped.renewable);
+        assert_eq!(capped.step(at(20)), Step::Replace);
+        assert!(capped.act_at() < capped.until);
         assert_eq!(
             next_wait([&db(120), &db(30)], at(0)),
             Some(Duration::from_secs(20))

@@ -62,6 +62,9 @@ pub struct LeaseStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub renewable: bool,
+    /// When the store granted it; absent in older files: `since`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued: Option<String>,
     pub since: String,
     pub expires: String,
     /// The end of the credential that obtained it, which it cannot outlive.
@@ -75,6 +78,7 @@ impl LeaseStatus {
         Self {
             id: lease.id.clone(),
             renewable: lease.renewable,
+            issued: Some(stamp(lease.issued)),
             since: stamp(lease.since),
             expires: stamp(lease.until),
             bound: lease.bound.map(stamp),
@@ -88,10 +92,16 @@ impl LeaseStatus {
             Some(b) => Some(time(b)?),
             None => None,
         };
+        let since = time(&self.since)?;
+        let issued = match &self.issued {
+            Some(i) => time(i)?,
+            None => since,
+        };
         Some(Lease {
             id: self.id.clone(),
             renewable: self.renewable,
-            since: time(&self.since)?,
+            issued,
+            since,
             until: time(&self.expires)?,
             bound,
         })
@@ -204,18 +214,25 @@ mod tests {
         let lease = Lease {
             id: Some("database/creds/app/abc".into()),
             renewable: true,
+            issued: t - Duration::from_secs(60),
             since: t,
             until: t + Duration::from_secs(120),
             bound: Some(t + Duration::from_secs(3600)),
         };
         let status = LeaseStatus::of(&lease);
         assert_eq!(status.expires, "2027-01-15T08:02:00Z");
-        assert_eq!(status.to_lease(), Some(lease));
+        assert_eq!(status.to_lease().as_ref(), Some(&lease));
         let broken = LeaseStatus {
             expires: "soon".into(),
             ..status
         };
         assert_eq!(broken.to_lease(), None);
+        // A file written before `issued` existed: issued when renewed last.
+        let older = LeaseStatus {
+            issued: None,
+            ..LeaseStatus::of(&lease)
+        };
+        assert_eq!(older.to_lease().map(|l| l.issued), Some(t));
     }
 
     #[test]

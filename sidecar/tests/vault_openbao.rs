@@ -254,6 +254,24 @@ fn kv1_is_found_from_its_mount_and_read_without_data() {
         "a digest, not the value"
     );
     assert_not_logged(&out, &["t-1f7d"]);
+
+    // A kv path shaped like an issuing one is never written to.
+    bao.hvac(json!([{"call": "secrets.kv.v1.create_or_update_secret",
+        "args": {"mount_point": "kv1", "path": "team/issue/app", "secret": {"token": "kept-9c2e"}}}]));
+    let dir = tempfile::tempdir().unwrap();
+    let spec = crate::spec(
+        json!([object(
+            "token",
+            "vault://kv1/team/issue/app?method=POST&token=overwritten#token"
+        )]),
+        json!({}),
+    );
+    let out = fetch_once(dir.path(), &spec, &root_env(&bao));
+    assert!(!out.status.success());
+    assert!(logs(&out).contains("is a kv mount"), "{}", logs(&out));
+    let kept = bao.hvac(json!([{"call": "secrets.kv.v1.read_secret",
+        "args": {"mount_point": "kv1", "path": "team/issue/app"}}]));
+    assert_eq!(kept[0]["data"]["token"], "kept-9c2e");
 }
 
 #[test]

@@ -26,6 +26,29 @@ pub(crate) const ARG_NAME_RULE: &str =
     "an argument name of letters, digits and _, at most 64 bytes (version and api are reserved)";
 pub(crate) const ARG_VALUE_RULE: &str =
     "an argument value of printable ASCII without spaces or &#?%, at most 1024 bytes";
+pub(crate) const WRITE_PATH_RULE: &str = "a write only where an engine issues: <mount>/issue/<role>, <mount>/sign/<role>, <mount>/sign-verbatim[/<role>], <mount>/creds/<role> or <mount>/sts/<role>, never under sys/, auth/, identity/ or cubbyhole/";
+
+/// Where a write issues something (PKI, SSH, database and AWS creds, STS)
+/// rather than changes Vault (policies, auth, kv data, leases): the only
+/// writes a pod may ask the sidecar to make, once per lease, not per poll.
+pub fn is_issuing_path(path: &str) -> bool {
+    let path = path.trim_start_matches('/');
+    let path = path.strip_prefix("v1/").unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').collect();
+    let reserved = matches!(
+        segments.first(),
+        Some(&("sys" | "auth" | "identity" | "cubbyhole"))
+    );
+    let issuing = match segments.as_slice() {
+        [.., mount, verb, role] if !mount.is_empty() && !role.is_empty() => {
+            matches!(*verb, "issue" | "sign" | "sign-verbatim" | "creds" | "sts")
+        }
+        [.., mount, "sign-verbatim"] => !mount.is_empty(),
+        _ => false,
+    };
+    !reserved && issuing
+}
+
 /// Vault's own limit on a path is far larger; this bounds what a pod may ask.
 const MAX_PATH: usize = 512;
 const MAX_KEY: usize = 256;
@@ -176,6 +199,9 @@ impl VaultRef {
             ));
         }
         check_path(path)?;
+        if write.is_some() && !is_issuing_path(path) {
+            return Err(part("write path", path, WRITE_PATH_RULE));
+        }
         Ok(Self {
             path: path.to_owned(),
             key,
@@ -261,6 +287,7 @@ impl fmt::Display for VaultRef {
 mod tests {
     use rstest::rstest;
 
+    use super::is_issuing_path;
     use crate::SecretRef;
 
     fn vault(s: &str) -> super::VaultRef {
@@ -367,9 +394,43 @@ mod tests {
     #[case("vault://pki/issue/web?method=POST&a-b=1", "argument name")]
     #[case("vault://pki/issue/web?method=POST&cn=a%20b", "argument value")]
     #[case("vault://pki/issue/web?method=POST&ttl=1&ttl=2", "at most once")]
+    // Writes that change Vault rather than issue are refused.
+    #[case("vault://sys/policy/p?method=PUT&policy=x", "write path")]
+    #[case("vault://sys/leases/revoke?method=PUT&lease_id=x", "write path")]
+    #[case("vault://auth/approle/role/r/secret-id?method=POST", "write path")]
+    #[case("vault://kv/app?method=POST&password=x", "write path")]
+    #[case("vault://secret/data/app?method=POST&x=1", "write path")]
+    #[case("vault://secret/destroy/app?method=PUT&versions=1", "write path")]
+    #[case("vault://sys/pki/issue/web?method=POST", "write path")]
     fn writes_refused_saying_why(#[case] text: &str, #[case] says: &str) {
         let err = text.parse::<SecretRef>().unwrap_err().to_string();
         assert!(err.contains(says), "{text}: {err}");
+    }
+
+    #[test]
+    fn issuing_paths() {
+        for ok in [
+            "pki/issue/web",
+            "pki_int/sign/web",
+            "team/pki/issue/web",
+            "ssh/sign/admin",
+            "pki/sign-verbatim",
+            "pki/sign-verbatim/web",
+            "database/creds/app",
+            "aws/sts/deploy",
+            "v1/pki/issue/web",
+        ] {
+            assert!(is_issuing_path(ok), "{ok}");
+        }
+        for no in [
+            "pki/issue",
+            "issue/web",
+            "sys/pki/issue/web",
+            "secret/data/issue",
+            "transit/decrypt/k",
+        ] {
+            assert!(!is_issuing_path(no), "{no}");
+        }
     }
 
     #[test]

@@ -97,8 +97,8 @@ pub struct VaultProvider {
     logins: std::sync::atomic::AtomicU64,
     last_forced_login: Mutex<Option<Instant>>,
     mounts: Mutex<Vec<Mount>>,
-    /// Lease id → the token generation that made it.
-    leases: Mutex<BTreeMap<String, u64>>,
+    /// Lease id → (the token generation that made it, insertion order).
+    leases: Mutex<BTreeMap<String, (u64, u64)>>,
 }
 
 impl VaultProvider {
@@ -107,6 +107,9 @@ impl VaultProvider {
             .connect_timeout(Duration::from_secs(5))
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the TLS server name itself, around the
+            // pinning to the allowed address below (H1).
+            .no_proxy()
             .dns_resolver(SystemResolver::default());
         if let Some(pem) = &config.ca_bundle {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
@@ -391,6 +394,15 @@ impl VaultProvider {
 
     async fn request_once(&self, r: &VaultRef) -> Result<Answer, FetchError> {
         let token = self.token().await?;
+        if r.write.is_some()
+            && let Ok(mount) = self.mount(r, &token.value).await
+            && mount.kv_version.is_some()
+        {
+            // A kv path shaped like an issuing one: a write would overwrite it.
+            return Err(FetchError::Invalid(
+                format!("{r}: {} is a kv mount, where a write would change a secret; writes are for engines that issue", mount.path).into(),
+            ));
+        }
         let (api_path, kv2) = if r.api_path || r.write.is_some() {
             (r.path.clone(), false)
         } else {
@@ -444,7 +456,14 @@ impl VaultProvider {
             Err(e) => return vec![Err(e); refs.len()],
         };
         let now = SystemTime::now();
-        let lease = reply::lease_of(&answer.reply, now, answer.token.until);
+        let lease = match reply::lease_of(&answer.reply, now, answer.token.until) {
+            // A write that lends nothing is issued once, not at every poll
+            // (a secret-id, a signed value): kept until the sidecar restarts.
+            None if keyless.write.is_some() => {
+                Some(Lease::granted(None, false, reply::MAX_TTL, now, None))
+            }
+            lease => lease,
+        };
         if let Some(id) = lease.as_ref().and_then(|l| l.id.clone()) {
             self.track(id, answer.token.generation);
         }
@@ -460,15 +479,24 @@ impl VaultProvider {
 
     fn track(&self, lease_id: String, generation: u64) {
         if let Ok(mut leases) = self.leases.lock() {
-            leases.insert(lease_id, generation);
+            let order = leases.values().map(|(_, o)| *o).max().map_or(0, |o| o + 1);
+            leases.insert(lease_id, (generation, order));
+            // The oldest go first: a replaced lease is never asked again.
             while leases.len() > MAX_TRACKED_LEASES {
-                leases.pop_first();
+                let oldest = leases
+                    .iter()
+                    .min_by_key(|(_, (_, o))| *o)
+                    .map(|(id, _)| id.clone());
+                match oldest {
+                    Some(id) => leases.remove(&id),
+                    None => break,
+                };
             }
         }
     }
 
     fn generation_of(&self, lease_id: &str) -> Option<u64> {
-        self.leases.lock().ok()?.get(lease_id).copied()
+        self.leases.lock().ok()?.get(lease_id).map(|(g, _)| *g)
     }
 }
 
@@ -566,7 +594,7 @@ impl Provider for VaultProvider {
     /// made under the current token ends with it (so the token's end bounds
     /// it); one made under an earlier token keeps the bound it had.
     async fn renew(&self, lease: &Lease) -> Result<Lease, FetchError> {
-        let Some(id) = &lease.id else {
+        let Some(id) = lease.id.as_ref().filter(|id| reply::is_lease_id(id)) else {
             return Err(FetchError::Unsupported(
                 "a certificate is re-issued, not renewed".into(),
             ));
@@ -612,15 +640,16 @@ impl Provider for VaultProvider {
             return;
         };
         let mut revoked = 0usize;
-        for id in leases.iter().filter_map(|l| l.id.as_ref()) {
-            let body = json!({"lease_id": id});
+        for id in leases
+            .iter()
+            .filter_map(|l| l.id.as_deref())
+            .filter(|id| reply::is_lease_id(id))
+        {
+            // The path form, so a policy can allow exactly these
+            // (`sys/leases/revoke/database/creds/app/*`).
+            let path = format!("sys/leases/revoke/{id}");
             match self
-                .call(
-                    Method::PUT,
-                    "sys/leases/revoke",
-                    Some(&token.value),
-                    Some(&body),
-                )
+                .call(Method::PUT, &path, Some(&token.value), Some(&json!({})))
                 .await
             {
                 Ok((status, _)) if status.is_success() => revoked += 1,

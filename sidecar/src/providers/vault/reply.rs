@@ -86,9 +86,12 @@ pub fn lease_of(reply: &Value, now: SystemTime, bound: Option<SystemTime>) -> Op
     if let Some(id) = id
         && !duration.is_zero()
     {
-        let renewable = reply["renewable"].as_bool().unwrap_or(false);
+        // An id this sidecar would not send back is a lease it can only
+        // replace, never renew or revoke.
+        let usable = is_lease_id(id);
+        let renewable = usable && reply["renewable"].as_bool().unwrap_or(false);
         return Some(Lease::granted(
-            Some(id.to_owned()),
+            usable.then(|| id.to_owned()),
             renewable,
             duration,
             now,
@@ -96,11 +99,27 @@ pub fn lease_of(reply: &Value, now: SystemTime, bound: Option<SystemTime>) -> Op
         ));
     }
     // PKI without `generate_lease`: the certificate's end, in Unix seconds.
-    let expiration = reply["data"]["expiration"].as_u64()?;
+    // Only an issued certificate's: a kv field named `expiration` is data.
+    let data = &reply["data"];
+    if !(data["serial_number"].is_string() && data["certificate"].is_string()) {
+        return None;
+    }
+    let expiration = data["expiration"].as_u64()?;
     let end = UNIX_EPOCH.checked_add(Duration::from_secs(expiration))?;
     let left = end.duration_since(now).unwrap_or_default().min(MAX_TTL);
     Some(Lease::granted(None, false, left, now, None))
 }
+
+/// A lease id as Vault makes them (`database/creds/app/AbC.123`), bounded.
+pub fn is_lease_id(id: &str) -> bool {
+    (1..=MAX_LEASE_ID).contains(&id.len())
+        && !id.split('/').any(|part| part == ".." || part.is_empty())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-'))
+}
+
+const MAX_LEASE_ID: usize = 512;
 
 /// The file's bytes and version from a read's reply, for one reference.
 pub fn value_of(r: &VaultRef, reply: &Value, kv2: bool) -> Result<Fetched, FetchError> {
@@ -153,8 +172,10 @@ fn version_of(reply: &Value, versioned: bool) -> String {
         .as_u64()
         .filter(|_| versioned)
         .map(|v| v.to_string())
-        .or_else(|| text(&data["serial_number"]))
-        .or_else(|| text(&reply["lease_id"]))
+        .or_else(|| text(&data["serial_number"]).filter(|s| s.len() <= 128))
+        // Not the lease id itself: versions reach Events and PodStatus,
+        // which others may read, and an id is what renews or revokes it.
+        .or_else(|| text(&reply["lease_id"]).map(|id| format!("lease-{}", digest(id.as_bytes()))))
         .unwrap_or_else(|| digest(&serde_json::to_vec(data).unwrap_or_default()))
 }
 
@@ -250,9 +271,11 @@ mod tests {
         let db = json!({"lease_id": "database/creds/app/abc", "lease_duration": 120,
                         "renewable": true, "data": {"username": "v-u", "password": "p"}});
         let f = value_of(&vault("vault://database/creds/app#username"), &db, false).unwrap();
-        assert_eq!(
-            (text(&f), f.version.as_str()),
-            ("v-u".into(), "database/creds/app/abc")
+        assert_eq!(text(&f), "v-u");
+        assert!(
+            f.version.starts_with("lease-") && !f.version.contains("abc"),
+            "{}",
+            f.version
         );
         let now = UNIX_EPOCH + Duration::from_secs(1000);
         let lease = lease_of(&db, now, Some(now + Duration::from_secs(60))).unwrap();
@@ -271,6 +294,9 @@ mod tests {
         let issued = json!({"lease_id": "", "lease_duration": 0, "data": {
             "certificate": "-----BEGIN CERTIFICATE-----", "serial_number": "3a:0f",
             "expiration": 1_000_600}});
+        // A kv secret with a field named expiration lends nothing.
+        let kv = json!({"data": {"expiration": 5, "password": "p"}});
+        assert!(lease_of(&kv, now, None).is_none());
         let f = value_of(&vault("vault://pki/issue/web#certificate"), &issued, false).unwrap();
         assert_eq!(f.version, "3a:0f");
         let lease = lease_of(&issued, now, None).unwrap();
@@ -278,13 +304,19 @@ mod tests {
         assert_eq!(lease.until, now + Duration::from_secs(600));
         // generate_lease=true: a lease that cannot be renewed.
         let leased = json!({"lease_id": "pki/issue/web/x", "lease_duration": 600,
-                            "renewable": false, "data": {"serial_number": "3a:10"}});
+                            "renewable": false, "data": {"serial_number": "3a:10", "certificate": "c"}});
         let lease = lease_of(&leased, now, None).unwrap();
         assert!(!lease.renewable && lease.id.is_some());
         // A server's absurd numbers are bounded, never an overflow.
         let huge = json!({"lease_id": "x", "lease_duration": u64::MAX, "data": {}});
         assert_eq!(lease_of(&huge, now, None).unwrap().term(), MAX_TTL);
-        let past = json!({"data": {"expiration": 5}});
+        let past = json!({"data": {"expiration": 5, "serial_number": "1", "certificate": "c"}});
+        // An id this sidecar would not send back: replaced, never renewed.
+        for odd in ["a/../sys/x", "a b", &"x".repeat(600)] {
+            let reply = json!({"lease_id": odd, "lease_duration": 60, "renewable": true});
+            let lease = lease_of(&reply, now, None).unwrap();
+            assert_eq!((lease.id, lease.renewable), (None, false), "{odd}");
+        }
         assert_eq!(lease_of(&past, now, None).unwrap().term(), Duration::ZERO);
     }
 

@@ -284,3 +284,24 @@ async fn shutdown_releases_each_lease_once_and_a_restart_keeps_them() {
     assert_eq!(released.len(), count, "each lease once");
     assert!(!released.is_empty());
 }
+
+// A renewal that fails during an outage waits the backoff, not the lease's
+// one-second look: a fleet of pods must not poll a down Vault every second.
+#[tokio::test]
+async fn an_outage_backs_off_even_with_a_lease_due() {
+    let store = LendingStore::default();
+    store.state().due = true;
+    store.state().renewal = Some(Renewal::Down);
+    let dir = tempfile::tempdir().unwrap();
+    let providers = Providers::new().with(shared::Store::Vault, Box::new(store.clone()));
+    let mut engine =
+        Engine::new(spec(), providers, AtomicWriter::new(dir.path())).with_backoff(Backoff {
+            initial: Duration::from_secs(30),
+            max: Duration::from_secs(60),
+        });
+    engine.round().await.unwrap();
+    let report = engine.round().await.unwrap();
+    assert!(!report.failures.is_empty());
+    let delay = engine.next_delay(&report);
+    assert!(delay >= Duration::from_secs(20), "{delay:?}");
+}

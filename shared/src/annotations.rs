@@ -4,8 +4,9 @@ use std::{collections::BTreeMap, fmt, time::Duration};
 
 use crate::{
     AwsIdentity, FileMode, FileName, FileNameError, HostRefused, Identities, InjectionSpec,
-    ReferenceError, Rotation, SecretObject, SecretRef, SpecError, StoreHosts, is_role_arn,
-    is_vault_name, parse_vault_address, spec::DEFAULT_MOUNT_PATH,
+    ReferenceError, Rotation, SecretObject, SecretRef, SpecError, StoreHosts,
+    is_gcp_service_account, is_role_arn, is_vault_name, parse_vault_address,
+    parse_workload_identity_provider, spec::DEFAULT_MOUNT_PATH,
 };
 
 pub const PREFIX: &str = "secret-injector.io/";
@@ -36,6 +37,12 @@ pub const VAULT_ADDRESS: &str = "secret-injector.io/vault-address";
 pub const VAULT_NAMESPACE: &str = "secret-injector.io/vault-namespace";
 /// `"true"`: the sidecar revokes its dynamic secrets' leases when it stops.
 pub const VAULT_REVOKE_ON_SHUTDOWN: &str = "secret-injector.io/vault-revoke-on-shutdown";
+/// The Google service account to impersonate, overriding the
+/// ServiceAccount's `iam.gke.io/gcp-service-account`.
+pub const GCP_SERVICE_ACCOUNT: &str = "secret-injector.io/gcp-service-account";
+/// The workload identity pool provider, overriding the operator's.
+pub const GCP_WORKLOAD_IDENTITY_PROVIDER: &str =
+    "secret-injector.io/gcp-workload-identity-provider";
 pub const SECRET_PROVIDER_CLASS: &str = "secret-injector.io/secret-provider-class";
 /// `secret-injector.io/secret-<file>: <uri>`
 pub const SECRET_KEY_PREFIX: &str = "secret-injector.io/secret-";
@@ -60,6 +67,8 @@ const KNOWN_KEYS: &[&str] = &[
     VAULT_ADDRESS,
     VAULT_NAMESPACE,
     VAULT_REVOKE_ON_SHUTDOWN,
+    GCP_SERVICE_ACCOUNT,
+    GCP_WORKLOAD_IDENTITY_PROVIDER,
     SECRET_PROVIDER_CLASS,
     STATUS,
     NO_SIDECAR_REASON,
@@ -369,6 +378,22 @@ pub fn parse_opted_in(
                     }),
                 },
                 Err(rule) => errors.push(value_error(VAULT_ADDRESS, value, rule)),
+            },
+            GCP_SERVICE_ACCOUNT => match is_gcp_service_account(value) {
+                true => identities.gcp.service_account = Some(value.clone()),
+                false => errors.push(value_error(
+                    GCP_SERVICE_ACCOUNT,
+                    value,
+                    "a Google service account email such as app@my-project.iam.gserviceaccount.com",
+                )),
+            },
+            GCP_WORKLOAD_IDENTITY_PROVIDER => match parse_workload_identity_provider(value) {
+                Some(name) => identities.gcp.workload_identity_provider = Some(name),
+                None => errors.push(value_error(
+                    GCP_WORKLOAD_IDENTITY_PROVIDER,
+                    value,
+                    "projects/<project number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>",
+                )),
             },
             SECRET_PROVIDER_CLASS => match is_dns_subdomain(value) {
                 true => class = Some(value.clone()),

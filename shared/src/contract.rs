@@ -11,7 +11,7 @@ pub const SPEC_ENV: &str = "SECRET_INJECTOR_SPEC";
 /// The version of the spec this build writes and the newest it reads. Bump
 /// it with every field an older sidecar must not ignore.
 /// 5: `identities.vault`.
-pub const SPEC_VERSION: u32 = 5;
+pub const SPEC_VERSION: u32 = 6;
 
 /// The sidecar's subcommands, as the webhook runs them.
 pub mod args {

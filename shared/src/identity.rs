@@ -15,11 +15,13 @@ pub struct Identities {
     pub aws: AwsIdentity,
     #[serde(default, skip_serializing_if = "VaultIdentity::is_empty")]
     pub vault: VaultIdentity,
+    #[serde(default, skip_serializing_if = "GcpIdentity::is_empty")]
+    pub gcp: GcpIdentity,
 }
 
 impl Identities {
     pub fn is_empty(&self) -> bool {
-        self.azure.is_empty() && self.aws.is_empty() && self.vault.is_empty()
+        self.azure.is_empty() && self.aws.is_empty() && self.vault.is_empty() && self.gcp.is_empty()
     }
 
     /// The pod's identity annotations over its class's: what the pod names
@@ -34,6 +36,11 @@ impl Identities {
         pick(&mut self.azure.tenant_id, &pod.azure.tenant_id);
         pick(&mut self.aws.role_arn, &pod.aws.role_arn);
         self.aws.use_pod_identity |= pod.aws.use_pod_identity;
+        pick(&mut self.gcp.service_account, &pod.gcp.service_account);
+        pick(
+            &mut self.gcp.workload_identity_provider,
+            &pod.gcp.workload_identity_provider,
+        );
         let (class, pod) = (&mut self.vault, &pod.vault);
         pick(&mut class.role, &pod.role);
         pick(&mut class.auth_path, &pod.auth_path);
@@ -172,6 +179,89 @@ pub fn parse_vault_address(s: &str) -> Result<(String, Option<u16>), &'static st
         return Err(RULE);
     }
     Ok((host.to_ascii_lowercase(), port))
+}
+
+/// Google: the pod's Kubernetes token exchanged at Google's STS for the
+/// workload identity pool provider (the operator's, or the pod's), then,
+/// with a service account, `generateAccessToken` for it; on GKE the
+/// metadata server instead (the operator's choice).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GcpIdentity {
+    /// The Google service account to impersonate: the pod's
+    /// `secret-injector.io/gcp-service-account`, else its ServiceAccount's
+    /// `iam.gke.io/gcp-service-account`; `None`: the federated identity
+    /// itself (`principal://.../subject/system:serviceaccount:<ns>:<sa>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// `projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>`;
+    /// the operator's default without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity_provider: Option<String>,
+}
+
+impl GcpIdentity {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A Google service account's email: `<id>@<project>.iam.gserviceaccount.com`
+/// (or Google's own `developer.`/`appspot.` forms).
+pub fn is_gcp_service_account(s: &str) -> bool {
+    let Some((id, domain)) = s.split_once('@') else {
+        return false;
+    };
+    let id_ok = (1..=63).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let domain_ok = domain.len() <= 190
+        && domain
+            .strip_suffix(".gserviceaccount.com")
+            .is_some_and(|project| {
+                !project.is_empty()
+                    && project.split('.').all(|l| {
+                        !l.is_empty()
+                            && l.bytes()
+                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    })
+            });
+    id_ok && domain_ok
+}
+
+/// A workload identity pool provider, with or without the
+/// `//iam.googleapis.com/` of its audience: the normalised
+/// `projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>`.
+pub fn parse_workload_identity_provider(s: &str) -> Option<String> {
+    let name = s.strip_prefix("//iam.googleapis.com/").unwrap_or(s);
+    let id_ok = |id: &str| {
+        (4..=32).contains(&id.len())
+            && id.starts_with(|c: char| c.is_ascii_lowercase())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    match name.split('/').collect::<Vec<_>>().as_slice() {
+        [
+            "projects",
+            number,
+            "locations",
+            "global",
+            "workloadIdentityPools",
+            pool,
+            "providers",
+            provider,
+        ] if (1..=20).contains(&number.len())
+            && number.bytes().all(|b| b.is_ascii_digit())
+            && id_ok(pool)
+            && id_ok(provider) =>
+        {
+            Some(name.to_owned())
+        }
+        _ => None,
+    }
 }
 
 /// M4: audiences a pod's token must never carry to a Vault server, which

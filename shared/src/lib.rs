@@ -17,8 +17,8 @@ pub use annotations::{AnnotationError, AnnotationErrors, ClassRequest, Defaults,
 pub use contract::{SPEC_ENV, SPEC_VERSION};
 pub use file_name::{FileName, FileNameError, MAX_FILE_NAME_BYTES};
 pub use identity::{
-    AwsIdentity, AzureIdentity, Identities, VaultIdentity, is_role_arn, is_vault_name,
-    parse_vault_address,
+    AwsIdentity, AzureIdentity, GcpIdentity, Identities, VaultIdentity, is_gcp_service_account,
+    is_role_arn, is_vault_name, parse_vault_address, parse_workload_identity_provider,
 };
 pub use json_path::{JsonPath, JsonPathError, Step as JsonPathStep};
 pub use provider_class::{AzureCloud, ProviderClassError, spec_from_provider_class};

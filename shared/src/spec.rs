@@ -85,6 +85,10 @@ pub struct SecretObject {
     /// Write one field of a JSON value instead of the whole value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_key: Option<String>,
+    /// Write one top-level field of a YAML value (a string) instead of the
+    /// whole value: the GCP CSI provider's `extractYAMLKey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yaml_key: Option<String>,
     /// Write the JSON string this path selects (the AWS CSI provider's
     /// `jmesPath`); anything but a string is an error, as there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,6 +111,7 @@ impl SecretObject {
             encoding: None,
             format: None,
             json_key: None,
+            yaml_key: None,
             json_path: None,
             file_permission: None,
             failover: None,

@@ -377,6 +377,8 @@ pub fn object_id(object: &SecretObject) -> String {
         }
         // The AWS provider's id is the file name (a jmesPath file gets its own).
         SecretRef::Aws(_) => object.file.to_string(),
+        // The GCP provider's id is the resourceName as the class writes it.
+        SecretRef::Gcp(r) => r.resource_name(),
         other => other.to_string(),
     }
 }
@@ -884,6 +886,7 @@ mod tests {
             encoding: None,
             format: None,
             json_key: None,
+            yaml_key: None,
             json_path: None,
             file_permission: None,
             failover: None,
@@ -893,6 +896,12 @@ mod tests {
             "secret/db-pass"
         );
         assert_eq!(object_id(&object("azure://kv-1/keys/k/abc")), "key/k");
+        assert_eq!(
+            object_id(&object(
+                "gcp://projects/p-123456/locations/us-east1/secrets/db#user"
+            )),
+            "projects/p-123456/locations/us-east1/secrets/db/versions/latest"
+        );
         assert_eq!(object_id(&object("azure://kv-1/certificates/c")), "cert/c");
         assert_eq!(object_id(&object("aws://us-east-1/prod/db")), "f");
     }

@@ -2,7 +2,7 @@
 //! decoding (utf-8, hex, base64), as the CSI Azure provider does.
 
 use base64::Engine;
-use shared::{JsonPath, JsonPathStep, ObjectEncoding, SecretObject, SecretRef};
+use shared::{JsonPath, JsonPathStep, ObjectEncoding, SecretObject};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::{providers::FetchError, secret::SecretBytes};
@@ -52,12 +52,13 @@ pub fn to_file_bytes(
     object: &SecretObject,
     value: &SecretBytes,
 ) -> Result<SecretBytes, FetchError> {
-    let json_key = match &object.source {
-        SecretRef::Aws(r) => r.json_key.as_deref().or(object.json_key.as_deref()),
-        _ => object.json_key.as_deref(),
-    };
+    let json_key = object.source.json_key().or(object.json_key.as_deref());
     let extracted;
     let value = match (json_key, &object.json_path) {
+        (None, None) if object.yaml_key.is_some() => {
+            extracted = extract_yaml_key(value, object.yaml_key.as_deref().unwrap_or_default())?;
+            &extracted
+        }
         (Some(key), _) => {
             extracted = extract_json_key(value, key)?;
             &extracted
@@ -140,6 +141,36 @@ fn extract_json_key(value: &SecretBytes, key: &str) -> Result<SecretBytes, Fetch
     })
 }
 
+/// One top-level string of a YAML mapping, as the GCP CSI provider's
+/// `extractYAMLKey` reads it: anything but a string is an error that names
+/// the key, never the value.
+fn extract_yaml_key(value: &SecretBytes, key: &str) -> Result<SecretBytes, FetchError> {
+    let not_yaml = || {
+        FetchError::Invalid(
+            format!("the value is not a YAML mapping, so key {key:?} cannot be read from it")
+                .into(),
+        )
+    };
+    // Bounded: the store's payload (Secret Manager: 64 KiB), and
+    // serde_yaml_ng's own limits on recursion and alias repetition.
+    let text = std::str::from_utf8(value.expose()).map_err(|_| not_yaml())?;
+    let mut parsed: serde_yaml_ng::Mapping =
+        serde_yaml_ng::from_str(text).map_err(|_| not_yaml())?;
+    let field = parsed
+        .remove(key)
+        .ok_or_else(|| FetchError::Invalid(format!("the YAML value has no key {key:?}").into()))?;
+    let result = match field {
+        serde_yaml_ng::Value::String(s) => Ok(SecretBytes::from(s)),
+        _ => Err(FetchError::Invalid(
+            format!("the YAML value's key {key:?} is not a string").into(),
+        )),
+    };
+    // The rest of the mapping held secrets too; serde_yaml_ng's values
+    // cannot be wiped in place, so they are at least dropped at once.
+    drop(parsed);
+    result
+}
+
 fn decode(value: &SecretBytes, encoding: ObjectEncoding) -> Result<SecretBytes, FetchError> {
     // Encoded values are often stored wrapped; whitespace is never a digit.
     let text = || -> SecretBytes {
@@ -195,6 +226,33 @@ mod tests {
 
     fn bytes(s: &str) -> SecretBytes {
         SecretBytes::from(s.to_owned())
+    }
+
+    #[test]
+    fn yaml_keys_as_the_gcp_provider_reads_them() {
+        let mut o = object("gcp://projects/my-project/secrets/app");
+        o.yaml_key = Some("password".into());
+        let doc = bytes("user: admin\npassword: \"s3:cr&t\"\nport: 5432\n");
+        assert_eq!(to_file_bytes(&o, &doc).unwrap().expose(), b"s3:cr&t");
+        o.yaml_key = Some("port".into());
+        let e = to_file_bytes(&o, &doc).unwrap_err().to_string();
+        assert!(e.contains("not a string") && !e.contains("5432"), "{e}");
+        o.yaml_key = Some("missing".into());
+        let e = to_file_bytes(&o, &doc).unwrap_err().to_string();
+        assert!(e.contains("no key") && !e.contains("admin"), "{e}");
+        let e = to_file_bytes(&o, &bytes("- a list\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a YAML mapping"), "{e}");
+        // A reference's own #key is a JSON key, and wins.
+        let mut j = object("gcp://projects/my-project/secrets/app#user");
+        j.yaml_key = None;
+        assert_eq!(
+            to_file_bytes(&j, &bytes(r#"{"user":"u"}"#))
+                .unwrap()
+                .expose(),
+            b"u"
+        );
     }
 
     #[rstest]

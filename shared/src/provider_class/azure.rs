@@ -967,7 +967,7 @@ mod tests {
     const TYPES: &str = "secret, key or cert";
 
     #[rstest]
-    #[case::provider(&[], Some(("/spec/provider", json!("gcp"))), "invalid", "spec.provider", "\"gcp\"", "azure")]
+    #[case::provider(&[], Some(("/spec/provider", json!("conjur"))), "invalid", "spec.provider", "\"conjur\"", "azure")]
     #[case::no_provider(&[], Some(("/spec/provider", Value::Null)), "missing", "spec.provider", "", "azure")]
     #[case::cloud(&[("cloudName", "AzureStackCloud")], None, "invalid", "parameters.cloudName", "\"AzureStackCloud\"", "AzureChinaCloud or AzureUSGovernmentCloud")]
     #[case::no_vault(&[("keyvaultName", REMOVE)], None, "missing", "parameters.keyvaultName", "", "a Key Vault name")]

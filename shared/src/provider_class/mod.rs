@@ -18,6 +18,7 @@
 
 pub mod aws;
 pub mod azure;
+pub mod gcp;
 pub mod vault;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,7 +35,7 @@ use crate::{
 pub use azure::AzureCloud;
 
 /// The providers whose classes are read.
-const ACCEPTED_PROVIDERS: &str = "azure, aws or vault";
+const ACCEPTED_PROVIDERS: &str = "azure, aws, vault or gcp";
 
 /// The API group of the CSI driver's resources.
 pub const CSI_GROUP: &str = "secrets-store.csi.x-k8s.io";
@@ -355,6 +356,7 @@ impl Reader {
             "azure" => azure::read(self, &params)?,
             "aws" => aws::read(self, &params)?,
             "vault" => vault::read(self, &params)?,
+            "gcp" => gcp::read(self, &params)?,
             other => return Err(self.invalid("spec.provider", other, ACCEPTED_PROVIDERS)),
         };
         let sync_targets = self.sync_targets(class, &read.files)?;
@@ -746,4 +748,23 @@ fn is_secret_key(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         && s != "."
         && s != ".."
+}
+
+/// A mode as Go's YAML decoding gives the provider's `os.FileMode`: `0644`
+/// unquoted is octal (our YAML reader keeps it as the text `"0644"`), a
+/// plain number is the mode's value (`420`).
+pub(super) fn go_file_mode(value: &serde_yaml_ng::Value) -> Option<crate::FileMode> {
+    let mode = match value {
+        serde_yaml_ng::Value::String(s) => {
+            let digits = s.strip_prefix("0o").unwrap_or(s);
+            (!digits.is_empty() && digits.len() <= 4)
+                .then(|| u32::from_str_radix(digits, 8).ok())
+                .flatten()?
+        }
+        serde_yaml_ng::Value::Number(n) => u32::try_from(n.as_u64()?).ok()?,
+        _ => return None,
+    };
+    (mode <= 0o777)
+        .then(|| format!("{mode:04o}").parse().ok())
+        .flatten()
 }

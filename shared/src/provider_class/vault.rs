@@ -32,10 +32,10 @@ use std::collections::BTreeMap;
 
 use serde_yaml_ng::Value as Yaml;
 
-use super::{Objects, ProviderClassError, Reader, StoreClass, fields, scalar, text};
+use super::{Objects, ProviderClassError, Reader, StoreClass, fields, go_file_mode, scalar, text};
 use crate::{
-    FileMode, FileName, Identities, ObjectEncoding, SecretObject, SecretRef, VaultIdentity,
-    WriteMethod, is_arg_name, is_arg_value, is_vault_name, parse_vault_address,
+    FileName, Identities, ObjectEncoding, SecretObject, SecretRef, VaultIdentity, WriteMethod,
+    is_arg_name, is_arg_value, is_vault_name, parse_vault_address,
 };
 
 const KNOWN_PARAMETERS: &[&str] = &[
@@ -315,7 +315,7 @@ fn object(reader: &mut Reader, i: usize, item: &Yaml) -> Result<SecretObject, Pr
     };
     let file_permission = match values.get("filePermission") {
         None | Some(Yaml::Null) => None,
-        Some(value) => Some(permission(value).ok_or_else(|| {
+        Some(value) => Some(go_file_mode(value).ok_or_else(|| {
             reader.invalid(
                 &format!("{field}.filePermission"),
                 &scalar(value).unwrap_or_else(|| format!("{value:?}")),
@@ -328,25 +328,6 @@ fn object(reader: &mut Reader, i: usize, item: &Yaml) -> Result<SecretObject, Pr
         file_permission,
         ..SecretObject::new(file, source)
     })
-}
-
-/// A mode as Go's YAML decoding gives the provider's `os.FileMode`: `0644`
-/// unquoted is octal (our YAML reader keeps it as the text `"0644"`), a
-/// plain number is the mode's value (`420`).
-fn permission(value: &Yaml) -> Option<FileMode> {
-    let mode = match value {
-        Yaml::String(s) => {
-            let digits = s.strip_prefix("0o").unwrap_or(s);
-            (!digits.is_empty() && digits.len() <= 4)
-                .then(|| u32::from_str_radix(digits, 8).ok())
-                .flatten()?
-        }
-        Yaml::Number(n) => u32::try_from(n.as_u64()?).ok()?,
-        _ => return None,
-    };
-    (mode <= 0o777)
-        .then(|| format!("{mode:04o}").parse().ok())
-        .flatten()
 }
 
 #[cfg(test)]

@@ -131,7 +131,22 @@ impl SecretRef {
                 json_key: None,
                 ..r.clone()
             }),
+            Self::Gcp(r) if r.json_key.is_some() => Self::Gcp(GcpRef {
+                json_key: None,
+                ..r.clone()
+            }),
             other => other.clone(),
+        }
+    }
+
+    /// The JSON key the reference itself names (`#<json-key>`), which the
+    /// sidecar extracts after fetching [`SecretRef::fetched`]. Vault's
+    /// `#<key>` is not one: it names a field of Vault's own reply.
+    pub fn json_key(&self) -> Option<&str> {
+        match self {
+            Self::Aws(r) => r.json_key.as_deref(),
+            Self::Gcp(r) => r.json_key.as_deref(),
+            Self::Azure(_) | Self::Vault(_) => None,
         }
     }
 

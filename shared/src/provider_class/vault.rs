@@ -276,9 +276,11 @@ fn object(reader: &mut Reader, i: usize, item: &Yaml) -> Result<SecretObject, Pr
         }
         Some(value) => secret_args(reader, &format!("{field}.secretArgs"), value)?,
     };
-    // The API path as the CSI provider takes it: no leading '/', and the
-    // version as a query Vault reads.
+    // The API path as the CSI provider takes it (`ensureV1Prefix`: with or
+    // without a leading `/v1/`, as its own e2e classes write it): no
+    // leading '/' or `v1/`, and the version as a query Vault reads.
     let trimmed = path.trim_start_matches('/');
+    let trimmed = trimmed.strip_prefix("v1/").unwrap_or(trimmed);
     let mut uri = format!("vault://{trimmed}");
     let mut sep = if trimmed.contains('?') { '&' } else { '?' };
     if let Some(method) = write {
@@ -388,6 +390,26 @@ mod tests {
         assert_eq!(v.role.as_deref(), Some("kv-role"));
         assert_eq!(v.audience.as_deref(), Some("vault"));
         assert_eq!(v.address, None);
+    }
+
+    /// Its kv-sync case writes the paths with the API's `/v1/` prefix
+    /// (`/v1/secret/data/kv-sync1`, `v1/secret/data/kv-sync2`), which the
+    /// provider drops before it asks: the same request as without.
+    #[test]
+    fn the_providers_v1_prefix_is_the_same_path() {
+        for path in [
+            "/v1/secret/data/kv-sync1",
+            "v1/secret/data/kv-sync1",
+            "/secret/data/kv-sync1",
+        ] {
+            let objects = format!("- objectName: a\n  secretPath: {path}\n  secretKey: bar1\n");
+            let (spec, _) = read(&class(&[("roleName", "r"), ("objects", &objects)])).unwrap();
+            assert_eq!(
+                vault(&spec, "a").to_string(),
+                "vault://secret/data/kv-sync1?api=true#bar1",
+                "{path}"
+            );
+        }
     }
 
     /// The CSI provider's PKI case: `method: PUT` with `secretArgs`.

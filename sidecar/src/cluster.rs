@@ -375,8 +375,9 @@ pub fn object_id(object: &SecretObject) -> String {
             };
             format!("{kind}/{}", r.name)
         }
-        // The AWS provider's id is the file name (a jmesPath file gets its own).
-        SecretRef::Aws(_) => object.file.to_string(),
+        // The AWS provider's id is the file name (a jmesPath file gets its
+        // own), and so is the Vault provider's (`objectName`).
+        SecretRef::Aws(_) | SecretRef::Vault(_) => object.file.to_string(),
         // The GCP provider's id is the resourceName as the class writes it.
         SecretRef::Gcp(r) => r.resource_name(),
         other => other.to_string(),
@@ -904,6 +905,10 @@ mod tests {
         );
         assert_eq!(object_id(&object("azure://kv-1/certificates/c")), "cert/c");
         assert_eq!(object_id(&object("aws://us-east-1/prod/db")), "f");
+        assert_eq!(
+            object_id(&object("vault://secret/data/kv1?api=true#bar1")),
+            "f"
+        );
     }
 
     #[test]

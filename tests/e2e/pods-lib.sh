@@ -99,9 +99,11 @@ e2e_emulator() {
 e2e_images() {
   local dir=$1
   shift
-  # The emulator's CA, and the AWS front's when pods-aws.sh made one.
+  # The emulator's CA, and the AWS front's and OpenBao's when pods-aws.sh
+  # and pods-vault.sh made them.
   cat "$dir/emulator-ca.pem" >"$dir/sidecar-cas.pem"
   [ ! -f "$dir/aws-ca.pem" ] || cat "$dir/aws-ca.pem" >>"$dir/sidecar-cas.pem"
+  [ ! -f "$dir/vault-ca.pem" ] || cat "$dir/vault-ca.pem" >>"$dir/sidecar-cas.pem"
   tests/images/build.sh --sidecar "${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-gnu/sidecar/secret-injector-sidecar" \
     --extra-ca "$dir/sidecar-cas.pem" "$@" "$dir/images" >/dev/null
   tests/cluster/cluster.sh import "$dir" "$dir"/images/*.tar >/dev/null

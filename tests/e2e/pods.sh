@@ -3,7 +3,10 @@
 # namespace (tests/cluster/cluster.sh), each store's server at the real host
 # names resolved by the cluster's DNS (the Key Vault + Entra ID emulator as
 # kv-aks-csi-weu-01.vault.azure.net and login.microsoftonline.com; moto behind
-# an HTTPS front as the AWS endpoints, pods-aws.sh), and the webhook. Then the
+# an HTTPS front as the AWS endpoints, pods-aws.sh; OpenBao with kubernetes
+# auth against this cluster's apiserver and a PostgreSQL for its database
+# engine as vault.secret-injector-e2e.internal, pods-vault.sh), and the
+# webhook. Then the
 # Rust real-pod tests (tests/e2e/tests/pods/, one per store, with the checks
 # of tests/e2e/src/suite.rs) and the webhook taken down (M6). kubelet runs
 # the injected init container and sidecar from a locally built image; the
@@ -11,6 +14,7 @@
 # against the cluster's service-account key.
 #
 #   tests/e2e/pods.sh            # ends with "pods: N passed, M failed"
+#   tests/e2e/pods.sh vault      # only the Rust tests whose name has "vault" (and M6)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -22,6 +26,8 @@ source tests/cluster/lib.sh
 source tests/e2e/pods-lib.sh
 # shellcheck source=tests/e2e/pods-aws.sh
 source tests/e2e/pods-aws.sh
+# shellcheck source=tests/e2e/pods-vault.sh
+source tests/e2e/pods-vault.sh
 INTERVAL=10
 
 tests/cluster/install-deps.sh
@@ -47,8 +53,10 @@ cleanup() {
   KC_NETNS=${NETNS:-} kc_stop_pid "$W/webhook.pid" "$W/" 5 || true
   KC_NETNS=${NETNS:-} kc_stop_pid "$W/emulator.pid" "$W/" 5 || true
   KC_NETNS=${NETNS:-} kc_stop_pid "$W/moto.pid" "$W/" 5 || true
+  vault_down || true
   if [ "$failed" -gt 0 ] || [ "$rc" -ne 0 ]; then
     echo "--- aws front"; tail -20 "$W/aws-front.log" 2>/dev/null || true
+    echo "--- openbao"; tail -20 "$W/openbao.log" 2>/dev/null || true
     echo "--- tests/pods/"; tail -40 "$W/rust-pods.log" 2>/dev/null || true
   fi
   tests/cluster/cluster.sh stop "$W" >/dev/null 2>&1 || true
@@ -67,9 +75,11 @@ e2e_emulator "$W"
 # AWS in the same cluster (tests/e2e/pods-aws.sh): its front's certificate
 # goes into the sidecar image's trust with the emulator's.
 aws_certs "$W"
+vault_certs "$W"
 e2e_images "$W"
-# The AWS provider's manifests name their own busybox.
+# The AWS provider's manifests name their own busybox, the Vault provider's its nginx.
 e2e_tag_app k8s.gcr.io/e2e-test-images/busybox:1.29
+e2e_tag_app docker.mirror.hashicorp.services/nginxinc/nginx-unprivileged:latest
 
 # The webhook, registered with the apiserver; `auto` asks the apiserver (1.20: classic sidecars).
 port=$(kc_free_port)
@@ -77,7 +87,9 @@ start_webhook() {
   kc_spawn webhook "$W" "${CARGO_TARGET_DIR:-$repo/target}/debug/webhook" serve --listen "127.0.0.1:$port" \
     --self-signed --self-signed-names 127.0.0.1 --self-signed-ca-out "$W/webhook-ca.pem" \
     --sidecar-image secret-injector-sidecar:e2e --sidecar-image-pull-policy Never \
-    --native-sidecar auto --default-rotation-interval "${INTERVAL}s"
+    --native-sidecar auto --default-rotation-interval "${INTERVAL}s" \
+    --vault-address "https://$VAULT_HOST:$VAULT_PORT" \
+    --allowed-store-hosts "*.vault.azure.net,*.vault.azure.cn,*.vault.usgovcloudapi.net,*.vault.microsoftazure.de,$VAULT_HOST:$VAULT_PORT"
   for _ in $(seq 1 600); do # ready once both watches have listed
     in_ns curl -fsS --cacert "$W/webhook-ca.pem" "https://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
     sleep 0.1
@@ -116,15 +128,18 @@ sleep 2 # the apiserver picks webhook configurations up asynchronously
 # (Azure: the seed's, in `default`, which they name; AWS: its own namespace),
 # the shared checks of tests/e2e/src/suite.rs, and each store's own.
 aws_up
+vault_started=$(date +%s)
+vault_up
+echo "pods: (Vault's PostgreSQL, names and address: $(($(date +%s) - vault_started)) s)"
 cargo test --quiet -p e2e --test pods --no-run 2>/dev/null
 rust_pods() {
-  E2E_WORKDIR=$W E2E_INTERVAL=$INTERVAL E2E_AZURE_VAULT=$VAULT E2E_AZURE_TENANT=$TENANT \
+  E2E_WORKDIR=$W E2E_INTERVAL=$INTERVAL E2E_VAULT_ADMIN="https://$VAULT_IP:$VAULT_PORT" E2E_AZURE_VAULT=$VAULT E2E_AZURE_TENANT=$TENANT \
     E2E_AZURE_CLIENT=$CLIENT E2E_AZURE_SP_CLIENT=$SP_CLIENT E2E_AZURE_SP_SECRET=$SP_SECRET \
     in_ns cargo test --quiet -p e2e --test pods -- \
-    --ignored --test-threads 1 --nocapture 2>&1 | tee "$W/rust-pods.log" | grep '^pods: '
+    --ignored --test-threads 1 --nocapture ${1:+"$1"} 2>&1 | tee "$W/rust-pods.log" | grep '^pods: '
   grep -q '^test result: ok' "$W/rust-pods.log"
 }
-check "the Rust real-pod tests (tests/e2e/tests/pods/)" rust_pods
+check "the Rust real-pod tests (tests/e2e/tests/pods/)" rust_pods "${1:-}"
 
 # ----------------------------------------------- the webhook down (M6)
 # M6: opting in by label is failurePolicy Fail, so with the webhook down a

@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod azure;
+pub mod vault;
 
 /// What the shared checks ask of a store's fixture.
 pub trait Store {

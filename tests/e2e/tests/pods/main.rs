@@ -7,6 +7,7 @@
 
 mod aws;
 mod azure;
+mod vault;
 
 use std::time::Duration;
 

@@ -41,12 +41,16 @@ e2e:
 	tests/e2e/pods.sh
 	tests/e2e/install.sh
 
+# Not part of `test`: criterion, the webhook's load, the sidecar's figures,
+# then 10 minutes of our sidecar beside Vault Agent (`bao agent`) on one OpenBao.
 bench:
 	cargo bench -p secret-injector-webhook --bench mutate
 	cargo build --release -p secret-injector-webhook -p load
 	cargo build --profile sidecar -p secret-injector-sidecar
 	target/release/webhook-load
 	target/release/sidecar-bench
+	tests/venv.sh openbao-venv tests/openbao/requirements.txt
+	target/release/sidecar-bench --store vault --against-agent --duration 600s
 
 # Every fuzz target for 20 s on the stable toolchain (fuzz/README.md); not
 # part of `test`.

@@ -10,6 +10,12 @@
 //!   target/release/sidecar-bench
 //!   target/release/sidecar-bench --store aws
 //!   target/release/sidecar-bench --store vault
+//!
+//! With `--against-agent` (Vault only) it runs our sidecar beside Vault
+//! Agent (`bao agent`) against the same OpenBao for `--duration` (600 s) and
+//! prints both tools' figures, their ratio and the goals (against_agent.rs):
+//!
+//!   target/release/sidecar-bench --store vault --against-agent [--duration 60s]
 
 use std::{
     collections::BTreeMap,
@@ -21,6 +27,8 @@ use std::{
 use anyhow::{Context, bail};
 use clap::Parser;
 use kv_emulator::{Emulator, EmulatorConfig};
+
+mod against_agent;
 
 const VAULT: &str = "kv-bench";
 const TENANT: &str = "00000000-0000-0000-0000-00000000000a";
@@ -57,6 +65,29 @@ struct Args {
         default_value = "/var/cache/secret-injector/openbao-venv"
     )]
     openbao_venv: PathBuf,
+    /// With --store vault: our sidecar beside `bao agent` (Vault Agent) in one
+    /// run, both tools' figures and their ratio.
+    #[arg(long)]
+    against_agent: bool,
+    /// With --against-agent: the polling window over which CPU and RSS are
+    /// measured and changes propagated (Go-style: 600s, 10m).
+    #[arg(long, default_value = "600s", value_parser = duration)]
+    duration: Duration,
+    /// With --against-agent: the sidecar's rotation and the agent's
+    /// static_secret_render_interval, whole seconds, at least 5s (the
+    /// sidecar's minimum).
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    interval: Duration,
+    /// With --against-agent: how many times secret-0 gets a new version
+    /// during the window (fewer if the window is too short for them).
+    #[arg(long, default_value_t = 15)]
+    changes: usize,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    shared::parse_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?}: use whole seconds with units h, m, s (600s, 10m)"))
 }
 
 /// `bao server -dev` on loopback; `bao kv put` writes to it.
@@ -283,6 +314,30 @@ async fn main() -> anyhow::Result<()> {
             .join("secret-injector-sidecar"),
     };
     let secrets = args.secrets;
+    if args.against_agent {
+        if args.store != "vault" {
+            bail!("--against-agent compares with Vault Agent: use --store vault");
+        }
+        if args.interval < shared::MIN_ROTATION_INTERVAL {
+            bail!("--interval: at least 5s (the sidecar's minimum rotation)");
+        }
+        let bao = Bao::start(&args.openbao_venv)?;
+        for i in 0..secrets {
+            bao.put(&format!("secret-{i}"), &format!("value-{i}"))?;
+        }
+        return against_agent::run(
+            against_agent::Options {
+                sidecar_bin: bin,
+                bao_bin: args.openbao_venv.join("bin/bao"),
+                secrets,
+                starts: args.starts,
+                duration: args.duration,
+                interval: args.interval,
+                changes: args.changes,
+            },
+            &bao,
+        );
+    }
     let mut emulator = None;
     let mut moto = None;
     let mut bao = None;

@@ -380,7 +380,6 @@ pub fn object_id(object: &SecretObject) -> String {
         SecretRef::Aws(_) | SecretRef::Vault(_) => object.file.to_string(),
         // The GCP provider's id is the resourceName as the class writes it.
         SecretRef::Gcp(r) => r.resource_name(),
-        other => other.to_string(),
     }
 }
 

@@ -15,7 +15,8 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	tests/one-tls-stack.sh
 	# The fuzz targets live outside the workspace: type-check them so they
-	# cannot rot unseen (make fuzz runs them).
+	# cannot rot unseen (make fuzz runs them); libFuzzer needs g++.
+	tests/cluster/install-deps.sh
 	cargo check --quiet --manifest-path fuzz/Cargo.toml --bins --target-dir target/fuzz-check
 
 unit:

@@ -136,6 +136,13 @@ fn spec(objects: Value, vault: Value) -> String {
     .to_string()
 }
 
+/// [`spec`] with its own rotation interval (a running sidecar's).
+fn spec_every(objects: Value, vault: Value, rotation: &str) -> String {
+    let mut spec: Value = serde_json::from_str(&spec(objects, vault)).unwrap();
+    spec["rotation"] = json!(rotation);
+    spec.to_string()
+}
+
 fn object(file: &str, source: &str) -> Value {
     json!({"file": file, "source": source})
 }
@@ -449,16 +456,15 @@ fn the_sidecar_keeps_reading_past_its_tokens_ttl() {
     let jwt_file = work.path().join("token");
     std::fs::write(&jwt_file, issuer.token(SUBJECT, "vault")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut spec: Value = serde_json::from_str(&spec(
+    let spec = spec_every(
         json!([object("v", "vault://secret/app/rotating#v")]),
         json!({"role": "web", "authPath": "k8s-jwt"}),
-    ))
-    .unwrap();
-    spec["rotation"] = json!("5s");
+        "5s",
+    );
     let mut cmd = Command::new(SIDECAR);
     cmd.args(["run", "--dir", dir.path().to_str().unwrap()])
         .env_clear()
-        .env("SECRET_INJECTOR_SPEC", spec.to_string())
+        .env("SECRET_INJECTOR_SPEC", &spec)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     for (k, v) in login_env(&bao, &jwt_file) {
@@ -570,7 +576,7 @@ fn pg_bin(name: &str) -> PathBuf {
 
 /// As `postgres` when this runs as root (initdb refuses root).
 fn as_postgres(program: PathBuf) -> Command {
-    if rustix_is_root() {
+    if is_root() {
         let mut cmd = Command::new("runuser");
         cmd.args(["-u", "postgres", "--"]).arg(program);
         cmd
@@ -579,7 +585,7 @@ fn as_postgres(program: PathBuf) -> Command {
     }
 }
 
-fn rustix_is_root() -> bool {
+fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| {
             s.lines()
@@ -595,7 +601,7 @@ impl Postgres {
         let data = dir.path().join("data");
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, PG_SUPERUSER_PASSWORD).unwrap();
-        if rustix_is_root() {
+        if is_root() {
             let ok = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
                 .arg(dir.path())
@@ -754,10 +760,7 @@ fn dynamic_credentials_are_renewed_replaced_before_the_cap_and_revoked_on_shutdo
         object("username", "vault://database/creds/app#username"),
         object("password", "vault://database/creds/app#password"),
     ]);
-    let mut spec: Value =
-        serde_json::from_str(&spec(objects, json!({"revokeOnShutdown": true}))).unwrap();
-    spec["rotation"] = json!("30s");
-    let spec = spec.to_string();
+    let spec = spec_every(objects, json!({"revokeOnShutdown": true}), "30s");
     let dir = tempfile::tempdir().unwrap();
 
     let out = fetch_once(dir.path(), &spec, &root_env(&bao));
@@ -832,9 +835,7 @@ fn without_revoke_the_credentials_outlive_the_sidecar() {
         object("username", "vault://database/creds/app#username"),
         object("password", "vault://database/creds/app#password"),
     ]);
-    let mut spec: Value = serde_json::from_str(&spec(objects, json!({}))).unwrap();
-    spec["rotation"] = json!("5s");
-    let spec = spec.to_string();
+    let spec = spec_every(objects, json!({}), "5s");
     let dir = tempfile::tempdir().unwrap();
     let child = run_sidecar(dir.path(), &spec, &root_env(&bao));
     assert!(wait_until(Duration::from_secs(10), || dir
@@ -901,9 +902,7 @@ fn certificates_are_issued_by_a_write_and_reissued_before_expiration() {
         object("tls.crt", &format!("{issue}#certificate")),
         object("tls.key", &format!("{issue}#private_key")),
     ]);
-    let mut spec: Value = serde_json::from_str(&spec(objects, json!({}))).unwrap();
-    spec["rotation"] = json!("1m");
-    let spec = spec.to_string();
+    let spec = spec_every(objects, json!({}), "1m");
     let dir = tempfile::tempdir().unwrap();
     let child = run_sidecar(dir.path(), &spec, &root_env(&bao));
     let written = wait_until(Duration::from_secs(10), || {

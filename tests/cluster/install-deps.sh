@@ -38,6 +38,10 @@ CLUSTER_PKGS=(
 STORE_PKGS=(
   postgresql postgresql-client
 )
+# The fuzz targets' libFuzzer is C++ (make lint type-checks them, make fuzz runs them).
+FUZZ_PKGS=(
+  g++
+)
 
 DEBSRC_FILE=/etc/apt/sources.list.d/debian-src.sources
 
@@ -79,7 +83,7 @@ SRC
 fi
 
 missing=()
-for p in "${APISERVER_PKGS[@]}" "${CLUSTER_PKGS[@]}" "${STORE_PKGS[@]}"; do
+for p in "${APISERVER_PKGS[@]}" "${CLUSTER_PKGS[@]}" "${STORE_PKGS[@]}" "${FUZZ_PKGS[@]}"; do
   is_installed "$p" || missing+=("$p")
 done
 

@@ -512,23 +512,12 @@ impl Provider for VaultProvider {
     async fn fetch(
         &self,
         source: &SecretRef,
-        _format: Option<shared::ObjectFormat>,
+        format: Option<shared::ObjectFormat>,
     ) -> Result<Fetched, FetchError> {
-        match source {
-            SecretRef::Vault(r) => {
-                let keyless = VaultRef {
-                    key: None,
-                    ..r.clone()
-                };
-                self.fetch_group(&keyless, &[r])
-                    .await
-                    .pop()
-                    .unwrap_or_else(|| Err(FetchError::Invalid("no answer".into())))
-            }
-            other => Err(FetchError::Unsupported(
-                format!("{other} is not a Vault reference").into(),
-            )),
-        }
+        self.fetch_batch(&[(source.clone(), format)], 1)
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(FetchError::Invalid("no answer".into())))
     }
 
     /// One request per path, however many keys of it are asked: dynamic
